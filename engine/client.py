@@ -1,0 +1,282 @@
+"""The integrator.io API client: one ``httpx.AsyncClient``, retries, rate limit, error mapping.
+
+Retrying is only done where repeating is safe:
+
+- GET, PUT and DELETE are idempotent (a DELETE whose first answer was lost and whose retry
+  finds nothing has succeeded).
+- POST carries an ``Idempotency-Key`` that stays the same across its retries, so a retry
+  after a lost answer returns the first document instead of creating a second.
+- A PATCH with ``test`` operations whose retry fails its test (409) is checked against the
+  document: if every change it makes is already there, the first attempt was applied.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+import jsonpointer
+import stamina
+import structlog
+from aiolimiter import AsyncLimiter
+
+from engine.errors import (
+    ApiError,
+    ApiUnavailable,
+    Conflict,
+    NotFound,
+    RateLimited,
+    ServerError,
+    error_for_status,
+)
+
+Document = dict[str, Any]
+Patch = list[dict[str, Any]] | dict[str, Any]
+
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+
+log = structlog.get_logger("smartconnector.api")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard the client tries before giving up (SPEC §5: ≥ 8 tries within ~60 s)."""
+
+    attempts: int = 10
+    budget: float = 60.0
+    wait_initial: float = 0.1
+    wait_max: float = 5.0
+    wait_jitter: float = 0.5
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """The platform's leaky bucket: ``burst`` requests, refilling at ``rate`` per second."""
+
+    rate: float = 300.0
+    burst: float = 1000.0
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _should_retry(exc: Exception) -> bool | float:
+    """stamina's backoff hook: which failures are worth another try, and how soon."""
+    if isinstance(exc, RateLimited):
+        return exc.retry_after if exc.retry_after is not None else True
+    return isinstance(exc, ServerError | httpx.TransportError)
+
+
+def _already_applied(doc: Any, ops: list[dict[str, Any]]) -> bool:
+    """Whether every change in ``ops`` is present in ``doc`` (tests are ignored)."""
+    missing = object()
+    for op in ops:
+        kind, path = op.get("op"), op.get("path", "")
+        if kind == "test":
+            continue
+        if kind in ("add", "replace"):
+            if path.endswith("/-"):
+                return False
+            if jsonpointer.resolve_pointer(doc, path, missing) != op.get("value"):
+                return False
+        elif kind == "remove":
+            if jsonpointer.resolve_pointer(doc, path, missing) is not missing:
+                return False
+        else:
+            return False
+    return True
+
+
+class ApiClient:
+    """Async client for the Integration API and the resources a connector creates.
+
+    ``resource`` is one of ``integrations``, ``connections``, ``exports``, ``imports``,
+    ``flows``. Documents are plain dicts; failures raise the :mod:`engine.errors` tree.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        rate_limit: RateLimit | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        limit = rate_limit or RateLimit()
+        self._limiter = AsyncLimiter(limit.burst, limit.burst / limit.rate)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            transport=transport,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        )
+        #: Requests sent, retries included: what the benchmarks and tests count.
+        self.requests_sent = 0
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- resources ------------------------------------------------------------------------
+
+    async def list(self, resource: str, **filters: str) -> list[Document]:
+        """Every document of ``resource`` matching ``filters``, following ``Link: rel=next``."""
+        documents: list[Document] = []
+        url: str | None = f"/{resource}"
+        params: Mapping[str, str] | None = filters or None
+        while url is not None:
+            response = await self._send("GET", url, params=params)
+            documents.extend(response.json())
+            url = response.links.get("next", {}).get("url")
+            params = None
+        return documents
+
+    async def get(self, resource: str, id: str) -> Document:
+        return (await self._send("GET", f"/{resource}/{id}")).json()  # type: ignore[no-any-return]
+
+    async def create(self, resource: str, doc: Document) -> Document:
+        key = secrets.token_hex(16)
+        response = await self._send(
+            "POST", f"/{resource}", json=doc, headers={"Idempotency-Key": key}
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def replace(self, resource: str, id: str, doc: Document) -> Document:
+        return (await self._send("PUT", f"/{resource}/{id}", json=doc)).json()  # type: ignore[no-any-return]
+
+    async def patch(self, resource: str, id: str, ops: Patch) -> Document:
+        """A JSON Patch (a list of operations) or a merge patch (a dict)."""
+        path = f"/{resource}/{id}"
+        content_type = JSON_PATCH if isinstance(ops, list) else MERGE_PATCH
+        try:
+            response = await self._send(
+                "PATCH", path, json=ops, headers={"Content-Type": content_type}
+            )
+        except Conflict as exc:
+            if not isinstance(ops, list) or exc.attempt == 1:
+                raise
+            current = await self.get(resource, id)
+            if not _already_applied(current, ops):
+                raise
+            log.debug("patch already applied", path=path)
+            return current
+        return response.json()  # type: ignore[no-any-return]
+
+    async def delete(self, resource: str, id: str) -> None:
+        try:
+            await self._send("DELETE", f"/{resource}/{id}")
+        except NotFound as exc:
+            if exc.attempt == 1:
+                raise
+
+    # -- application-scoped integration actions (second seed) -----------------------------
+
+    async def application_get(self, application_id: str, integration_id: str) -> Document:
+        path = f"/applications/{application_id}/integrations/{integration_id}"
+        return (await self._send("GET", path)).json()  # type: ignore[no-any-return]
+
+    async def application_patch(
+        self, application_id: str, integration_id: str, changes: Document
+    ) -> Document:
+        path = f"/applications/{application_id}/integrations/{integration_id}"
+        return (await self._send("PATCH", path, json=changes)).json()  # type: ignore[no-any-return]
+
+    async def application_delete(self, application_id: str, integration_id: str) -> None:
+        path = f"/applications/{application_id}/integrations/{integration_id}"
+        await self._send("DELETE", path)
+
+    # -- transport ------------------------------------------------------------------------
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """One logical request: rate-limited, retried where safe, errors mapped."""
+        policy = self.retry
+        attempt_no = 0
+        try:
+            async for attempt in stamina.retry_context(
+                on=_should_retry,
+                attempts=policy.attempts,
+                timeout=policy.budget,
+                wait_initial=policy.wait_initial,
+                wait_max=policy.wait_max,
+                wait_jitter=policy.wait_jitter,
+            ):
+                with attempt:
+                    attempt_no += 1
+                    if attempt_no > 1:
+                        log.info("retrying request", method=method, path=path, attempt=attempt_no)
+                    return await self._attempt(method, path, json, params, headers, attempt_no)
+        except httpx.TransportError as exc:
+            raise ApiUnavailable(
+                f"{method} {path}: API unreachable after {attempt_no} attempts"
+                f" ({type(exc).__name__})",
+                method=method,
+                path=path,
+            ) from None
+        raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        attempt_no: int,
+    ) -> httpx.Response:
+        await self._limiter.acquire()
+        self.requests_sent += 1
+        response = await self._http.request(method, path, json=json, params=params, headers=headers)
+        if response.is_success:
+            return response
+        error = self._error(method, path, response)
+        error.attempt = attempt_no
+        raise error
+
+    @staticmethod
+    def _error(method: str, path: str, response: httpx.Response) -> ApiError:
+        try:
+            body = response.json()
+            errors = body.get("errors") if isinstance(body, dict) else None
+        except ValueError:
+            errors = None
+        if not isinstance(errors, list):
+            errors = [{"code": str(response.status_code), "message": response.reason_phrase}]
+        return error_for_status(
+            response.status_code,
+            method=method,
+            path=path,
+            errors=[e for e in errors if isinstance(e, dict)],
+            retry_after=_retry_after(response),
+        )

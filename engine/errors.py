@@ -1,0 +1,191 @@
+"""Every error smartconnector raises, in one tree.
+
+::
+
+    SmartConnectorError                exit 1
+    ├── BadInput                       exit 2   bad connector, document or usage; nothing changed
+    │   ├── ConnectorInvalid                    connector.json / functions.py cannot be used
+    │   └── DocumentInvalid                     an integration document fails validation
+    ├── ApiError                                an HTTP answer we cannot use (method, path, status)
+    │   ├── BadRequest              400  exit 2
+    │   ├── AuthenticationFailed    401  exit 3
+    │   ├── PermissionDenied        403  exit 3
+    │   ├── NotFound                404  exit 6
+    │   ├── Conflict                409  exit 4
+    │   ├── Unprocessable           422  exit 2
+    │   ├── RateLimited             429  exit 5
+    │   └── ServerError             5xx  exit 5
+    ├── ApiUnavailable                 exit 5   transport failures outlasted the retry budget
+    ├── LeaseHeld                      exit 4   another run holds the integration
+    ├── IllegalTransition              exit 1   the state machine refused a trigger
+    ├── StepFailed                     exit 1   a connector function raised; resumable
+    ├── WaitingForUser                 exit 7   a step needs a person (UserActionRequired)
+    └── Interrupted                    exit 130 Ctrl-C; resumable
+
+HTTP statuses are mapped to this tree once, in the API client (:func:`error_for_status`).
+Messages never contain tokens: the client builds them from method, path and the server's
+``errors[]`` only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class SmartConnectorError(Exception):
+    """Base of every error; ``exit_code`` is what the CLI exits with."""
+
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context = {k: v for k, v in context.items() if v is not None}
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BadInput(SmartConnectorError):
+    """Input that cannot be used; nothing was changed."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, field: str | None = None, **context: Any) -> None:
+        super().__init__(message, field=field, **context)
+        self.field = field
+
+
+class ConnectorInvalid(BadInput):
+    """A connector directory, manifest or functions module that cannot be used."""
+
+
+class DocumentInvalid(BadInput):
+    """An integration document that does not validate."""
+
+
+class ApiError(SmartConnectorError):
+    """The API answered with a status we cannot use."""
+
+    exit_code = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        path: str,
+        status: int | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message, method=method, path=path, status=status)
+        self.method = method
+        self.path = path
+        self.status = status
+        self.errors = errors or []
+        #: Which try of the request got this answer; after a retry a 404 or 409 may
+        #: only mean the first, unanswered try took effect.
+        self.attempt = 1
+
+
+class BadRequest(ApiError):
+    exit_code = 2
+
+
+class AuthenticationFailed(ApiError):
+    exit_code = 3
+
+
+class PermissionDenied(ApiError):
+    exit_code = 3
+
+
+class NotFound(ApiError):
+    exit_code = 6
+
+
+class Conflict(ApiError):
+    exit_code = 4
+
+
+class Unprocessable(ApiError):
+    exit_code = 2
+
+
+class RateLimited(ApiError):
+    exit_code = 5
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class ServerError(ApiError):
+    exit_code = 5
+
+
+class ApiUnavailable(SmartConnectorError):
+    """The API could not be reached (timeouts, resets) within the retry budget."""
+
+    exit_code = 5
+
+
+class LeaseHeld(SmartConnectorError):
+    """Another run holds the integration's lease."""
+
+    exit_code = 4
+
+
+class IllegalTransition(SmartConnectorError):
+    """A trigger that the current state does not allow."""
+
+
+class StepFailed(SmartConnectorError):
+    """A connector function raised; the integration is left resumable."""
+
+
+class WaitingForUser(SmartConnectorError):
+    """A step needs a person to act before ``resume`` can go on."""
+
+    exit_code = 7
+
+    def __init__(self, message: str, *, url: str | None = None, **context: Any) -> None:
+        super().__init__(message, url=url, **context)
+        self.url = url
+
+
+class Interrupted(SmartConnectorError):
+    """The run was interrupted (Ctrl-C) after recording its progress."""
+
+    exit_code = 130
+
+
+_STATUS_ERRORS: dict[int, type[ApiError]] = {
+    400: BadRequest,
+    401: AuthenticationFailed,
+    403: PermissionDenied,
+    404: NotFound,
+    409: Conflict,
+    413: BadRequest,
+    422: Unprocessable,
+    429: RateLimited,
+}
+
+
+def error_for_status(
+    status: int,
+    *,
+    method: str,
+    path: str,
+    errors: list[dict[str, Any]],
+    retry_after: float | None = None,
+) -> ApiError:
+    """The one place an HTTP status becomes an exception."""
+    detail = "; ".join(str(e.get("message") or e.get("code") or "") for e in errors) or "no detail"
+    message = f"{method} {path} → {status}: {detail}"
+    if status == 429:
+        return RateLimited(
+            message, method=method, path=path, status=status, errors=errors, retry_after=retry_after
+        )
+    cls = _STATUS_ERRORS.get(status, ServerError if status >= 500 else ApiError)
+    return cls(message, method=method, path=path, status=status, errors=errors)

@@ -1,0 +1,202 @@
+"""Typed views of the integration document and the connector manifest.
+
+camelCase on the wire, snake_case in Python. Types are strict (``completed: "yes"`` and
+``version: 1`` are errors, not coerced) and unknown fields are kept, so a document read,
+changed and written back loses nothing the platform or another tool put there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from engine.errors import BadInput
+
+Mode = Literal["install", "settings", "uninstall"]
+MODES: tuple[str, ...] = ("install", "settings", "uninstall")
+
+#: Largest document (serialised) the engine accepts, as the platform's request limit.
+MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
+#: Largest single string in a modelled field; real names and URLs are far shorter.
+MAX_FIELD_CHARS = 64 * 1024
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+FunctionName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Text = Annotated[str, StringConstraints(max_length=MAX_FIELD_CHARS)]
+
+
+class WireModel(BaseModel):
+    """Strict, alias-first, keeps unknown fields."""
+
+    model_config = ConfigDict(
+        strict=True,
+        extra="allow",
+        populate_by_name=True,
+        serialize_by_alias=True,
+        validate_by_alias=True,
+        validate_by_name=True,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The document as JSON-ready camelCase, with exactly the fields it was given."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+class StepPolicy(WireModel):
+    """How a step's function is run: its timeout and how often a retryable error is retried."""
+
+    timeout: Annotated[float, Field(gt=0)] | None = None
+    retries: Annotated[int, Field(ge=0, le=100)] = 0
+    retry_delay: Annotated[float, Field(ge=0, alias="retryDelay")] = 1.0
+
+
+class InstallStep(WireModel):
+    """One entry of an integration's ``install`` list."""
+
+    name: Name
+    description: Text | None = None
+    image_url: Text | None = Field(default=None, alias="imageURL")
+    completed: bool = False
+    installer_function: FunctionName = Field(alias="installerFunction")
+    uninstaller_function: FunctionName = Field(alias="uninstallerFunction")
+    connection_id: Text | None = Field(default=None, alias="_connectionId")
+    install_url: Text | None = Field(default=None, alias="installURL")
+    policy: StepPolicy | None = None
+
+
+class Integration(WireModel):
+    """A SmartConnector integration document."""
+
+    id: Text | None = Field(default=None, alias="_id")
+    last_modified: Text | None = Field(default=None, alias="lastModified")
+    name: Text | None = None
+    connector_id: Text | None = Field(default=None, alias="_connectorId")
+    mode: Mode
+    install: list[InstallStep]
+    settings: dict[str, Any] | None = None
+    version: Text | None = None
+    update_in_progress: bool = Field(default=False, alias="updateInProgress")
+
+
+class ConnectorManifest(WireModel):
+    """``connector.json``: what a connector installs and which functions do it."""
+
+    name: Name
+    connector_id: Name = Field(alias="_connectorId")
+    version: Name
+    installer_function: FunctionName | None = Field(default=None, alias="installerFunction")
+    update_function: FunctionName | None = Field(default=None, alias="updateFunction")
+    pre_uninstall_function: FunctionName | None = Field(default=None, alias="preUninstallFunction")
+    uninstaller_function: FunctionName | None = Field(default=None, alias="uninstallerFunction")
+    persist_settings_function: FunctionName | None = Field(
+        default=None, alias="persistSettingsFunction"
+    )
+    install: list[InstallStep]
+    settings: dict[str, Any] = Field(default_factory=dict)
+    functions: Text | None = None
+
+    def function_names(self) -> list[tuple[str, str]]:
+        """Every function the manifest names, as ``(field path, function name)``."""
+        names: list[tuple[str, str]] = []
+        for alias in (
+            "installerFunction",
+            "updateFunction",
+            "preUninstallFunction",
+            "uninstallerFunction",
+            "persistSettingsFunction",
+        ):
+            value = getattr(self, _FIELD_BY_ALIAS[alias])
+            if value is not None:
+                names.append((alias, value))
+        for i, step in enumerate(self.install):
+            names.append((f"install[{i}].installerFunction", step.installer_function))
+            names.append((f"install[{i}].uninstallerFunction", step.uninstaller_function))
+        return names
+
+
+_FIELD_BY_ALIAS = {
+    (info.alias or name): name for name, info in ConnectorManifest.model_fields.items()
+}
+
+M = TypeVar("M", bound=WireModel)
+
+
+def field_path(loc: Sequence[int | str]) -> str:
+    """``("install", 2, "completed")`` → ``install[2].completed``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(document)"
+
+
+def parse(model: type[M], data: Any, *, what: str, error: type[BadInput] = BadInput) -> M:
+    """Validate ``data`` as ``model``; a failure names the field, e.g. ``install[2].name``."""
+    if not isinstance(data, dict):
+        raise error(
+            f"{what}: expected a JSON object, got {type(data).__name__}", field="(document)"
+        )
+    size = len(json.dumps(data, separators=(",", ":")))
+    if size > MAX_DOCUMENT_BYTES:
+        raise error(
+            f"{what}: document is {size} bytes, over the {MAX_DOCUMENT_BYTES} byte limit"
+            f" (largest field: {_largest_field(data)})",
+            field=_largest_field(data),
+        )
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = field_path(first["loc"])
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise error(f"{what}: {path}: {first['msg']}{more}", field=path) from None
+    _check_unique_step_names(parsed, what, error)
+    return parsed
+
+
+def _check_unique_step_names(parsed: WireModel, what: str, error: type[BadInput]) -> None:
+    steps = getattr(parsed, "install", None)
+    if not steps:
+        return
+    seen: dict[str, int] = {}
+    for i, step in enumerate(steps):
+        if step.name in seen:
+            path = f"install[{i}].name"
+            raise error(
+                f"{what}: {path}: duplicate step name {step.name!r}"
+                f" (also install[{seen[step.name]}].name)",
+                field=path,
+            )
+        seen[step.name] = i
+
+
+def _largest_field(data: Any, path: tuple[int | str, ...] = ()) -> str:
+    best_path, best_size = path, -1
+    items: list[tuple[int | str, Any]]
+    if isinstance(data, dict):
+        items = list(data.items())
+    elif isinstance(data, list):
+        items = list(enumerate(data))
+    else:
+        return field_path(path)
+    for key, value in items:
+        size = len(json.dumps(value))
+        if size > best_size:
+            best_path, best_size = (*path, key), size
+    if best_size < 0:
+        return field_path(path)
+    nested = _dig(data, best_path[len(path) :])
+    if isinstance(nested, dict | list):
+        return _largest_field(nested, best_path)
+    return field_path(best_path)
+
+
+def _dig(data: Any, keys: tuple[int | str, ...]) -> Any:
+    for key in keys:
+        data = data[key]
+    return data
