@@ -1,0 +1,72 @@
+"""Where the engine works: home directory, API endpoint and token, resolved once.
+
+With no API URL the engine talks to the embedded sandbox in ``$SMARTCONNECTOR_HOME``
+through httpx's ASGI transport: the same client code as for a remote server, no port.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from engine.client import ApiClient, RetryPolicy
+from engine.errors import BadInput
+
+EMBEDDED_URL = "http://embedded.sandbox/v1"
+EMBEDDED_TOKEN_LABEL = "embedded"
+ADMIN_SCOPES = ["all.User"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved options (CLI flag, else environment variable, else default)."""
+
+    home: Path = field(default_factory=lambda: Path(".smartconnector"))
+    api_url: str | None = None
+    token: str | None = field(default=None, repr=False)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @property
+    def embedded(self) -> bool:
+        return self.api_url is None
+
+    @property
+    def sandbox_db(self) -> Path:
+        return self.home / "sandbox.db"
+
+
+def read_token(token_file: Path | None) -> str | None:
+    """The API token from ``--token-file`` or ``SMARTCONNECTOR_API_TOKEN``; never from argv."""
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise BadInput(
+                f"--token-file: cannot read {token_file}: {exc.strerror}", field="--token-file"
+            ) from None
+        if not token:
+            raise BadInput(f"--token-file: {token_file} is empty", field="--token-file")
+        return token
+    return os.environ.get("SMARTCONNECTOR_API_TOKEN") or None
+
+
+def open_client(settings: Settings) -> ApiClient:
+    """An API client for ``settings``: a remote API, or the embedded sandbox."""
+    if not settings.embedded:
+        if not settings.token:
+            raise BadInput(
+                "--api-url is set but no token: set SMARTCONNECTOR_API_TOKEN or --token-file",
+                field="token",
+            )
+        assert settings.api_url is not None
+        return ApiClient(settings.api_url, settings.token, retry=settings.retry)
+    from sandbox import Store, create_app  # the embedded default only
+
+    store = Store(settings.sandbox_db)
+    store.forget_tokens(EMBEDDED_TOKEN_LABEL, older_than=24 * 3600)
+    token = store.create_token(ADMIN_SCOPES, label=EMBEDDED_TOKEN_LABEL)
+    transport = httpx.ASGITransport(app=create_app(store))
+    return ApiClient(EMBEDDED_URL, token, transport=transport, retry=settings.retry)

@@ -1,0 +1,90 @@
+"""The local journal: which function runs succeeded, with their results, fsync'd.
+
+A function whose success is journalled is never run again, even when the process died
+before the PATCH that records it reached the API: resume replays the journalled result.
+The journal also remembers which connector directory installed which integration.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    key TEXT PRIMARY KEY,
+    integration_id TEXT NOT NULL,
+    step TEXT,
+    function TEXT NOT NULL,
+    status TEXT NOT NULL,
+    result TEXT,
+    message TEXT,
+    started REAL NOT NULL,
+    finished REAL
+);
+CREATE TABLE IF NOT EXISTS connectors (
+    integration_id TEXT PRIMARY KEY,
+    directory TEXT NOT NULL
+);
+"""
+
+
+class Journal:
+    """SQLite in WAL mode with ``synchronous=FULL``: a recorded success survives ``kill -9``."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA busy_timeout = 10000")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def succeeded(self, key: str) -> dict[str, Any] | None:
+        """The recorded result of the run with ``key``, if it succeeded."""
+        row = self._db.execute(
+            "SELECT result FROM runs WHERE key = ? AND status = 'succeeded'", (key,)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def started(self, key: str, integration_id: str, step: str | None, function: str) -> None:
+        self._db.execute(
+            "INSERT INTO runs (key, integration_id, step, function, status, started)"
+            " VALUES (?, ?, ?, ?, 'running', ?)"
+            " ON CONFLICT (key) DO UPDATE SET status = 'running', started = excluded.started",
+            (key, integration_id, step, function, time.time()),
+        )
+
+    def finished(
+        self, key: str, status: str, *, result: Any = None, message: str | None = None
+    ) -> None:
+        self._db.execute(
+            "UPDATE runs SET status = ?, result = ?, message = ?, finished = ? WHERE key = ?",
+            (status, json.dumps(result), message, time.time(), key),
+        )
+
+    def remember_connector(self, integration_id: str, directory: Path) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO connectors VALUES (?, ?)", (integration_id, str(directory))
+        )
+
+    def connector_directory(self, integration_id: str) -> Path | None:
+        row = self._db.execute(
+            "SELECT directory FROM connectors WHERE integration_id = ?", (integration_id,)
+        ).fetchone()
+        return Path(row[0]) if row else None
+
+    def runs(self, integration_id: str) -> list[dict[str, Any]]:
+        cursor = self._db.execute(
+            "SELECT key, step, function, status, message FROM runs WHERE integration_id = ?"
+            " ORDER BY started",
+            (integration_id,),
+        )
+        names = [c[0] for c in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]

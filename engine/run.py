@@ -1,0 +1,249 @@
+"""One integration's run: calls its functions in order and writes after every transition."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from engine.client import ApiClient, Document
+from engine.errors import (
+    BadInput,
+    DocumentInvalid,
+    Interrupted,
+    StepFailed,
+    WaitingForUser,
+)
+from engine.invoke import invoke
+from engine.journal import Journal
+from engine.machine import Mode, ModeMachine, Trigger
+from engine.models import InstallStep, Integration, parse
+from engine.writer import RUN_FIELD, DocumentWriter, Op, pointer
+from installers import Connector, StepContext, StepResult, UserActionRequired
+
+#: Called with (event, step name or None, function name, seconds or None) as a run goes.
+StepObserver = Callable[[str, str | None, str, float | None], None]
+
+
+def idempotency_key(integration_id: str, phase: str, function: str, step: str | None) -> str:
+    """Stable for every retry and resume of the same call, unique across integrations."""
+    raw = "\x1f".join((integration_id, phase, function, step or ""))
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+class IntegrationRun:
+    """Drives one integration; the shared :class:`ModeMachine` holds its ``state``."""
+
+    state: Any
+
+    def __init__(
+        self,
+        *,
+        writer: DocumentWriter,
+        connector: Connector,
+        api: ApiClient,
+        journal: Journal,
+        machine: ModeMachine,
+        stop: asyncio.Event,
+        observe: StepObserver,
+    ) -> None:
+        self.writer = writer
+        self.connector = connector
+        self.api = api
+        self.journal = journal
+        self.machine = machine
+        self.stop = stop
+        self.observe = observe
+        self.log = structlog.get_logger("smartconnector.run").bind(integration_id=writer.id)
+
+    @property
+    def doc(self) -> Document:
+        return self.writer.doc
+
+    def integration(self) -> Integration:
+        return parse(
+            Integration, self.doc, what=f"integration {self.writer.id}", error=DocumentInvalid
+        )
+
+    # -- transitions ----------------------------------------------------------------------
+
+    async def persist(self, trigger: Trigger, source: Mode, dest: Mode) -> None:
+        """Write a mode change before it takes effect (called by the machine)."""
+        self.log.info("mode change", source=source.value, dest=dest.value)
+        if trigger is Trigger.FINISH_INSTALL:
+            await self.writer.write(
+                [
+                    {"op": "replace", "path": "/mode", "value": dest.value},
+                    {"op": "remove", "path": pointer(RUN_FIELD)},
+                ],
+                release=True,
+            )
+        elif trigger is Trigger.START_UNINSTALL:
+            await self.writer.write(
+                [
+                    {"op": "replace", "path": "/mode", "value": dest.value},
+                    {"op": "add", "path": pointer(RUN_FIELD, "done"), "value": {}},
+                ]
+            )
+        else:
+            await self.api.delete("integrations", self.writer.id)
+
+    # -- the two directions -----------------------------------------------------------------
+
+    async def install(self) -> None:
+        manifest = self.connector.manifest
+        if manifest.installer_function:
+            await self._connector_function(
+                "installerFunction", manifest.installer_function, "installer"
+            )
+        for index, step in enumerate(self.integration().install):
+            if not step.completed:
+                result = await self._call(step.installer_function, step, "install")
+                await self.writer.write(self._step_ops(index, step, True, result))
+        await self.machine.fire(self, Trigger.FINISH_INSTALL)
+
+    async def uninstall(self) -> None:
+        if self.machine.mode(self) is not Mode.UNINSTALL:
+            await self.machine.fire(self, Trigger.START_UNINSTALL)
+        manifest = self.connector.manifest
+        if manifest.pre_uninstall_function:
+            await self._connector_function(
+                "preUninstallFunction", manifest.pre_uninstall_function, "uninstall"
+            )
+        steps = self.integration().install
+        for index in reversed(range(len(steps))):
+            step = self.integration().install[index]
+            if step.completed:
+                result = await self._call(step.uninstaller_function, step, "uninstall")
+                await self.writer.write(self._step_ops(index, step, False, result))
+        if manifest.uninstaller_function:
+            await self._connector_function(
+                "uninstallerFunction", manifest.uninstaller_function, "uninstall"
+            )
+        await self.machine.fire(self, Trigger.REMOVE)
+
+    # -- calling functions ----------------------------------------------------------------
+
+    async def _connector_function(self, kind: str, function: str, phase: str) -> None:
+        if self.writer.state.get("done", {}).get(kind):
+            return
+        result = await self._call(function, None, phase)
+        ops = [{"op": "add", "path": pointer(RUN_FIELD, "done", kind), "value": True}]
+        await self.writer.write(ops + self._updates(result, exclude=None))
+
+    async def _call(self, function: str, step: InstallStep | None, phase: str) -> StepResult:
+        """Run ``function`` once per success: replay a journalled result instead of rerunning."""
+        if self.stop.is_set():
+            await self.writer.write([], release=True)
+            raise Interrupted(
+                f"interrupted; run `smartconnector resume {self.writer.id}` to go on",
+                integration_id=self.writer.id,
+            )
+        name = step.name if step else None
+        key = idempotency_key(self.writer.id, phase, function, name)
+        recorded = self.journal.succeeded(key)
+        if recorded is not None:
+            self.log.info("replaying journalled result", step=name, function=function)
+            return StepResult(recorded.get("stepsToUpdate", []))
+        registered = self.connector.registry.get(function)
+        if registered is None:  # validated before the run; a changed document can still miss
+            raise BadInput(
+                f"function {function!r} is not in registry {self.connector.registry.name!r}",
+                field=function,
+            )
+        log = self.log.bind(step=name, function=function, mode=self.doc.get("mode"))
+        ctx = StepContext(
+            integration=self.integration(),
+            step=step,
+            api=self.api,
+            idempotency_key=key,
+            log=log,
+            settings=dict(self.doc.get("settings") or {}),
+        )
+        self.journal.started(key, self.writer.id, name, function)
+        self.observe("started", name, function, None)
+        began = time.monotonic()
+        try:
+            result = await invoke(registered, ctx, step.policy if step else None)
+        except UserActionRequired as exc:
+            await self._stop_for(key, "waiting", name, function, exc.message, exc.url)
+            raise WaitingForUser(
+                f"step {name or '(connector)'!r} waits for you: {exc.message}",
+                url=exc.url,
+                integration_id=self.writer.id,
+                step=name,
+                function=function,
+            ) from None
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            await self._stop_for(key, "error", name, function, message, None)
+            raise StepFailed(
+                f"step {name or '(connector)'!r}: function {function!r} failed: {message}",
+                integration_id=self.writer.id,
+                step=name,
+                function=function,
+            ) from exc
+        self.journal.finished(key, "succeeded", result=result.to_wire())
+        seconds = time.monotonic() - began
+        self.observe("succeeded", name, function, seconds)
+        log.info("function succeeded", seconds=round(seconds, 3))
+        return result
+
+    async def _stop_for(
+        self,
+        key: str,
+        status: str,
+        step: str | None,
+        function: str,
+        message: str,
+        url: str | None,
+    ) -> None:
+        """Record why the run stops, in the journal and the document, and free the lease."""
+        self.journal.finished(key, status, message=message)
+        self.observe(status, step, function, None)
+        record = {"step": step, "function": function, "message": message}
+        if url is not None:
+            record["url"] = url
+        await self.writer.write(
+            [{"op": "add", "path": pointer(RUN_FIELD, status), "value": record}], release=True
+        )
+
+    # -- patches --------------------------------------------------------------------------
+
+    def _step_ops(
+        self, index: int, step: InstallStep, completed: bool, result: StepResult
+    ) -> list[Op]:
+        ops: list[Op] = [
+            {"op": "test", "path": pointer("install", index, "name"), "value": step.name},
+            *self._updates(result, exclude=step.name),
+            {"op": "replace", "path": pointer("install", index, "completed"), "value": completed},
+        ]
+        for stale in ("waiting", "error"):
+            if stale in self.writer.state:
+                ops.append({"op": "remove", "path": pointer(RUN_FIELD, stale)})
+        return ops
+
+    def _updates(self, result: StepResult, *, exclude: str | None) -> list[Op]:
+        """``stepsToUpdate`` as patch operations, each checked against the step model."""
+        steps = self.doc.get("install") or []
+        index_of = {s.get("name"): i for i, s in enumerate(steps) if isinstance(s, dict)}
+        ops: list[Op] = []
+        for update in result.steps_to_update:
+            name = update["name"]
+            if name not in index_of:
+                raise StepFailed(
+                    f"stepsToUpdate names unknown step {name!r}", integration_id=self.writer.id
+                )
+            i = index_of[name]
+            merged = {**steps[i], **update}
+            parse(InstallStep, merged, what=f"stepsToUpdate for {name!r}", error=DocumentInvalid)
+            ops += [
+                {"op": "add", "path": pointer("install", i, field), "value": value}
+                for field, value in update.items()
+                if field != "name" and not (name == exclude and field == "completed")
+            ]
+        return ops

@@ -1,0 +1,239 @@
+"""The engine's operations: install, resume, uninstall, status, plan.
+
+Every operation validates everything it can before it changes anything: a refused run
+(bad input, a lease held elsewhere, a missing scope) has called no connector function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.client import ApiClient, Document
+from engine.errors import BadInput, ConnectorInvalid, DocumentInvalid, SmartConnectorError
+from engine.journal import Journal
+from engine.machine import Mode, ModeMachine
+from engine.models import Integration, parse
+from engine.run import IntegrationRun, StepObserver
+from engine.writer import RUN_FIELD, DocumentWriter, Owner, run_state
+from installers import Connector, find_installed, load_connector
+
+
+def _ignore(event: str, step: str | None, function: str, seconds: float | None) -> None:
+    """The default observer: the runs' structlog events say enough."""
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    name: str
+    function: str
+    origin: str
+    completed: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an install would do, in order, with where each function is defined."""
+
+    connector: str
+    version: str
+    steps: list[PlannedStep]
+
+
+def status_of(doc: Document) -> dict[str, Any]:
+    """``status --json``'s shape (SPEC §4)."""
+    install = doc.get("install")
+    steps = install if isinstance(install, list) else []
+    return {
+        "_id": doc.get("_id"),
+        "mode": doc.get("mode"),
+        "version": doc.get("version"),
+        "updateInProgress": doc.get("updateInProgress", False),
+        "install": [
+            {"name": s.get("name"), "completed": s.get("completed")}
+            for s in steps
+            if isinstance(s, dict)
+        ],
+    }
+
+
+def new_integration(connector: Connector, owner: Owner, ttl: float) -> Document:
+    """The document install creates: ``mode: install``, every step not completed."""
+    manifest = connector.manifest
+    steps = []
+    for step in manifest.install:
+        wire = step.to_wire()
+        wire["completed"] = False
+        steps.append(wire)
+    return {
+        "name": manifest.name,
+        "_connectorId": manifest.connector_id,
+        "version": manifest.version,
+        "mode": "install",
+        "install": steps,
+        "settings": manifest.settings,
+        "updateInProgress": False,
+        RUN_FIELD: {"lease": owner.lease(ttl), "done": {}},
+    }
+
+
+def check_functions(connector: Connector, integration: Integration | None = None) -> None:
+    """Every function the manifest (and the document) names resolves, or exit 2."""
+    registry = connector.registry
+    names = connector.manifest.function_names()
+    if integration is not None:
+        for i, step in enumerate(integration.install):
+            names.append((f"install[{i}].installerFunction", step.installer_function))
+            names.append((f"install[{i}].uninstallerFunction", step.uninstaller_function))
+    for path, name in names:
+        if name not in registry:
+            raise ConnectorInvalid(
+                f"{path}: function {name!r} is not defined in registry {registry.name!r}"
+                f" ({connector.provenance})",
+                field=path,
+            )
+
+
+@dataclass
+class Engine:
+    """Runs integrations against one API with one journal; share it across many runs."""
+
+    api: ApiClient
+    journal: Journal
+    lease_ttl: float = 30.0
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    observe: StepObserver = _ignore
+    machine: ModeMachine = field(default_factory=ModeMachine)
+
+    # -- read-only ------------------------------------------------------------------------
+
+    @staticmethod
+    def plan_for(connector: Connector) -> Plan:
+        """Validate ``connector`` and list what install would run, changing nothing."""
+        check_functions(connector)
+        registry = connector.registry
+        steps = []
+        manifest = connector.manifest
+        if manifest.installer_function:
+            fn = registry.get(manifest.installer_function)
+            steps.append(
+                PlannedStep(
+                    "(connector installer)", manifest.installer_function, fn.origin if fn else "?"
+                )
+            )
+        for step in manifest.install:
+            fn = registry.get(step.installer_function)
+            steps.append(PlannedStep(step.name, step.installer_function, fn.origin if fn else "?"))
+        return Plan(manifest.name, manifest.version, steps)
+
+    async def status(self, integration_id: str) -> Document:
+        return await self.api.get("integrations", integration_id)
+
+    # -- runs -----------------------------------------------------------------------------
+
+    async def install(self, connector: Connector, *, integration_id: str | None = None) -> Document:
+        """Create the integration (or take ``integration_id``) and run every step."""
+        check_functions(connector)
+        owner = Owner.here()
+        if integration_id is None:
+            doc = await self.api.create(
+                "integrations", new_integration(connector, owner, self.lease_ttl)
+            )
+            self.journal.remember_connector(doc["_id"], connector.directory)
+            writer = DocumentWriter(self.api, doc, owner, self.lease_ttl)
+        else:
+            writer = await self._take(integration_id, connector, owner)
+            self.journal.remember_connector(integration_id, connector.directory)
+        return await self._drive(writer, connector, Mode.INSTALL)
+
+    async def resume(self, integration_id: str, connector: Connector | None = None) -> Document:
+        """Go on from the document: finish an install or an uninstall."""
+        doc = await self.api.get("integrations", integration_id)
+        connector = connector or self.find_connector(integration_id, doc)
+        writer = await self._take(integration_id, connector, Owner.here(), doc)
+        mode = Mode(writer.doc["mode"])
+        if mode is Mode.SETTINGS:
+            await writer.write([], release=True)
+            return writer.doc
+        return await self._drive(writer, connector, mode)
+
+    async def uninstall(self, integration_id: str, connector: Connector | None = None) -> None:
+        """Undo every completed step in reverse order, then delete the integration."""
+        doc = await self.api.get("integrations", integration_id)
+        connector = connector or self.find_connector(integration_id, doc)
+        writer = await self._take(integration_id, connector, Owner.here(), doc)
+        await self._drive(writer, connector, Mode.UNINSTALL)
+
+    def find_connector(self, integration_id: str, doc: Document) -> Connector:
+        """From what install recorded here, else an installed package by ``_connectorId``."""
+        directory = self.journal.connector_directory(integration_id)
+        if directory is not None and (directory / "connector.json").exists():
+            return load_connector(directory)
+        connector_id = doc.get("_connectorId")
+        found = find_installed(connector_id) if isinstance(connector_id, str) else None
+        if found is None:
+            raise BadInput(
+                f"integration {integration_id}: cannot find its connector"
+                f" (_connectorId {connector_id!r}); pass --connector DIR",
+                field="--connector",
+            )
+        return found
+
+    async def _take(
+        self, integration_id: str, connector: Connector, owner: Owner, doc: Document | None = None
+    ) -> DocumentWriter:
+        """Validate the document and the connector against it, then take the lease."""
+        doc = doc if doc is not None else await self.api.get("integrations", integration_id)
+        integration = parse(
+            Integration, doc, what=f"integration {integration_id}", error=DocumentInvalid
+        )
+        check_functions(connector, integration)
+        if integration.connector_id not in (None, connector.manifest.connector_id):
+            raise BadInput(
+                f"integration {integration_id} belongs to connector {integration.connector_id},"
+                f" not {connector.manifest.connector_id} ({connector.provenance})",
+                field="_connectorId",
+            )
+        writer = DocumentWriter(self.api, doc, owner, self.lease_ttl)
+        await writer.acquire()
+        return writer
+
+    async def _drive(self, writer: DocumentWriter, connector: Connector, goal: Mode) -> Document:
+        run = IntegrationRun(
+            writer=writer,
+            connector=connector,
+            api=self.api,
+            journal=self.journal,
+            machine=self.machine,
+            stop=self.stop,
+            observe=self.observe,
+        )
+        self.machine.add(run, Mode(writer.doc["mode"]))
+        keep_alive = asyncio.create_task(writer.keep_alive())
+        try:
+            if goal is Mode.UNINSTALL:
+                await run.uninstall()
+            else:
+                await run.install()
+        except SmartConnectorError as exc:
+            exc.context.setdefault("integration_id", writer.id)
+            raise
+        finally:
+            keep_alive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keep_alive
+            self.machine.remove(run)
+        return writer.doc
+
+
+def waiting_or_error(doc: Document) -> dict[str, Any] | None:
+    """What stopped the last run, if anything: a step waiting for a person, or an error."""
+    state = run_state(doc)
+    return state.get("waiting") or state.get("error")
+
+
+def connector_from(directory: Path | None) -> Connector | None:
+    return load_connector(directory) if directory is not None else None

@@ -1,0 +1,71 @@
+"""``smartconnector sandbox …``: serving the sandbox API and creating its tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import structlog
+
+from engine.errors import BadInput
+
+
+def parse_scopes(scopes: str) -> list[str]:
+    from sandbox import KNOWN_SCOPES
+
+    wanted = [s for s in scopes.replace(",", " ").split() if s]
+    if not wanted:
+        raise BadInput("--scopes: give at least one scope", field="--scopes")
+    unknown = [s for s in wanted if s not in KNOWN_SCOPES]
+    if unknown:
+        raise BadInput(
+            f"--scopes: unknown scope(s) {', '.join(unknown)};"
+            f" known: {', '.join(sorted(KNOWN_SCOPES))}",
+            field="--scopes",
+        )
+    return wanted
+
+
+def create_token(db: Path, scopes: str) -> str:
+    from sandbox import Store
+
+    wanted = parse_scopes(scopes)
+    store = Store(db)
+    try:
+        return store.create_token(wanted, label="cli")
+    finally:
+        store.close()
+
+
+def serve(
+    *,
+    host: str,
+    port: int,
+    db: Path,
+    faults: str | None,
+    seed: int | None,
+    fault_delay: float,
+    rate: float,
+    burst: float,
+) -> None:
+    import uvicorn
+
+    from sandbox import AccessLog, FaultInjector, FaultSpecError, Store, create_app, parse_faults
+
+    try:
+        fault_table = parse_faults(faults) if faults else {}
+    except FaultSpecError as exc:
+        raise BadInput(str(exc), field="--faults") from None
+    log = structlog.get_logger("smartconnector.sandbox")
+    asgi = create_app(Store(db), rate=rate, burst=burst)
+    wrapped = (
+        FaultInjector(asgi, fault_table, seed=seed, delay=fault_delay) if fault_table else asgi
+    )
+    log.info("sandbox listening", url=f"http://{host}:{port}/v1", db=str(db), faults=fault_table)
+    uvicorn.run(
+        AccessLog(wrapped, log.info),
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="warning",
+        lifespan="off",
+    )

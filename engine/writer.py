@@ -1,0 +1,192 @@
+"""Writing a run's progress to the integration, under a lease held in the document itself.
+
+The engine's own state lives in one field of the integration, ``smartconnector``::
+
+    "smartconnector": {
+        "lease":   {"owner": run id, "host": ..., "pid": ..., "expiresAt": ISO time},
+        "done":    {"installerFunction": true, ...},   # connector-level functions done
+        "waiting": {"step", "function", "message", "url"},   # a person must act
+        "error":   {"step", "function", "message"}            # the last failure
+    }
+
+It is in the document (not only on this machine) so two engines on two machines see each
+other: the lease is taken with a compare-and-swap on ``lastModified`` and every later
+write tests that the lease is still ours. The field is removed when install finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from engine.client import ApiClient, Document
+from engine.errors import Conflict, LeaseHeld
+
+RUN_FIELD = "smartconnector"
+Op = dict[str, Any]
+
+
+def pointer(*parts: str | int) -> str:
+    """A JSON Pointer, escaping ``~`` and ``/`` in keys."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _parse_iso(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who runs: a random run id, plus host and pid so a dead local holder is seen at once."""
+
+    run_id: str
+    host: str
+    pid: int
+
+    @classmethod
+    def here(cls) -> Owner:
+        return cls(secrets.token_hex(8), socket.gethostname(), os.getpid())
+
+    def lease(self, ttl: float) -> dict[str, Any]:
+        expires = datetime.now(UTC) + timedelta(seconds=ttl)
+        return {
+            "owner": self.run_id,
+            "host": self.host,
+            "pid": self.pid,
+            "expiresAt": _iso(expires),
+        }
+
+
+def run_state(doc: Document) -> dict[str, Any]:
+    state = doc.get(RUN_FIELD)
+    return state if isinstance(state, dict) else {}
+
+
+def check_lease(doc: Document, owner: Owner) -> None:
+    """Raise :class:`LeaseHeld` when someone else holds a live lease on ``doc``."""
+    lease = run_state(doc).get("lease")
+    if not isinstance(lease, dict) or lease.get("owner") == owner.run_id:
+        return
+    if lease.get("host") == owner.host and not _pid_alive(lease.get("pid")):
+        return  # its holder was a process on this host that is gone
+    expires = _parse_iso(lease.get("expiresAt"))
+    if expires is None or expires <= datetime.now(UTC):
+        return
+    raise LeaseHeld(
+        f"integration {doc.get('_id')} is being run by {lease.get('owner')}"
+        f" (pid {lease.get('pid')} on {lease.get('host')}); its lease expires at"
+        f" {lease.get('expiresAt')}",
+        integration_id=doc.get("_id"),
+        holder=lease.get("owner"),
+        expires_at=lease.get("expiresAt"),
+    )
+
+
+class DocumentWriter:
+    """Every change a run makes to its integration goes through here, one PATCH each."""
+
+    def __init__(self, api: ApiClient, doc: Document, owner: Owner, ttl: float = 30.0) -> None:
+        self.api = api
+        self.doc = doc
+        self.owner = owner
+        self.ttl = ttl
+        self._lock = asyncio.Lock()
+        self._last_write = time.monotonic()
+
+    @property
+    def id(self) -> str:
+        return str(self.doc["_id"])
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return run_state(self.doc)
+
+    async def acquire(self) -> None:
+        """Take the lease: compare-and-swap on ``lastModified``; exit 4 if someone holds it."""
+        check_lease(self.doc, self.owner)
+        state = {**self.state, "lease": self.owner.lease(self.ttl)}
+        state.setdefault("done", {})
+        ops: list[Op] = []
+        if "lastModified" in self.doc:
+            ops.append({"op": "test", "path": "/lastModified", "value": self.doc["lastModified"]})
+        ops.append({"op": "add", "path": pointer(RUN_FIELD), "value": state})
+        try:
+            await self._patch(ops)
+        except Conflict:
+            self.doc = await self.api.get("integrations", self.id)
+            check_lease(self.doc, self.owner)
+            raise LeaseHeld(
+                f"integration {self.id} changed while taking its lease; try again",
+                integration_id=self.id,
+            ) from None
+
+    async def write(self, ops: list[Op], *, release: bool = False) -> Document:
+        """Apply ``ops`` if the lease is still ours, renewing it (or releasing it)."""
+        guarded: list[Op] = [
+            {
+                "op": "test",
+                "path": pointer(RUN_FIELD, "lease", "owner"),
+                "value": self.owner.run_id,
+            },
+            *ops,
+        ]
+        if release:
+            if not any(op["path"] == pointer(RUN_FIELD) for op in ops):
+                guarded.append({"op": "remove", "path": pointer(RUN_FIELD, "lease")})
+        else:
+            guarded.append(
+                {
+                    "op": "replace",
+                    "path": pointer(RUN_FIELD, "lease", "expiresAt"),
+                    "value": self.owner.lease(self.ttl)["expiresAt"],
+                }
+            )
+        try:
+            return await self._patch(guarded)
+        except Conflict as exc:
+            raise LeaseHeld(
+                f"integration {self.id}: lost the lease or the document changed under the"
+                f" run ({exc.message})",
+                integration_id=self.id,
+            ) from None
+
+    async def _patch(self, ops: list[Op]) -> Document:
+        async with self._lock:
+            self.doc = await self.api.patch("integrations", self.id, ops)
+            self._last_write = time.monotonic()
+        return self.doc
+
+    async def keep_alive(self) -> None:
+        """Renew the lease while a long function runs (cancelled when the run ends)."""
+        interval = self.ttl / 3
+        while True:
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - self._last_write)))
+            if time.monotonic() - self._last_write >= interval:
+                await self.write([])
