@@ -56,10 +56,19 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class RateLimit:
-    """The platform's leaky bucket: ``burst`` requests, refilling at ``rate`` per second."""
+    """The platform's leaky bucket: ``burst`` requests, refilling at ``rate`` per second.
+
+    The client keeps some headroom below it: the server measures arrivals, the client
+    measures departures, and the two clocks never agree exactly.
+    """
 
     rate: float = 300.0
     burst: float = 1000.0
+    headroom: float = 0.9
+
+    def limiter(self) -> AsyncLimiter:
+        capacity = max(1.0, self.burst * self.headroom)
+        return AsyncLimiter(capacity, capacity / (self.rate * (1 - (1 - self.headroom) / 3)))
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -116,8 +125,7 @@ class ApiClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
-        limit = rate_limit or RateLimit()
-        self._limiter = AsyncLimiter(limit.burst, limit.burst / limit.rate)
+        self._limiter = (rate_limit or RateLimit()).limiter()
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             transport=transport,

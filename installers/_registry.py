@@ -28,7 +28,8 @@ class RegisteredFunction:
 
     @property
     def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.func)
+        call = getattr(type(self.func), "__call__", None)  # callable objects, e.g. fakes
+        return inspect.iscoroutinefunction(self.func) or inspect.iscoroutinefunction(call)
 
 
 def _origin(func: Callable[..., Any]) -> str:
