@@ -377,15 +377,17 @@ def sandbox_serve(
     from engine.sandbox_cli import serve
 
     _settings(None, None, home, log_format)
-    serve(
-        host=host,
-        port=port,
-        db=db or home / "sandbox.db",
-        faults=faults,
-        seed=seed,
-        fault_delay=fault_delay,
-        rate=rate,
-        burst=burst,
+    _guard(
+        lambda: serve(
+            host=host,
+            port=port,
+            db=db or home / "sandbox.db",
+            faults=faults,
+            seed=seed,
+            fault_delay=fault_delay,
+            rate=rate,
+            burst=burst,
+        )
     )
 
 

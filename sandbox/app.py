@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandbox._patching import PatchError, apply_patch
@@ -220,13 +221,25 @@ def _install_error_handlers(app: FastAPI) -> None:
         codes = {404: "not_found", 405: "method_not_allowed"}
         code = codes.get(exc.status_code, "error")
         message = f"{request.method} {request.url.path}: {exc.detail}"
-        return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.url.path))
+        return JSONResponse(error_body(code, message), exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def bad_params(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         return JSONResponse(error_body("malformed_request", f"{where}: {first['msg']}"), 400)
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route serves at ``path`` (one route is registered per method)."""
+    methods: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.path_regex.match(path):
+            methods |= route.methods
+    return sorted(methods)
 
 
 Authorize = Callable[..., str]
@@ -248,7 +261,7 @@ def _add_resource_routes(
     async def list_documents(
         request: Request,
         limit: int = Query(page_size, ge=1, le=page_size),
-        after: int = Query(0, ge=0, description="cursor from the previous page's Link header"),
+        after: int = Query(0, ge=0, le=2**63 - 1, description="cursor from the Link header"),
         connector_id: str | None = Query(None, alias="_connectorId"),
     ) -> Response:
         authorize(request, resource, item=False)

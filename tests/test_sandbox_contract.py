@@ -199,3 +199,17 @@ async def test_healthz_needs_no_token(sandbox_store: Store) -> None:
     transport = httpx.ASGITransport(app=create_app(sandbox_store))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_cursor_beyond_64_bits_is_a_bad_request(http: httpx.AsyncClient) -> None:
+    """A paging cursor SQLite cannot hold is a 400, not a server error (found by schemathesis)."""
+    response = await http.get("/flows", params={"after": 2**63})
+    assert response.status_code == 400
+    errors_of(response)
+
+
+async def test_405_lists_every_method_of_the_path(http: httpx.AsyncClient) -> None:
+    """Allow names all methods served at the path, though each has its own route."""
+    response = await http.request("OPTIONS", "/integrations/abc")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET, PATCH, PUT"
