@@ -107,6 +107,8 @@ class Engine:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     observe: StepObserver = _ignore
     machine: ModeMachine = field(default_factory=ModeMachine)
+    #: Connectors this engine ran, by integration id: resume in the same process finds them.
+    known: dict[str, Connector] = field(default_factory=dict)
 
     # -- read-only ------------------------------------------------------------------------
 
@@ -168,7 +170,9 @@ class Engine:
         await self._drive(writer, connector, Mode.UNINSTALL)
 
     def find_connector(self, integration_id: str, doc: Document) -> Connector:
-        """From what install recorded here, else an installed package by ``_connectorId``."""
+        """From this process, what install recorded here, else an installed package."""
+        if integration_id in self.known:
+            return self.known[integration_id]
         directory = self.journal.connector_directory(integration_id)
         if directory is not None and (directory / "connector.json").exists():
             return load_connector(directory)
@@ -202,6 +206,7 @@ class Engine:
         return writer
 
     async def _drive(self, writer: DocumentWriter, connector: Connector, goal: Mode) -> Document:
+        self.known[writer.id] = connector
         run = IntegrationRun(
             writer=writer,
             connector=connector,

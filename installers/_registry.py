@@ -28,7 +28,7 @@ class RegisteredFunction:
 
     @property
     def is_async(self) -> bool:
-        call = getattr(type(self.func), "__call__", None)  # callable objects, e.g. fakes
+        call = vars(type(self.func)).get("__call__")  # callable objects, e.g. fakes
         return inspect.iscoroutinefunction(self.func) or inspect.iscoroutinefunction(call)
 
 

@@ -25,8 +25,9 @@ from installers._loading import Connector, load_connector
 from installers.fakes import FakeConnector
 
 #: Retries that keep tests fast; the API under test is in-process.
-FAST_RETRY = RetryPolicy(attempts=8, budget=10.0, wait_initial=0.001, wait_max=0.01,
-                         wait_jitter=0.001)
+FAST_RETRY = RetryPolicy(
+    attempts=8, budget=10.0, wait_initial=0.001, wait_max=0.01, wait_jitter=0.001
+)
 
 
 @pytest.fixture
@@ -51,8 +52,9 @@ async def sandbox_api(sandbox_store: Any, sandbox_token: str) -> AsyncIterator[A
     from sandbox import create_app
 
     transport = httpx.ASGITransport(app=create_app(sandbox_store))
-    async with ApiClient("http://sandbox.test/v1", sandbox_token, transport=transport,
-                         retry=FAST_RETRY) as api:
+    async with ApiClient(
+        "http://sandbox.test/v1", sandbox_token, transport=transport, retry=FAST_RETRY
+    ) as api:
         yield api
 
 

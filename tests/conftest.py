@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+pytest_plugins = ["installers.pytest_plugin"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 EXAMPLE = ROOT / "examples" / "bigcommerce_netsuite"
@@ -28,31 +30,51 @@ SEED_DOCUMENT: dict[str, Any] = {
     "name": "BigCommerce - NetSuite Connector",
     "_connectorId": "57179182e0a908200c2781d9",
     "install": [
-        {"name": "NetSuite Connection", "description": "Configure NetSuite account credentials",
-         "imageURL": "/images/company-logos/netsuite.png", "completed": False,
-         "installerFunction": "verifyNetSuiteConnection",
-         "uninstallerFunction": "deleteNetSuiteConnection",
-         "_connectionId": "57974ed21d2e4ab87ae46d99"},
-        {"name": "BigCommerce Connection", "description": "Configure BigCommerce store credentials",
-         "imageURL": "/images/company-logos/BigCommerce.png", "completed": False,
-         "installerFunction": "verifyBigCommerceConnection",
-         "uninstallerFunction": "deleteBigCommerceConnection",
-         "_connectionId": "57974ed227a82a3475cecb17"},
-        {"name": "Integrator Bundle", "description": "Install Integrator Bundle in NetSuite",
-         "imageURL": "/images/company-logos/netsuite.png", "installURL": "", "completed": False,
-         "installerFunction": "verifyIntegratorBundleInstallation",
-         "uninstallerFunction": "uninstallVerifyIntegratorBundle"},
-        {"name": "BigCommerce Bundle", "description": "Install BigCommerce Bundle in NetSuite",
-         "imageURL": "/images/company-logos/netsuite.png", "installURL": "", "completed": False,
-         "installerFunction": "verifyBigCommerceBundleInstallation",
-         "uninstallerFunction": "uninstallVerifyBigCommerceBundle"},
+        {
+            "name": "NetSuite Connection",
+            "description": "Configure NetSuite account credentials",
+            "imageURL": "/images/company-logos/netsuite.png",
+            "completed": False,
+            "installerFunction": "verifyNetSuiteConnection",
+            "uninstallerFunction": "deleteNetSuiteConnection",
+            "_connectionId": "57974ed21d2e4ab87ae46d99",
+        },
+        {
+            "name": "BigCommerce Connection",
+            "description": "Configure BigCommerce store credentials",
+            "imageURL": "/images/company-logos/BigCommerce.png",
+            "completed": False,
+            "installerFunction": "verifyBigCommerceConnection",
+            "uninstallerFunction": "deleteBigCommerceConnection",
+            "_connectionId": "57974ed227a82a3475cecb17",
+        },
+        {
+            "name": "Integrator Bundle",
+            "description": "Install Integrator Bundle in NetSuite",
+            "imageURL": "/images/company-logos/netsuite.png",
+            "installURL": "",
+            "completed": False,
+            "installerFunction": "verifyIntegratorBundleInstallation",
+            "uninstallerFunction": "uninstallVerifyIntegratorBundle",
+        },
+        {
+            "name": "BigCommerce Bundle",
+            "description": "Install BigCommerce Bundle in NetSuite",
+            "imageURL": "/images/company-logos/netsuite.png",
+            "installURL": "",
+            "completed": False,
+            "installerFunction": "verifyBigCommerceBundleInstallation",
+            "uninstallerFunction": "uninstallVerifyBigCommerceBundle",
+        },
     ],
     "mode": "install",
     "settings": {
         "sections": [{"temp": "remove_me"}],
-        "commonresources": {"genericExportApiIdentifier": "e7654358b7",
-                            "bigcommerceConnectionId": "57974ed227a82a3475cec222",
-                            "netsuiteConnectionId": "57464ed11d2e4ab87ae46d99"},
+        "commonresources": {
+            "genericExportApiIdentifier": "e7654358b7",
+            "bigcommerceConnectionId": "57974ed227a82a3475cec222",
+            "netsuiteConnectionId": "57464ed11d2e4ab87ae46d99",
+        },
     },
     "version": "1.0.1",
 }
@@ -85,8 +107,12 @@ class Server:
     log: Path
 
     def token(self, scopes: str = "all.User") -> str:
-        out = subprocess.run([*CLI, "sandbox", "token", "create", "--scopes", scopes,
-                              "--db", str(self.db)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [*CLI, "sandbox", "token", "create", "--scopes", scopes, "--db", str(self.db)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return out.stdout.strip()
 
     def stop(self) -> None:
@@ -104,7 +130,10 @@ def start_server(tmp: Path, *extra: str) -> Server:
     env = {**os.environ, "SMARTCONNECTOR_LOG_FORMAT": "json"}
     process = subprocess.Popen(
         [*CLI, "sandbox", "serve", "--port", str(port), "--db", str(db), *extra],
-        stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -128,11 +157,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
-def run_cli(*args: str, home: Path, env: dict[str, str] | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """``smartconnector ARGS`` as a subprocess, with its own home."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCONNECTOR_")}
-    full_env = {**inherited, "SMARTCONNECTOR_HOME": str(home),
-                "SMARTCONNECTOR_LOG_FORMAT": "json", **(env or {})}
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=full_env,
-                          timeout=timeout, cwd=ROOT)
+    full_env = {
+        **inherited,
+        "SMARTCONNECTOR_HOME": str(home),
+        "SMARTCONNECTOR_LOG_FORMAT": "json",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=ROOT
+    )

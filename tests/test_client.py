@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -28,21 +28,31 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def mock_client(handler: Handler, retry: RetryPolicy = FAST_RETRY) -> ApiClient:
-    return ApiClient("http://api.test/v1", TOKEN, transport=httpx.MockTransport(handler),
-                     retry=retry)
+    return ApiClient(
+        "http://api.test/v1", TOKEN, transport=httpx.MockTransport(handler), retry=retry
+    )
 
 
 def error(status: int, message: str = "nope", **headers: str) -> httpx.Response:
-    return httpx.Response(status, json={"errors": [{"code": "x", "message": message}]},
-                          headers=headers)
+    return httpx.Response(
+        status, json={"errors": [{"code": "x", "message": message}]}, headers=headers
+    )
 
 
-@pytest.mark.parametrize(("status", "exc", "exit_code"), [
-    (400, BadRequest, 2), (401, AuthenticationFailed, 3), (403, PermissionDenied, 3),
-    (404, NotFound, 6), (409, Conflict, 4), (422, Unprocessable, 2),
-])
-async def test_statuses_map_to_the_error_tree(status: int, exc: type[Exception],
-                                              exit_code: int) -> None:
+@pytest.mark.parametrize(
+    ("status", "exc", "exit_code"),
+    [
+        (400, BadRequest, 2),
+        (401, AuthenticationFailed, 3),
+        (403, PermissionDenied, 3),
+        (404, NotFound, 6),
+        (409, Conflict, 4),
+        (422, Unprocessable, 2),
+    ],
+)
+async def test_statuses_map_to_the_error_tree(
+    status: int, exc: type[Exception], exit_code: int
+) -> None:
     """Each status becomes its exception with method, path, status and the server's errors."""
     async with mock_client(lambda request: error(status, "server says no")) as api:
         with pytest.raises(exc) as info:
@@ -56,9 +66,10 @@ async def test_statuses_map_to_the_error_tree(status: int, exc: type[Exception],
 
 async def test_html_error_body_still_maps() -> None:
     """A non-JSON error body (a proxy's HTML page) still gives a typed error."""
-    async with mock_client(lambda r: httpx.Response(502, text="<html>bad gateway</html>"),
-                           RetryPolicy(attempts=2, wait_initial=0, wait_max=0,
-                                       wait_jitter=0)) as api:
+    async with mock_client(
+        lambda r: httpx.Response(502, text="<html>bad gateway</html>"),
+        RetryPolicy(attempts=2, wait_initial=0, wait_max=0, wait_jitter=0),
+    ) as api:
         with pytest.raises(ServerError, match="502"):
             await api.get("flows", "f")
 
@@ -126,15 +137,22 @@ def losing_first_answer(app: Any, method: str) -> Any:
     return wrapper
 
 
-def sandbox_client(store: Store, token: str, wrap: Callable[[Any], Any] = lambda a: a,
-                   **client_options: Any) -> ApiClient:
+def sandbox_client(
+    store: Store, token: str, wrap: Callable[[Any], Any] = lambda a: a, **client_options: Any
+) -> ApiClient:
     transport = httpx.ASGITransport(app=wrap(create_app(store)))
-    return ApiClient("http://sandbox.test/v1", token, transport=transport,
-                     retry=client_options.pop("retry", FAST_RETRY), **client_options)
+    return ApiClient(
+        "http://sandbox.test/v1",
+        token,
+        transport=transport,
+        retry=client_options.pop("retry", FAST_RETRY),
+        **client_options,
+    )
 
 
-async def test_lost_post_answer_creates_one_document(sandbox_store: Store,
-                                                     sandbox_token: str) -> None:
+async def test_lost_post_answer_creates_one_document(
+    sandbox_store: Store, sandbox_token: str
+) -> None:
     """A POST applied but unanswered is retried without creating a second document."""
     wrap = lambda app: losing_first_answer(app, "POST")  # noqa: E731
     async with sandbox_client(sandbox_store, sandbox_token, wrap) as api:
@@ -142,27 +160,33 @@ async def test_lost_post_answer_creates_one_document(sandbox_store: Store,
         assert await api.list("connections") == [created]
 
 
-async def test_lost_patch_answer_is_recognised_as_applied(sandbox_store: Store,
-                                                          sandbox_token: str) -> None:
+async def test_lost_patch_answer_is_recognised_as_applied(
+    sandbox_store: Store, sandbox_token: str
+) -> None:
     """A retried PATCH whose test now fails (409) is recognised as already applied."""
     wrap = lambda app: losing_first_answer(app, "PATCH")  # noqa: E731
     async with sandbox_client(sandbox_store, sandbox_token, wrap) as api:
         doc = await api.create("integrations", {"mode": "install", "step": False})
-        ops = [{"op": "test", "path": "/step", "value": False},
-               {"op": "replace", "path": "/step", "value": True}]
+        ops = [
+            {"op": "test", "path": "/step", "value": False},
+            {"op": "replace", "path": "/step", "value": True},
+        ]
         patched = await api.patch("integrations", doc["_id"], ops)
     assert patched["step"] is True
 
 
-async def test_real_conflict_after_retry_is_still_a_conflict(sandbox_store: Store,
-                                                             sandbox_token: str) -> None:
+async def test_real_conflict_after_retry_is_still_a_conflict(
+    sandbox_store: Store, sandbox_token: str
+) -> None:
     """A 409 on a retry whose change is not in the document stays a Conflict."""
     wrap = lambda app: losing_first_answer(app, "PATCH")  # noqa: E731
     async with sandbox_client(sandbox_store, sandbox_token, wrap) as api:
         doc = await api.create("integrations", {"a": 1})
-        ops = [{"op": "test", "path": "/a", "value": 1},
-               {"op": "replace", "path": "/a", "value": 2},
-               {"op": "add", "path": "/b/-", "value": 0}]
+        ops = [
+            {"op": "test", "path": "/a", "value": 1},
+            {"op": "replace", "path": "/a", "value": 2},
+            {"op": "add", "path": "/b/-", "value": 0},
+        ]
         with pytest.raises(Conflict):
             await api.patch("integrations", doc["_id"], ops)
 
@@ -178,29 +202,35 @@ async def test_lost_delete_answer_is_success(sandbox_store: Store, sandbox_token
             await api.delete("flows", doc["_id"])
 
 
-async def test_faults_never_duplicate_or_lose_writes(sandbox_store: Store,
-                                                     sandbox_token: str) -> None:
+async def test_faults_never_duplicate_or_lose_writes(
+    sandbox_store: Store, sandbox_token: str
+) -> None:
     """Under 500s, resets and timeouts (before or after applying), every write lands once."""
-    def wrap(app: Any) -> Any:
-        return FaultInjector(app, {"500": 0.15, "reset": 0.15, "timeout": 0.1}, seed=7,
-                             delay=0.001)
 
-    retry = RetryPolicy(attempts=30, budget=30, wait_initial=0.001, wait_max=0.002,
-                        wait_jitter=0.001)
+    def wrap(app: Any) -> Any:
+        return FaultInjector(app, {"500": 0.15, "reset": 0.15, "timeout": 0.1}, seed=7, delay=0.001)
+
+    retry = RetryPolicy(
+        attempts=30, budget=30, wait_initial=0.001, wait_max=0.002, wait_jitter=0.001
+    )
     async with sandbox_client(sandbox_store, sandbox_token, wrap, retry=retry) as api:
         docs = [await api.create("connections", {"i": i, "done": False}) for i in range(30)]
         for doc in docs:
-            await api.patch("connections", doc["_id"], [
-                {"op": "test", "path": "/done", "value": False},
-                {"op": "replace", "path": "/done", "value": True}])
+            await api.patch(
+                "connections",
+                doc["_id"],
+                [
+                    {"op": "test", "path": "/done", "value": False},
+                    {"op": "replace", "path": "/done", "value": True},
+                ],
+            )
         stored = await api.list("connections")
     assert sorted(d["i"] for d in stored) == list(range(30))
     assert all(d["done"] for d in stored)
     assert api.requests_sent > 60  # faults did strike and were retried
 
 
-async def test_client_stays_under_the_rate_limit(sandbox_store: Store,
-                                                 sandbox_token: str) -> None:
+async def test_client_stays_under_the_rate_limit(sandbox_store: Store, sandbox_token: str) -> None:
     """With the client's bucket matching the server's, the server never answers 429."""
     statuses: list[int] = []
 
@@ -215,13 +245,17 @@ async def test_client_stays_under_the_rate_limit(sandbox_store: Store,
 
         return wrapper
 
-    limit = RateLimit(rate=100, burst=5)
-    transport = httpx.ASGITransport(app=count(create_app(sandbox_store, rate=100, burst=5)))
-    async with ApiClient("http://s/v1", sandbox_token, transport=transport,
-                         rate_limit=limit) as api:
-        for _ in range(40):
+    # 10% headroom on a 40-request bucket is 40 ms at 100/s: what absorbs the gap between
+    # the client's clock (departure) and the server's (arrival). The platform's own
+    # 1000/300 gives 333 ms.
+    limit = RateLimit(rate=100, burst=40)
+    transport = httpx.ASGITransport(app=count(create_app(sandbox_store, rate=100, burst=40)))
+    async with ApiClient(
+        "http://s/v1", sandbox_token, transport=transport, rate_limit=limit
+    ) as api:
+        for _ in range(100):
             await api.list("flows")
-    assert statuses.count(429) == 0 and len(statuses) == 40
+    assert statuses.count(429) == 0 and len(statuses) == 100
 
 
 async def test_list_follows_pages(sandbox_store: Store, sandbox_token: str) -> None:
@@ -247,11 +281,10 @@ async def test_application_scoped_calls(sandbox_api: ApiClient) -> None:
 
 async def test_rate_limited_error_carries_retry_after() -> None:
     """When 429s outlast the budget, the RateLimited error says how long to wait."""
-    async with mock_client(lambda r: error(429, **{"Retry-After": "0"}),
-                           RetryPolicy(attempts=2, wait_initial=0, wait_max=0,
-                                       wait_jitter=0)) as api:
+    async with mock_client(
+        lambda r: error(429, **{"Retry-After": "0"}),
+        RetryPolicy(attempts=2, wait_initial=0, wait_max=0, wait_jitter=0),
+    ) as api:
         with pytest.raises(RateLimited) as info:
             await api.get("flows", "x")
     assert info.value.retry_after == 0 and info.value.exit_code == 5
-
-

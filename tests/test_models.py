@@ -15,8 +15,9 @@ from engine.models import ConnectorManifest, Integration, field_path, parse
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 
@@ -30,15 +31,34 @@ def test_seed_document_round_trips(seed_document: dict[str, Any]) -> None:
     assert integration.to_wire() == seed_document
 
 
-@given(extra=st.dictionaries(st.text(min_size=1, max_size=8).filter(
-    lambda k: k not in Integration.model_fields and k not in {
-        "_id", "lastModified", "_connectorId", "updateInProgress"}), json_values, max_size=4),
-    step_extra=st.dictionaries(st.sampled_from(["hidden", "x-custom", "meta"]), json_values))
+@given(
+    extra=st.dictionaries(
+        st.text(min_size=1, max_size=8).filter(
+            lambda k: (
+                k not in Integration.model_fields
+                and k not in {"_id", "lastModified", "_connectorId", "updateInProgress"}
+            )
+        ),
+        json_values,
+        max_size=4,
+    ),
+    step_extra=st.dictionaries(st.sampled_from(["hidden", "x-custom", "meta"]), json_values),
+)
 def test_unknown_fields_survive(extra: dict[str, Any], step_extra: dict[str, Any]) -> None:
     """Fields the model does not know survive a parse and dump, on the document and its steps."""
-    doc = {"mode": "settings", "install": [{"name": "a", "installerFunction": "f",
-                                            "uninstallerFunction": "g", "completed": True,
-                                            **step_extra}], **extra}
+    doc = {
+        "mode": "settings",
+        "install": [
+            {
+                "name": "a",
+                "installerFunction": "f",
+                "uninstallerFunction": "g",
+                "completed": True,
+                **step_extra,
+            }
+        ],
+        **extra,
+    }
     assert parse(Integration, copy.deepcopy(doc), what="doc").to_wire() == doc
 
 
@@ -55,8 +75,9 @@ def test_unknown_fields_survive(extra: dict[str, Any], step_extra: dict[str, Any
         (lambda d: d.update(updateInProgress="false"), "updateInProgress"),
     ],
 )
-def test_bad_documents_name_the_field(seed_document: dict[str, Any], change: Any,
-                                      field: str) -> None:
+def test_bad_documents_name_the_field(
+    seed_document: dict[str, Any], change: Any, field: str
+) -> None:
     """Strict types: wrong values are errors naming the field path, not coerced."""
     change(seed_document)
     with pytest.raises(BadInput) as info:
@@ -81,10 +102,15 @@ def test_not_an_object_is_refused() -> None:
 
 def test_manifest_lists_every_function_name() -> None:
     """function_names() covers connector-level and step functions with their field paths."""
-    manifest = ConnectorManifest.model_validate({
-        "name": "c", "_connectorId": "id", "version": "1", "installerFunction": "ci",
-        "install": [{"name": "s", "installerFunction": "i", "uninstallerFunction": "u"}],
-    })
+    manifest = ConnectorManifest.model_validate(
+        {
+            "name": "c",
+            "_connectorId": "id",
+            "version": "1",
+            "installerFunction": "ci",
+            "install": [{"name": "s", "installerFunction": "i", "uninstallerFunction": "u"}],
+        }
+    )
     assert manifest.function_names() == [
         ("installerFunction", "ci"),
         ("install[0].installerFunction", "i"),
@@ -92,11 +118,14 @@ def test_manifest_lists_every_function_name() -> None:
     ]
 
 
-@pytest.mark.parametrize(("loc", "path"), [
-    (("install", 2, "completed"), "install[2].completed"),
-    (("mode",), "mode"),
-    ((), "(document)"),
-])
+@pytest.mark.parametrize(
+    ("loc", "path"),
+    [
+        (("install", 2, "completed"), "install[2].completed"),
+        (("mode",), "mode"),
+        ((), "(document)"),
+    ],
+)
 def test_field_path(loc: tuple[Any, ...], path: str) -> None:
     """Validation locations read like the document's own paths."""
     assert field_path(loc) == path

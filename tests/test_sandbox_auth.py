@@ -10,8 +10,11 @@ from sandbox import Store, create_app
 
 def client(store: Store, token: str | None, **app_options: float) -> httpx.AsyncClient:
     headers = {"authorization": f"Bearer {token}"} if token else {}
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(store, **app_options)),
-                             base_url="http://sandbox.test/v1", headers=headers)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(store, **app_options)),
+        base_url="http://sandbox.test/v1",
+        headers=headers,
+    )
 
 
 async def test_missing_and_bad_tokens_are_401_without_echo(sandbox_store: Store) -> None:
@@ -24,26 +27,30 @@ async def test_missing_and_bad_tokens_are_401_without_echo(sandbox_store: Store)
     assert "secret-guess-123" not in response.text
 
 
-@pytest.mark.parametrize(("scopes", "method", "path", "allowed"), [
-    (["integration.get"], "GET", "/integrations/x", True),
-    (["integration.get"], "PATCH", "/integrations/x", False),
-    (["integration.get"], "GET", "/integrations", False),
-    (["integrations.get"], "GET", "/integrations", True),
-    (["integrations.post"], "POST", "/integrations", True),
-    (["integration.patch"], "PATCH", "/applications/a/integrations/x", True),
-    (["integration.delete"], "DELETE", "/applications/a/integrations/x", True),
-    (["integration.delete"], "GET", "/applications/a/integrations/x", False),
-    (["integration.put"], "PUT", "/integrations/x", True),
-    (["integration.*"], "DELETE", "/integrations/x", True),
-    (["integration.*"], "GET", "/connections", False),
-    (["resources.*"], "POST", "/connections", True),
-    (["all.Application"], "DELETE", "/flows/x", True),
-    (["all.Organization"], "PATCH", "/integrations/x", True),
-    (["all.User.read"], "GET", "/exports", True),
-    (["all.User.read"], "POST", "/exports", False),
-])
-async def test_scopes(sandbox_store: Store, scopes: list[str], method: str, path: str,
-                      allowed: bool) -> None:
+@pytest.mark.parametrize(
+    ("scopes", "method", "path", "allowed"),
+    [
+        (["integration.get"], "GET", "/integrations/x", True),
+        (["integration.get"], "PATCH", "/integrations/x", False),
+        (["integration.get"], "GET", "/integrations", False),
+        (["integrations.get"], "GET", "/integrations", True),
+        (["integrations.post"], "POST", "/integrations", True),
+        (["integration.patch"], "PATCH", "/applications/a/integrations/x", True),
+        (["integration.delete"], "DELETE", "/applications/a/integrations/x", True),
+        (["integration.delete"], "GET", "/applications/a/integrations/x", False),
+        (["integration.put"], "PUT", "/integrations/x", True),
+        (["integration.*"], "DELETE", "/integrations/x", True),
+        (["integration.*"], "GET", "/connections", False),
+        (["resources.*"], "POST", "/connections", True),
+        (["all.Application"], "DELETE", "/flows/x", True),
+        (["all.Organization"], "PATCH", "/integrations/x", True),
+        (["all.User.read"], "GET", "/exports", True),
+        (["all.User.read"], "POST", "/exports", False),
+    ],
+)
+async def test_scopes(
+    sandbox_store: Store, scopes: list[str], method: str, path: str, allowed: bool
+) -> None:
     """Each action needs its own scope or a wider one; a 403 names the missing scope."""
     token = sandbox_store.create_token(scopes)
     async with client(sandbox_store, token) as http:

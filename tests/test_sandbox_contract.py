@@ -18,7 +18,8 @@ JSON_PATCH = {"content-type": "application/json-patch+json"}
 async def http(sandbox_store: Store, sandbox_token: str) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(sandbox_store, page_size=3)
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://sandbox.test/v1",
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://sandbox.test/v1",
         headers={"authorization": f"Bearer {sandbox_token}"},
     ) as client:
         yield client
@@ -32,8 +33,9 @@ def errors_of(response: httpx.Response) -> list[dict[str, Any]]:
     return body["errors"]  # type: ignore[no-any-return]
 
 
-async def test_create_get_list_replace_delete(http: httpx.AsyncClient,
-                                              seed_document: dict[str, Any]) -> None:
+async def test_create_get_list_replace_delete(
+    http: httpx.AsyncClient, seed_document: dict[str, Any]
+) -> None:
     """CRUD keeps the document as given and stamps _id and lastModified itself."""
     given = {k: v for k, v in seed_document.items() if k not in ("_id", "lastModified")}
     given["somethingUnknown"] = {"nested": [1, None, "x"]}
@@ -44,8 +46,9 @@ async def test_create_get_list_replace_delete(http: httpx.AsyncClient,
     assert (await http.get(f"/integrations/{doc['_id']}")).json() == doc
     assert doc in (await http.get("/integrations")).json()
 
-    replaced = await http.put(f"/integrations/{doc['_id']}", json={"mode": "settings",
-                                                                   "_id": "ignored"})
+    replaced = await http.put(
+        f"/integrations/{doc['_id']}", json={"mode": "settings", "_id": "ignored"}
+    )
     assert replaced.status_code == 200
     assert replaced.json()["_id"] == doc["_id"]
     assert "install" not in replaced.json()
@@ -74,13 +77,23 @@ async def test_json_patch_and_failed_test(http: httpx.AsyncClient) -> None:
     """JSON Patch applies; a failing test op is 409 and changes nothing."""
     doc = (await http.post("/integrations", json={"mode": "install", "n": 1})).json()
     path = f"/integrations/{doc['_id']}"
-    ok = await http.patch(path, json=[{"op": "test", "path": "/mode", "value": "install"},
-                                      {"op": "replace", "path": "/mode", "value": "settings"}],
-                          headers=JSON_PATCH)
+    ok = await http.patch(
+        path,
+        json=[
+            {"op": "test", "path": "/mode", "value": "install"},
+            {"op": "replace", "path": "/mode", "value": "settings"},
+        ],
+        headers=JSON_PATCH,
+    )
     assert ok.status_code == 200 and ok.json()["mode"] == "settings"
-    conflict = await http.patch(path, json=[{"op": "test", "path": "/mode", "value": "install"},
-                                            {"op": "replace", "path": "/n", "value": 2}],
-                                headers=JSON_PATCH)
+    conflict = await http.patch(
+        path,
+        json=[
+            {"op": "test", "path": "/mode", "value": "install"},
+            {"op": "replace", "path": "/n", "value": 2},
+        ],
+        headers=JSON_PATCH,
+    )
     assert conflict.status_code == 409
     assert errors_of(conflict)[0]["code"] == "conflict"
     assert (await http.get(path)).json() == ok.json()
@@ -89,42 +102,55 @@ async def test_json_patch_and_failed_test(http: httpx.AsyncClient) -> None:
 async def test_merge_patch_removes_with_null(http: httpx.AsyncClient) -> None:
     """A merge patch merges objects and removes members set to null (RFC 7386)."""
     doc = (await http.post("/integrations", json={"a": {"b": 1, "c": 2}, "d": 3})).json()
-    patched = await http.patch(f"/integrations/{doc['_id']}", json={"a": {"b": None}, "d": 4},
-                               headers={"content-type": "application/merge-patch+json"})
+    patched = await http.patch(
+        f"/integrations/{doc['_id']}",
+        json={"a": {"b": None}, "d": 4},
+        headers={"content-type": "application/merge-patch+json"},
+    )
     assert patched.json()["a"] == {"c": 2} and patched.json()["d"] == 4
 
 
-@pytest.mark.parametrize(("body", "headers", "status"), [
-    (b"{not json", {}, 400),
-    (b'[{"op": "explode", "path": "/a"}]', JSON_PATCH, 400),
-    (b'[{"op": "add", "path": "/a"}]', JSON_PATCH, 400),
-    (b'{"a": 1}', JSON_PATCH, 400),
-    (b'"text"', {}, 400),
-    (b'[{"op": "remove", "path": "/missing"}]', JSON_PATCH, 409),
-    (b'[{"op": "replace", "path": "", "value": [1]}]', JSON_PATCH, 422),
-])
-async def test_bad_patches_change_nothing(http: httpx.AsyncClient, body: bytes,
-                                          headers: dict[str, str], status: int) -> None:
+@pytest.mark.parametrize(
+    ("body", "headers", "status"),
+    [
+        (b"{not json", {}, 400),
+        (b'[{"op": "explode", "path": "/a"}]', JSON_PATCH, 400),
+        (b'[{"op": "add", "path": "/a"}]', JSON_PATCH, 400),
+        (b'{"a": 1}', JSON_PATCH, 400),
+        (b'"text"', {}, 400),
+        (b'[{"op": "remove", "path": "/missing"}]', JSON_PATCH, 409),
+        (b'[{"op": "replace", "path": "", "value": [1]}]', JSON_PATCH, 422),
+    ],
+)
+async def test_bad_patches_change_nothing(
+    http: httpx.AsyncClient, body: bytes, headers: dict[str, str], status: int
+) -> None:
     """Malformed or inapplicable patches get their 4xx with errors[] and leave the document."""
     doc = (await http.post("/integrations", json={"a": 0})).json()
     path = f"/integrations/{doc['_id']}"
-    response = await http.patch(path, content=body, headers=headers or {
-        "content-type": "application/json"})
+    response = await http.patch(
+        path, content=body, headers=headers or {"content-type": "application/json"}
+    )
     assert response.status_code == status
     errors_of(response)
     assert (await http.get(path)).json() == doc
 
 
-@pytest.mark.parametrize(("method", "body", "status"), [
-    ("POST", b"{oops", 400),
-    ("POST", b"[1, 2]", 422),
-    ("POST", b"x" * (5 * 1024 * 1024 + 1), 413),
-])
-async def test_bad_bodies_store_nothing(http: httpx.AsyncClient, method: str, body: bytes,
-                                        status: int) -> None:
+@pytest.mark.parametrize(
+    ("method", "body", "status"),
+    [
+        ("POST", b"{oops", 400),
+        ("POST", b"[1, 2]", 422),
+        ("POST", b"x" * (5 * 1024 * 1024 + 1), 413),
+    ],
+)
+async def test_bad_bodies_store_nothing(
+    http: httpx.AsyncClient, method: str, body: bytes, status: int
+) -> None:
     """Malformed, non-object and oversized bodies are refused and nothing is stored."""
-    response = await http.request(method, "/integrations", content=body,
-                                  headers={"content-type": "application/json"})
+    response = await http.request(
+        method, "/integrations", content=body, headers={"content-type": "application/json"}
+    )
     assert response.status_code == status
     errors_of(response)
     assert (await http.get("/integrations")).json() == []
@@ -189,8 +215,9 @@ async def test_lastmodified_strictly_increases(http: httpx.AsyncClient) -> None:
     doc = (await http.post("/integrations", json={"n": 0})).json()
     stamps = [doc["lastModified"]]
     for i in range(5):
-        stamps.append((await http.patch(f"/integrations/{doc['_id']}",
-                                        json={"n": i})).json()["lastModified"])
+        stamps.append(
+            (await http.patch(f"/integrations/{doc['_id']}", json={"n": i})).json()["lastModified"]
+        )
     assert stamps == sorted(set(stamps))
 
 

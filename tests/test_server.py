@@ -21,13 +21,15 @@ def test_healthz_and_one_access_line_per_request(server: Server) -> None:
     token = server.token()
     assert httpx.get(server.url.removesuffix("/v1") + "/healthz").status_code == 200
     marker = f"/v1/flows/missing-{time.monotonic_ns()}"
-    response = httpx.get(server.url.removesuffix("/v1") + marker,
-                         headers={"authorization": f"Bearer {token}"})
+    response = httpx.get(
+        server.url.removesuffix("/v1") + marker, headers={"authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 404
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        lines = [json.loads(line) for line in server.log.read_text().splitlines()
-                 if line.startswith("{")]
+        lines = [
+            json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")
+        ]
         hits = [line for line in lines if line.get("path") == marker]
         if hits:
             break
@@ -39,9 +41,21 @@ def test_healthz_and_one_access_line_per_request(server: Server) -> None:
 
 def test_token_create_while_serving_prints_only_the_token(server: Server) -> None:
     """`sandbox token create` works while the server runs and prints the token alone."""
-    out = subprocess.run([*CLI, "sandbox", "token", "create", "--scopes",
-                          "integration.get,integrations.get", "--db", str(server.db)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            *CLI,
+            "sandbox",
+            "token",
+            "create",
+            "--scopes",
+            "integration.get,integrations.get",
+            "--db",
+            str(server.db),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     token = out.stdout.strip()
     assert out.stdout == token + "\n" and len(token) > 20
     response = httpx.get(f"{server.url}/integrations", headers={"authorization": f"Bearer {token}"})
@@ -50,8 +64,20 @@ def test_token_create_while_serving_prints_only_the_token(server: Server) -> Non
 
 def test_token_create_refuses_unknown_scopes(tmp_path: Path) -> None:
     """An unknown scope is bad input (exit 2) naming the scope; no token is printed."""
-    out = subprocess.run([*CLI, "sandbox", "token", "create", "--scopes", "integration.fly",
-                          "--db", str(tmp_path / "s.db")], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            *CLI,
+            "sandbox",
+            "token",
+            "create",
+            "--scopes",
+            "integration.fly",
+            "--db",
+            str(tmp_path / "s.db"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2
     assert out.stdout == "" and "integration.fly" in out.stderr
 
@@ -65,17 +91,30 @@ async def test_missing_scope_is_named_over_the_network(server: Server) -> None:
 
 async def test_network_faults_are_survived(tmp_path: Path) -> None:
     """Against real resets and timeouts (before and after applying) every write lands once."""
-    srv = start_server(tmp_path, "--faults", "500:0.1,reset:0.15,timeout:0.1", "--seed", "3",
-                       "--fault-delay", "0.2")
+    srv = start_server(
+        tmp_path,
+        "--faults",
+        "500:0.1,reset:0.15,timeout:0.1",
+        "--seed",
+        "3",
+        "--fault-delay",
+        "0.2",
+    )
     try:
-        retry = RetryPolicy(attempts=20, budget=60, wait_initial=0.01, wait_max=0.05,
-                            wait_jitter=0.01)
+        retry = RetryPolicy(
+            attempts=20, budget=60, wait_initial=0.01, wait_max=0.05, wait_jitter=0.01
+        )
         async with ApiClient(srv.url, srv.token(), retry=retry, timeout=5) as api:
             made = [await api.create("connections", {"i": i}) for i in range(20)]
             for doc in made:
-                await api.patch("connections", doc["_id"],
-                                [{"op": "test", "path": "/i", "value": doc["i"]},
-                                 {"op": "add", "path": "/seen", "value": True}])
+                await api.patch(
+                    "connections",
+                    doc["_id"],
+                    [
+                        {"op": "test", "path": "/i", "value": doc["i"]},
+                        {"op": "add", "path": "/seen", "value": True},
+                    ],
+                )
             stored = await api.list("connections")
         assert sorted(d["i"] for d in stored) == list(range(20))
         assert all(d.get("seen") for d in stored)
@@ -87,6 +126,10 @@ async def test_network_faults_are_survived(tmp_path: Path) -> None:
 
 def test_bad_faults_spec_is_bad_input(tmp_path: Path) -> None:
     """--faults that cannot be parsed exits 2 naming the part."""
-    out = subprocess.run([*CLI, "sandbox", "serve", "--faults", "503:0.1", "--db",
-                          str(tmp_path / "s.db")], capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [*CLI, "sandbox", "serve", "--faults", "503:0.1", "--db", str(tmp_path / "s.db")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 2 and "503:0.1" in out.stderr
