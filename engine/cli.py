@@ -79,26 +79,71 @@ ConnectorOpt = Annotated[
     Path | None,
     typer.Option("--connector", help="Connector directory, when this home did not install it."),
 ]
+StepTimeout = Annotated[
+    float | None,
+    typer.Option(
+        "--step-timeout",
+        min=0.001,
+        help="Seconds a connector function may run, for steps whose policy sets none (300).",
+    ),
+]
+StepRetries = Annotated[
+    int,
+    typer.Option(
+        "--step-retries",
+        min=0,
+        max=100,
+        help="Retries of a function raising RetryableError, for steps whose policy sets none.",
+    ),
+]
+RetryBudget = Annotated[
+    float,
+    typer.Option(
+        "--retry-budget",
+        envvar="SMARTCONNECTOR_RETRY_BUDGET",
+        min=0.1,
+        help="Seconds to keep retrying a failing API request (5xx, 429, timeouts) before exit 5.",
+    ),
+]
 DEFAULT_HOME = Path(".smartconnector")
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    from engine.logs import redactor
+
+    typer.echo(f"error: {redactor.scrub(message)}", err=True)
     raise typer.Exit(code)
 
 
 def _settings(
-    api_url: str | None, token_file: Path | None, home: Path, log_format: str | None
+    api_url: str | None,
+    token_file: Path | None,
+    home: Path,
+    log_format: str | None,
+    step_timeout: float | None = None,
+    step_retries: int = 0,
+    retry_budget: float = 60.0,
 ) -> Settings:
     from engine import logs
+    from engine.client import RetryPolicy
     from engine.config import Settings, read_token
+    from engine.models import StepPolicy
 
     if log_format not in (None, "console", "json"):
         _fail(f"--log-format: {log_format!r} is not console or json", 2)
     logs.configure(log_format)
     token = _guard(lambda: read_token(token_file))
     logs.redactor.add(token)
-    return Settings(home=home, api_url=api_url or None, token=token)
+    policy = None
+    if step_timeout is not None or step_retries:
+        policy = StepPolicy(timeout=step_timeout, retries=step_retries)
+    return Settings(
+        home=home,
+        api_url=api_url or None,
+        token=token,
+        step_policy=policy,
+        retry=RetryPolicy(budget=retry_budget),
+    )
 
 
 def _guard(action: Callable[[], T]) -> T:
@@ -143,7 +188,8 @@ def _with_engine(settings: Settings, job: Callable[[Engine], Awaitable[T]]) -> T
 
     async def main() -> T:
         async with _guard(lambda: open_client(settings)) as api:
-            engine = Engine(api, Journal(settings.home / "journal.db"), observe=_observer())
+            journal = Journal(settings.home / "journal.db")
+            engine = Engine(api, journal, observe=_observer(), default_policy=settings.step_policy)
             with _ctrl_c_stops(engine):
                 return await job(engine)
 
@@ -238,10 +284,10 @@ async def _status_quietly(engine: Engine, integration_id: str) -> dict[str, Any]
 
 def _explain(exc: Exception) -> None:
     from engine.errors import WaitingForUser
+    from engine.logs import redactor
 
-    typer.echo(
-        f"error: {exc}" if not isinstance(exc, WaitingForUser) else f"waiting: {exc}", err=True
-    )
+    label = "waiting" if isinstance(exc, WaitingForUser) else "error"
+    typer.echo(f"{label}: {redactor.scrub(str(exc))}", err=True)
     if isinstance(exc, WaitingForUser) and exc.url:
         typer.echo(f"  go to: {exc.url}", err=True)
     integration_id = getattr(exc, "context", {}).get("integration_id")
@@ -258,11 +304,21 @@ def install(
             "--integration", help="Install into this existing integration instead of creating one."
         ),
     ] = None,
+    atomic: Annotated[
+        bool,
+        typer.Option(
+            "--atomic",
+            help="On a failed step, undo the completed steps and delete the integration.",
+        ),
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan; change nothing.")
     ] = False,
     as_json: JsonOut = False,
+    step_timeout: StepTimeout = None,
+    step_retries: StepRetries = 0,
     api_url: ApiUrl = None,
+    retry_budget: RetryBudget = 60.0,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
@@ -272,12 +328,18 @@ def install(
     Prints the integration id as the last line (with --json: its status). A failed step
     leaves the integration resumable: fix the cause, then `smartconnector resume ID`.
     """
-    settings = _settings(api_url, token_file, home, log_format)
+    settings = _settings(
+        api_url, token_file, home, log_format, step_timeout, step_retries, retry_budget
+    )
     connector = _load(connector_dir)
     if dry_run:
         _show_plan(connector)
         return
-    _report_outcome(settings, lambda e: e.install(connector, integration_id=integration), as_json)
+    _report_outcome(
+        settings,
+        lambda e: e.install(connector, integration_id=integration, atomic=atomic),
+        as_json,
+    )
 
 
 @app.command()
@@ -285,13 +347,18 @@ def resume(
     integration_id: Annotated[str, typer.Argument(help="The integration to go on with.")],
     connector: ConnectorOpt = None,
     as_json: JsonOut = False,
+    step_timeout: StepTimeout = None,
+    step_retries: StepRetries = 0,
     api_url: ApiUrl = None,
+    retry_budget: RetryBudget = 60.0,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
 ) -> None:
     """Continue an install or uninstall from where the integration document says it stopped."""
-    settings = _settings(api_url, token_file, home, log_format)
+    settings = _settings(
+        api_url, token_file, home, log_format, step_timeout, step_retries, retry_budget
+    )
     loaded = _load(connector) if connector else None
     _report_outcome(settings, lambda e: e.resume(integration_id, loaded), as_json)
 
@@ -300,13 +367,18 @@ def resume(
 def uninstall(
     integration_id: Annotated[str, typer.Argument(help="The integration to remove.")],
     connector: ConnectorOpt = None,
+    step_timeout: StepTimeout = None,
+    step_retries: StepRetries = 0,
     api_url: ApiUrl = None,
+    retry_budget: RetryBudget = 60.0,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
 ) -> None:
     """Undo completed steps in reverse order, run the connector's uninstaller, then delete."""
-    settings = _settings(api_url, token_file, home, log_format)
+    settings = _settings(
+        api_url, token_file, home, log_format, step_timeout, step_retries, retry_budget
+    )
     loaded = _load(connector) if connector else None
 
     async def job(engine: Engine) -> dict[str, Any]:
@@ -321,12 +393,13 @@ def status(
     integration_id: Annotated[str, typer.Argument(help="The integration to show.")],
     as_json: JsonOut = False,
     api_url: ApiUrl = None,
+    retry_budget: RetryBudget = 60.0,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
 ) -> None:
     """Show an integration's mode, version and steps (exit 6 if it does not exist)."""
-    settings = _settings(api_url, token_file, home, log_format)
+    settings = _settings(api_url, token_file, home, log_format, retry_budget=retry_budget)
     _print_status(_with_engine(settings, lambda e: e.status(integration_id)), as_json)
 
 

@@ -14,6 +14,7 @@ import httpx
 
 from engine.client import ApiClient, RetryPolicy
 from engine.errors import BadInput
+from engine.models import StepPolicy
 
 EMBEDDED_URL = "http://embedded.sandbox/v1"
 EMBEDDED_TOKEN_LABEL = "embedded"
@@ -28,6 +29,8 @@ class Settings:
     api_url: str | None = None
     token: str | None = field(default=None, repr=False)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Policy for connector functions whose step sets none.
+    step_policy: StepPolicy | None = None
 
     @property
     def embedded(self) -> bool:

@@ -20,8 +20,9 @@ from engine.errors import (
 )
 from engine.invoke import invoke
 from engine.journal import Journal
+from engine.logs import redactor
 from engine.machine import Mode, ModeMachine, Trigger
-from engine.models import InstallStep, Integration, parse
+from engine.models import InstallStep, Integration, StepPolicy, parse
 from engine.writer import RUN_FIELD, DocumentWriter, Op, pointer
 from installers import Connector, StepContext, StepResult, UserActionRequired
 
@@ -50,6 +51,7 @@ class IntegrationRun:
         machine: ModeMachine,
         stop: asyncio.Event,
         observe: StepObserver,
+        default_policy: StepPolicy | None = None,
     ) -> None:
         self.writer = writer
         self.connector = connector
@@ -58,6 +60,7 @@ class IntegrationRun:
         self.machine = machine
         self.stop = stop
         self.observe = observe
+        self.default_policy = default_policy
         self.log = structlog.get_logger("smartconnector.run").bind(integration_id=writer.id)
 
     @property
@@ -168,9 +171,11 @@ class IntegrationRun:
         self.observe("started", name, function, None)
         began = time.monotonic()
         try:
-            result = await invoke(registered, ctx, step.policy if step else None)
+            policy = (step.policy if step else None) or self.default_policy
+            result = await invoke(registered, ctx, policy)
         except UserActionRequired as exc:
-            await self._stop_for(key, "waiting", name, function, exc.message, exc.url)
+            message = redactor.scrub(exc.message)
+            await self._stop_for(key, "waiting", name, function, message, exc.url)
             raise WaitingForUser(
                 f"step {name or '(connector)'!r} waits for you: {exc.message}",
                 url=exc.url,
@@ -179,7 +184,7 @@ class IntegrationRun:
                 function=function,
             ) from None
         except Exception as exc:
-            message = f"{type(exc).__name__}: {exc}"
+            message = redactor.scrub(f"{type(exc).__name__}: {exc}")
             await self._stop_for(key, "error", name, function, message, None)
             raise StepFailed(
                 f"step {name or '(connector)'!r}: function {function!r} failed: {message}",

@@ -10,13 +10,19 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from engine.client import ApiClient, Document
-from engine.errors import BadInput, ConnectorInvalid, DocumentInvalid, SmartConnectorError
+from engine.errors import (
+    BadInput,
+    ConnectorInvalid,
+    DocumentInvalid,
+    SmartConnectorError,
+    StepFailed,
+)
 from engine.journal import Journal
 from engine.machine import Mode, ModeMachine
-from engine.models import Integration, parse
+from engine.models import Integration, StepPolicy, parse
 from engine.run import IntegrationRun, StepObserver
 from engine.writer import RUN_FIELD, DocumentWriter, Owner, run_state
 from installers import Connector, find_installed, load_connector
@@ -107,6 +113,8 @@ class Engine:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     observe: StepObserver = _ignore
     machine: ModeMachine = field(default_factory=ModeMachine)
+    #: Policy for functions whose step sets none (timeout, retries of RetryableError).
+    default_policy: StepPolicy | None = None
     #: Connectors this engine ran, by integration id: resume in the same process finds them.
     known: dict[str, Connector] = field(default_factory=dict)
 
@@ -136,8 +144,14 @@ class Engine:
 
     # -- runs -----------------------------------------------------------------------------
 
-    async def install(self, connector: Connector, *, integration_id: str | None = None) -> Document:
-        """Create the integration (or take ``integration_id``) and run every step."""
+    async def install(
+        self, connector: Connector, *, integration_id: str | None = None, atomic: bool = False
+    ) -> Document:
+        """Create the integration (or take ``integration_id``) and run every step.
+
+        With ``atomic``, a failed step undoes the completed ones in reverse order and
+        deletes the integration; if undoing fails too, it is left resumable as an uninstall.
+        """
         check_functions(connector)
         owner = Owner.here()
         if integration_id is None:
@@ -149,7 +163,35 @@ class Engine:
         else:
             writer = await self._take(integration_id, connector, owner)
             self.journal.remember_connector(integration_id, connector.directory)
-        return await self._drive(writer, connector, Mode.INSTALL)
+        try:
+            return await self._drive(writer, connector, Mode.INSTALL)
+        except StepFailed as failure:
+            if not atomic:
+                raise
+            await self._roll_back(writer, connector, failure)
+            raise AssertionError("unreachable: _roll_back always raises") from None
+
+    async def _roll_back(
+        self, writer: DocumentWriter, connector: Connector, failure: StepFailed
+    ) -> NoReturn:
+        """Undo an atomic install whose step failed; the error says what was undone."""
+        steps = writer.doc.get("install") or []
+        undone = [s.get("name") for s in reversed(steps) if s.get("completed") is True]
+        try:
+            await writer.acquire()
+            await self._drive(writer, connector, Mode.UNINSTALL)
+        except SmartConnectorError as undo_failure:
+            raise StepFailed(
+                f"{failure}; rolling back failed too: {undo_failure}. The integration is in"
+                f" uninstall mode: `smartconnector resume {writer.id}` finishes the rollback",
+                integration_id=writer.id,
+            ) from undo_failure
+        what = ", ".join(repr(n) for n in undone) or "no completed steps"
+        raise StepFailed(
+            f"{failure}; rolled back: undid {what} and deleted integration {writer.id}",
+            integration_id=writer.id,
+            rolled_back=True,
+        ) from failure
 
     async def resume(self, integration_id: str, connector: Connector | None = None) -> Document:
         """Go on from the document: finish an install or an uninstall."""
@@ -215,6 +257,7 @@ class Engine:
             machine=self.machine,
             stop=self.stop,
             observe=self.observe,
+            default_policy=self.default_policy,
         )
         self.machine.add(run, Mode(writer.doc["mode"]))
         keep_alive = asyncio.create_task(writer.keep_alive())
