@@ -7,8 +7,8 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from engine.config import Settings
     from engine.runner import Engine
     from installers import Connector
+    from installers.remote import ExtensionServer
 
 T = TypeVar("T")
 
@@ -96,6 +97,15 @@ StepRetries = Annotated[
         help="Retries of a function raising RetryableError, for steps whose policy sets none.",
     ),
 ]
+ExtensionUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--extension-url",
+        envvar="SMARTCONNECTOR_EXTENSION_URL",
+        help="integrator.io extension server for functions the connector does not define in"
+        " Python (token: $SMARTCONNECTOR_EXTENSION_TOKEN).",
+    ),
+]
 RetryBudget = Annotated[
     float,
     typer.Option(
@@ -123,6 +133,7 @@ def _settings(
     step_timeout: float | None = None,
     step_retries: int = 0,
     retry_budget: float = 60.0,
+    extension_url: str | None = None,
 ) -> Settings:
     from engine import logs
     from engine.client import RetryPolicy
@@ -137,7 +148,13 @@ def _settings(
     policy = None
     if step_timeout is not None or step_retries:
         policy = StepPolicy(timeout=step_timeout, retries=step_retries)
+    extension_token = os.environ.get("SMARTCONNECTOR_EXTENSION_TOKEN") or None
+    if extension_url and not extension_token:
+        _fail("--extension-url needs the extension token in SMARTCONNECTOR_EXTENSION_TOKEN", 2)
+    logs.redactor.add(extension_token)
     return Settings(
+        extension_url=extension_url or None,
+        extension_token=extension_token,
         home=home,
         api_url=api_url or None,
         token=token,
@@ -187,9 +204,15 @@ def _with_engine(settings: Settings, job: Callable[[Engine], Awaitable[T]]) -> T
     from engine.runner import Engine
 
     async def main() -> T:
-        async with _guard(lambda: open_client(settings)) as api:
+        async with _guard(lambda: open_client(settings)) as api, _extension(settings) as ext:
             journal = Journal(settings.home / "journal.db")
-            engine = Engine(api, journal, observe=_observer(), default_policy=settings.step_policy)
+            engine = Engine(
+                api,
+                journal,
+                observe=_observer(),
+                default_policy=settings.step_policy,
+                extension=ext,
+            )
             with _ctrl_c_stops(engine):
                 return await job(engine)
 
@@ -197,6 +220,17 @@ def _with_engine(settings: Settings, job: Callable[[Engine], Awaitable[T]]) -> T
         return _guard(lambda: asyncio.run(main()))
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+
+
+@asynccontextmanager
+async def _extension(settings: Settings) -> AsyncIterator[ExtensionServer | None]:
+    if settings.extension_url is None or settings.extension_token is None:
+        yield None
+        return
+    from installers.remote import ExtensionServer
+
+    async with ExtensionServer(settings.extension_url, settings.extension_token) as server:
+        yield server
 
 
 def _observer() -> Callable[[str, str | None, str, float | None], None]:
@@ -318,6 +352,7 @@ def install(
     step_timeout: StepTimeout = None,
     step_retries: StepRetries = 0,
     api_url: ApiUrl = None,
+    extension_url: ExtensionUrl = None,
     retry_budget: RetryBudget = 60.0,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
@@ -329,11 +364,18 @@ def install(
     leaves the integration resumable: fix the cause, then `smartconnector resume ID`.
     """
     settings = _settings(
-        api_url, token_file, home, log_format, step_timeout, step_retries, retry_budget
+        api_url,
+        token_file,
+        home,
+        log_format,
+        step_timeout,
+        step_retries,
+        retry_budget,
+        extension_url,
     )
     connector = _load(connector_dir)
     if dry_run:
-        _show_plan(connector)
+        _show_plan(connector, settings)
         return
     _report_outcome(
         settings,
@@ -350,6 +392,7 @@ def resume(
     step_timeout: StepTimeout = None,
     step_retries: StepRetries = 0,
     api_url: ApiUrl = None,
+    extension_url: ExtensionUrl = None,
     retry_budget: RetryBudget = 60.0,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
@@ -357,7 +400,14 @@ def resume(
 ) -> None:
     """Continue an install or uninstall from where the integration document says it stopped."""
     settings = _settings(
-        api_url, token_file, home, log_format, step_timeout, step_retries, retry_budget
+        api_url,
+        token_file,
+        home,
+        log_format,
+        step_timeout,
+        step_retries,
+        retry_budget,
+        extension_url,
     )
     loaded = _load(connector) if connector else None
     _report_outcome(settings, lambda e: e.resume(integration_id, loaded), as_json)
@@ -370,6 +420,7 @@ def uninstall(
     step_timeout: StepTimeout = None,
     step_retries: StepRetries = 0,
     api_url: ApiUrl = None,
+    extension_url: ExtensionUrl = None,
     retry_budget: RetryBudget = 60.0,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
@@ -377,7 +428,14 @@ def uninstall(
 ) -> None:
     """Undo completed steps in reverse order, run the connector's uninstaller, then delete."""
     settings = _settings(
-        api_url, token_file, home, log_format, step_timeout, step_retries, retry_budget
+        api_url,
+        token_file,
+        home,
+        log_format,
+        step_timeout,
+        step_retries,
+        retry_budget,
+        extension_url,
     )
     loaded = _load(connector) if connector else None
 
@@ -403,9 +461,16 @@ def status(
     _print_status(_with_engine(settings, lambda e: e.status(integration_id)), as_json)
 
 
-def _show_plan(connector: Connector) -> None:
-    from engine.runner import Engine
+def _show_plan(connector: Connector, settings: Settings) -> None:
+    from engine.runner import Engine, resolve_functions
 
+    if settings.extension_url is not None:
+
+        async def resolve() -> Connector:
+            async with _extension(settings) as extension:
+                return await resolve_functions(connector, extension)
+
+        connector = _guard(lambda: asyncio.run(resolve()))
     plan = _guard(lambda: Engine.plan_for(connector))
     typer.echo(f"{plan.connector} {plan.version}: {len(plan.steps)} function(s) to run")
     for i, step in enumerate(plan.steps, 1):
@@ -413,9 +478,18 @@ def _show_plan(connector: Connector) -> None:
 
 
 @app.command()
-def plan(connector_dir: ConnectorDir) -> None:
-    """Validate a connector and show what install would run; changes nothing."""
-    _show_plan(_load(connector_dir))
+def plan(
+    connector_dir: ConnectorDir,
+    extension_url: ExtensionUrl = None,
+    log_format: LogFormat = None,
+) -> None:
+    """Validate a connector and show what install would run; changes nothing.
+
+    With --extension-url, functions not defined in Python are expected on that server,
+    which must answer its health check (the protocol cannot list functions).
+    """
+    settings = _settings(None, None, DEFAULT_HOME, log_format, extension_url=extension_url)
+    _show_plan(_load(connector_dir), settings)
 
 
 @app.command()
@@ -481,6 +555,42 @@ def token_create(
     from engine.sandbox_cli import create_token
 
     typer.echo(_guard(lambda: create_token(db or home / "sandbox.db", scopes)))
+
+
+extension_app = typer.Typer(
+    help="Serve a Python connector over the extension protocol.", no_args_is_help=True
+)
+app.add_typer(extension_app, name="extension")
+
+
+@extension_app.command("serve")
+def extension_serve(
+    connector_dir: ConnectorDir,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8701,
+    log_format: LogFormat = None,
+) -> None:
+    """Serve CONNECTOR_DIR's functions as an integrator.io extension server.
+
+    POST /function and GET /healthCheck, answered as the integrator-extension SDK does.
+    Callers authenticate with $SMARTCONNECTOR_EXTENSION_TOKEN.
+    """
+    import uvicorn
+
+    from installers.extension_server import create_extension_app
+
+    _settings(None, None, DEFAULT_HOME, log_format)
+    token = os.environ.get("SMARTCONNECTOR_EXTENSION_TOKEN")
+    if not token:
+        _fail("set SMARTCONNECTOR_EXTENSION_TOKEN: the token callers must present", 2)
+    connector = _load(connector_dir)
+    uvicorn.run(
+        create_extension_app(connector, token),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+    )
 
 
 def main() -> None:

@@ -122,8 +122,12 @@ class ApiClient:
         retry: RetryPolicy | None = None,
         rate_limit: RateLimit | None = None,
         timeout: float = 30.0,
+        reachable: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        #: The URL another process can reach this API at; ``None`` for an in-process sandbox.
+        self.public_url: str | None = self.base_url if reachable else None
+        self._token = token
         self.retry = retry or RetryPolicy()
         self._limiter = (rate_limit or RateLimit()).limiter()
         self._http = httpx.AsyncClient(
@@ -145,6 +149,10 @@ class ApiClient:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def bearer_token(self) -> str:
+        """The token, for handing on to a remote function (SPEC §6 ``bearerToken``) only."""
+        return self._token
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -29,6 +29,9 @@ class Settings:
     api_url: str | None = None
     token: str | None = field(default=None, repr=False)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: The extension server for functions a connector does not define locally (SPEC §6).
+    extension_url: str | None = None
+    extension_token: str | None = field(default=None, repr=False)
     #: Policy for connector functions whose step sets none.
     step_policy: StepPolicy | None = None
 
@@ -72,4 +75,6 @@ def open_client(settings: Settings) -> ApiClient:
     store.forget_tokens(EMBEDDED_TOKEN_LABEL, older_than=24 * 3600)
     token = store.create_token(ADMIN_SCOPES, label=EMBEDDED_TOKEN_LABEL)
     transport = httpx.ASGITransport(app=create_app(store))
-    return ApiClient(EMBEDDED_URL, token, transport=transport, retry=settings.retry)
+    return ApiClient(
+        EMBEDDED_URL, token, transport=transport, retry=settings.retry, reachable=False
+    )

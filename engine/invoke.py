@@ -46,6 +46,7 @@ async def invoke(
     """Run ``function`` once, or again on :class:`RetryableError` as ``policy`` allows."""
     policy = policy or StepPolicy()
     timeout = policy.timeout or DEFAULT_TIMEOUT
+    ctx.options["timeout"] = timeout
     async for attempt in stamina.retry_context(
         on=RetryableError,
         attempts=policy.retries + 1,
@@ -56,7 +57,8 @@ async def invoke(
     ):
         with attempt:
             try:
-                async with asyncio.timeout(timeout):
+                # a remote function keeps its own timeout: its silence is retryable
+                async with asyncio.timeout(None if function.remote else timeout):
                     if function.is_async:
                         raw = await function.func(ctx)  # type: ignore[misc]
                     else:

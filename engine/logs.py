@@ -48,6 +48,11 @@ class Redactor:
 redactor = Redactor()
 
 
+def _stderr_logger(*args: Any) -> structlog.PrintLogger:
+    """A logger on whatever ``sys.stderr`` is now (it may be replaced after set-up)."""
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure(log_format: str | None = None, level: int = logging.INFO) -> None:
     """Log to stderr as ``console`` (default on a TTY) or ``json`` (default otherwise)."""
     fmt = log_format or ("console" if sys.stderr.isatty() else "json")
@@ -66,6 +71,6 @@ def configure(log_format: str | None = None, level: int = logging.INFO) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

@@ -12,9 +12,11 @@ import structlog
 
 from engine.client import ApiClient, Document
 from engine.errors import (
+    AuthenticationFailed,
     BadInput,
     DocumentInvalid,
     Interrupted,
+    PermissionDenied,
     StepFailed,
     WaitingForUser,
 )
@@ -186,6 +188,9 @@ class IntegrationRun:
         except Exception as exc:
             message = redactor.scrub(f"{type(exc).__name__}: {exc}")
             await self._stop_for(key, "error", name, function, message, None)
+            if isinstance(exc, AuthenticationFailed | PermissionDenied):
+                exc.context.update(integration_id=self.writer.id, step=name, function=function)
+                raise
             raise StepFailed(
                 f"step {name or '(connector)'!r}: function {function!r} failed: {message}",
                 integration_id=self.writer.id,

@@ -26,6 +26,7 @@ from engine.models import Integration, StepPolicy, parse
 from engine.run import IntegrationRun, StepObserver
 from engine.writer import RUN_FIELD, DocumentWriter, Owner, run_state
 from installers import Connector, find_installed, load_connector
+from installers.remote import ExtensionServer, with_remote
 
 
 def _ignore(event: str, step: str | None, function: str, seconds: float | None) -> None:
@@ -86,21 +87,46 @@ def new_integration(connector: Connector, owner: Owner, ttl: float) -> Document:
     }
 
 
-def check_functions(connector: Connector, integration: Integration | None = None) -> None:
-    """Every function the manifest (and the document) names resolves, or exit 2."""
-    registry = connector.registry
+def function_names(
+    connector: Connector, integration: Integration | None = None
+) -> list[tuple[str, str]]:
+    """``(field path, name)`` of every function the manifest and the document name."""
     names = connector.manifest.function_names()
     if integration is not None:
         for i, step in enumerate(integration.install):
             names.append((f"install[{i}].installerFunction", step.installer_function))
             names.append((f"install[{i}].uninstallerFunction", step.uninstaller_function))
-    for path, name in names:
+    return names
+
+
+def check_functions(connector: Connector, integration: Integration | None = None) -> None:
+    """Every function the manifest (and the document) names resolves, or exit 2."""
+    registry = connector.registry
+    for path, name in function_names(connector, integration):
         if name not in registry:
             raise ConnectorInvalid(
                 f"{path}: function {name!r} is not defined in registry {registry.name!r}"
                 f" ({connector.provenance})",
                 field=path,
             )
+
+
+async def resolve_functions(
+    connector: Connector,
+    extension: ExtensionServer | None,
+    integration: Integration | None = None,
+    *,
+    check_health: bool = True,
+) -> Connector:
+    """``connector`` with every function it names resolved: locally, else on ``extension``
+    (after its health check, as the protocol cannot list functions), else exit 2."""
+    names = function_names(connector, integration)
+    if extension is not None and any(n not in connector.registry for _, n in names):
+        if check_health:
+            await extension.check_health()
+        connector = with_remote(connector, extension, names)
+    check_functions(connector, integration)
+    return connector
 
 
 @dataclass
@@ -115,8 +141,11 @@ class Engine:
     machine: ModeMachine = field(default_factory=ModeMachine)
     #: Policy for functions whose step sets none (timeout, retries of RetryableError).
     default_policy: StepPolicy | None = None
+    #: Where functions the connector does not define locally are called (SPEC §6).
+    extension: ExtensionServer | None = None
     #: Connectors this engine ran, by integration id: resume in the same process finds them.
     known: dict[str, Connector] = field(default_factory=dict)
+    _extension_healthy: bool = field(default=False, init=False)
 
     # -- read-only ------------------------------------------------------------------------
 
@@ -152,7 +181,7 @@ class Engine:
         With ``atomic``, a failed step undoes the completed ones in reverse order and
         deletes the integration; if undoing fails too, it is left resumable as an uninstall.
         """
-        check_functions(connector)
+        connector = await self.resolve(connector)
         owner = Owner.here()
         if integration_id is None:
             doc = await self.api.create(
@@ -161,7 +190,7 @@ class Engine:
             self.journal.remember_connector(doc["_id"], connector.directory)
             writer = DocumentWriter(self.api, doc, owner, self.lease_ttl)
         else:
-            writer = await self._take(integration_id, connector, owner)
+            writer, connector = await self._take(integration_id, connector, owner)
             self.journal.remember_connector(integration_id, connector.directory)
         try:
             return await self._drive(writer, connector, Mode.INSTALL)
@@ -197,7 +226,7 @@ class Engine:
         """Go on from the document: finish an install or an uninstall."""
         doc = await self.api.get("integrations", integration_id)
         connector = connector or self.find_connector(integration_id, doc)
-        writer = await self._take(integration_id, connector, Owner.here(), doc)
+        writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
         mode = Mode(writer.doc["mode"])
         if mode is Mode.SETTINGS:
             await writer.write([], release=True)
@@ -208,7 +237,7 @@ class Engine:
         """Undo every completed step in reverse order, then delete the integration."""
         doc = await self.api.get("integrations", integration_id)
         connector = connector or self.find_connector(integration_id, doc)
-        writer = await self._take(integration_id, connector, Owner.here(), doc)
+        writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
         await self._drive(writer, connector, Mode.UNINSTALL)
 
     def find_connector(self, integration_id: str, doc: Document) -> Connector:
@@ -230,13 +259,13 @@ class Engine:
 
     async def _take(
         self, integration_id: str, connector: Connector, owner: Owner, doc: Document | None = None
-    ) -> DocumentWriter:
+    ) -> tuple[DocumentWriter, Connector]:
         """Validate the document and the connector against it, then take the lease."""
         doc = doc if doc is not None else await self.api.get("integrations", integration_id)
         integration = parse(
             Integration, doc, what=f"integration {integration_id}", error=DocumentInvalid
         )
-        check_functions(connector, integration)
+        connector = await self.resolve(connector, integration)
         if integration.connector_id not in (None, connector.manifest.connector_id):
             raise BadInput(
                 f"integration {integration_id} belongs to connector {integration.connector_id},"
@@ -245,7 +274,21 @@ class Engine:
             )
         writer = DocumentWriter(self.api, doc, owner, self.lease_ttl)
         await writer.acquire()
-        return writer
+        return writer, connector
+
+    async def resolve(
+        self, connector: Connector, integration: Integration | None = None
+    ) -> Connector:
+        """Resolve every function name, locally first, then on the extension server.
+
+        Nothing has run and nothing is changed when this refuses (exit 2, or 5 when the
+        extension server does not answer its health check).
+        """
+        connector = await resolve_functions(
+            connector, self.extension, integration, check_health=not self._extension_healthy
+        )
+        self._extension_healthy |= any(f.remote for f in connector.registry)
+        return connector
 
     async def _drive(self, writer: DocumentWriter, connector: Connector, goal: Mode) -> Document:
         self.known[writer.id] = connector

@@ -25,6 +25,8 @@ class RegisteredFunction:
     name: str
     func: ConnectorFunction
     origin: str
+    #: Runs on an extension server, which keeps its own timeout.
+    remote: bool = False
 
     @property
     def is_async(self) -> bool:
@@ -64,10 +66,18 @@ class Registry:
 
         return register
 
-    def add(self, name: str, func: ConnectorFunction) -> None:
+    def add(
+        self,
+        name: str,
+        func: ConnectorFunction,
+        *,
+        origin: str | None = None,
+        remote: bool = False,
+    ) -> None:
+        """Register ``func`` as ``name``; ``origin`` says where it is defined (default: file)."""
         if not name:
             raise ValueError(f"registry {self.name!r}: a function name must not be empty")
-        new = RegisteredFunction(name, func, _origin(func))
+        new = RegisteredFunction(name, func, origin or _origin(func), remote)
         if name in self._functions:
             old = self._functions[name]
             raise DuplicateFunction(

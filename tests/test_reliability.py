@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,11 +114,22 @@ def test_redactor_hides_secrets_by_key_and_by_value() -> None:
     }
 
 
-def test_redactor_runs_in_the_configured_pipeline(capsys: pytest.CaptureFixture[str]) -> None:
-    """The logging set-up the CLI uses passes every event through the redactor."""
+@pytest.fixture
+def cli_logging() -> Iterator[None]:
+    """The CLI's logging set-up for one test, then structlog's defaults again."""
     from engine import logs
 
     logs.configure("json")
+    yield
+    structlog.reset_defaults()
+
+
+def test_redactor_runs_in_the_configured_pipeline(
+    capsys: pytest.CaptureFixture[str], cli_logging: None
+) -> None:
+    """The logging set-up the CLI uses passes every event through the redactor."""
+    from engine import logs
+
     logs.redactor.add("pipeline-secret-123")
     structlog.get_logger("t").info("token is pipeline-secret-123", token="pipeline-secret-123")
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
