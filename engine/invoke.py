@@ -18,6 +18,16 @@ class FunctionFailed(Exception):
     """A function reported failure in its result (``{"success": false}``) or returned junk."""
 
 
+def settings_result(raw: Any, function: str, pending: dict[str, Any]) -> dict[str, Any]:
+    """A ``persistSettings`` answer → the settings to save: its ``pending``, else the input."""
+    if raw is None or (isinstance(raw, dict) and "pending" not in raw):
+        return pending
+    corrected = raw.get("pending") if isinstance(raw, dict) else None
+    if not isinstance(corrected, dict):
+        raise FunctionFailed(f"{function}: pending must be an object of settings")
+    return corrected
+
+
 def normalise(raw: Any, function: str) -> StepResult:
     """``None``, a :class:`StepResult` or ``{"stepsToUpdate": [...]}`` → :class:`StepResult`."""
     if raw is None:
@@ -40,10 +50,12 @@ def normalise(raw: Any, function: str) -> StepResult:
     return StepResult(steps_to_update=updates)
 
 
-async def invoke(
-    function: RegisteredFunction, ctx: StepContext, policy: StepPolicy | None
-) -> StepResult:
-    """Run ``function`` once, or again on :class:`RetryableError` as ``policy`` allows."""
+async def invoke(function: RegisteredFunction, ctx: StepContext, policy: StepPolicy | None) -> Any:
+    """Run ``function`` once, or again on :class:`RetryableError` as ``policy`` allows.
+
+    Returns what the function returned, as JSON (a :class:`StepResult` as its wire form);
+    ``{"success": false}`` raises :class:`FunctionFailed`.
+    """
     policy = policy or StepPolicy()
     timeout = policy.timeout or DEFAULT_TIMEOUT
     ctx.options["timeout"] = timeout
@@ -65,5 +77,10 @@ async def invoke(
                         raw = await asyncio.to_thread(function.func, ctx)
             except TimeoutError:
                 raise FunctionFailed(f"{function.name} timed out after {timeout:g} s") from None
-            return normalise(raw, function.name)
+            if isinstance(raw, StepResult):
+                return raw.to_wire()
+            if isinstance(raw, dict) and raw.get("success") is False:
+                detail = raw.get("message") or raw.get("errors") or "success: false"
+                raise FunctionFailed(f"{function.name} reported failure: {detail}")
+            return raw
     raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,13 @@ CREATE TABLE IF NOT EXISTS connectors (
 """
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """A journalled success and what the function returned (which may be ``None``)."""
+
+    result: Any
+
+
 class Journal:
     """SQLite in WAL mode with ``synchronous=FULL``: a recorded success survives ``kill -9``."""
 
@@ -46,12 +54,12 @@ class Journal:
     def close(self) -> None:
         self._db.close()
 
-    def succeeded(self, key: str) -> dict[str, Any] | None:
+    def succeeded(self, key: str) -> Recorded | None:
         """The recorded result of the run with ``key``, if it succeeded."""
         row = self._db.execute(
             "SELECT result FROM runs WHERE key = ? AND status = 'succeeded'", (key,)
         ).fetchone()
-        return json.loads(row[0]) if row else None
+        return Recorded(json.loads(row[0])) if row else None
 
     def started(self, key: str, integration_id: str, step: str | None, function: str) -> None:
         self._db.execute(

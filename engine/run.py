@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -20,13 +20,15 @@ from engine.errors import (
     StepFailed,
     WaitingForUser,
 )
-from engine.invoke import invoke
+from engine.invoke import invoke, normalise, settings_result
 from engine.journal import Journal
 from engine.logs import redactor
 from engine.machine import Mode, ModeMachine, Trigger
 from engine.models import InstallStep, Integration, StepPolicy, parse
 from engine.writer import RUN_FIELD, DocumentWriter, Op, pointer
 from installers import Connector, StepContext, StepResult, UserActionRequired
+
+T = TypeVar("T")
 
 #: Called with (event, step name or None, function name, seconds or None) as a run goes.
 StepObserver = Callable[[str, str | None, str, float | None], None]
@@ -107,7 +109,7 @@ class IntegrationRun:
             )
         for index, step in enumerate(self.integration().install):
             if not step.completed:
-                result = await self._call(step.installer_function, step, "install")
+                result = await self._call(step.installer_function, step, "install", normalise)
                 await self.writer.write(self._step_ops(index, step, True, result))
         await self.machine.fire(self, Trigger.FINISH_INSTALL)
 
@@ -123,7 +125,7 @@ class IntegrationRun:
         for index in reversed(range(len(steps))):
             step = self.integration().install[index]
             if step.completed:
-                result = await self._call(step.uninstaller_function, step, "uninstall")
+                result = await self._call(step.uninstaller_function, step, "uninstall", normalise)
                 await self.writer.write(self._step_ops(index, step, False, result))
         if manifest.uninstaller_function:
             await self._connector_function(
@@ -131,29 +133,105 @@ class IntegrationRun:
             )
         await self.machine.fire(self, Trigger.REMOVE)
 
+    async def update(self, version: str) -> None:
+        """Flag the update, run ``updateFunction`` and the steps the version adds, then
+        record the new version and clear the flag as the last act."""
+        phase = f"update:{version}"
+        if not self.doc.get("updateInProgress"):
+            await self.writer.write(
+                [
+                    {"op": "add", "path": "/updateInProgress", "value": True},
+                    {"op": "add", "path": pointer(RUN_FIELD, "update"), "value": {"to": version}},
+                ]
+            )
+        manifest = self.connector.manifest
+        if manifest.update_function:
+            await self._connector_function("updateFunction", manifest.update_function, phase)
+        steps = list(self.doc.get("install") or [])
+        present = {s.get("name") for s in steps if isinstance(s, dict)}
+        added = [
+            {**s.to_wire(), "completed": False} for s in manifest.install if s.name not in present
+        ]
+        if added:  # the whole list, tested: a retried write cannot add the steps twice
+            await self.writer.write(
+                [
+                    {"op": "test", "path": "/install", "value": steps},
+                    {"op": "replace", "path": "/install", "value": steps + added},
+                ]
+            )
+        for index, step in enumerate(self.integration().install):
+            if not step.completed:
+                result = await self._call(step.installer_function, step, phase, normalise)
+                await self.writer.write(self._step_ops(index, step, True, result))
+        await self._stop_if_asked()
+        await self.writer.write(
+            [
+                {"op": "add", "path": "/version", "value": version},
+                {"op": "add", "path": "/updateInProgress", "value": False},
+                {"op": "remove", "path": pointer(RUN_FIELD)},
+            ],
+            release=True,
+        )
+
+    async def save_settings(self, pending: dict[str, Any]) -> None:
+        """Run ``persistSettings`` (it may correct the settings), then write them."""
+        function = self.connector.manifest.persist_settings_function
+        if function:
+            key = f"settings:{hashlib.sha256(repr(pending).encode()).hexdigest()[:16]}"
+            pending = await self._call(
+                function,
+                None,
+                key,
+                lambda raw, fn: settings_result(raw, fn, pending),
+                pending=pending,
+            )
+        await self.writer.write(
+            [
+                {"op": "add", "path": "/settings", "value": pending},
+                {"op": "remove", "path": pointer(RUN_FIELD)},
+            ],
+            release=True,
+        )
+
     # -- calling functions ----------------------------------------------------------------
 
     async def _connector_function(self, kind: str, function: str, phase: str) -> None:
         if self.writer.state.get("done", {}).get(kind):
             return
-        result = await self._call(function, None, phase)
+        result = await self._call(function, None, phase, normalise)
         ops = [{"op": "add", "path": pointer(RUN_FIELD, "done", kind), "value": True}]
         await self.writer.write(ops + self._updates(result, exclude=None))
 
-    async def _call(self, function: str, step: InstallStep | None, phase: str) -> StepResult:
-        """Run ``function`` once per success: replay a journalled result instead of rerunning."""
+    async def _stop_if_asked(self) -> None:
+        """After Ctrl-C: free the lease (progress is already written), then exit 130."""
         if self.stop.is_set():
             await self.writer.write([], release=True)
             raise Interrupted(
                 f"interrupted; run `smartconnector resume {self.writer.id}` to go on",
                 integration_id=self.writer.id,
             )
+
+    async def _call(
+        self,
+        function: str,
+        step: InstallStep | None,
+        phase: str,
+        interpret: Callable[[Any, str], T],
+        *,
+        pending: dict[str, Any] | None = None,
+    ) -> T:
+        """Run ``function`` once per success: replay a journalled result instead of rerunning.
+
+        ``interpret`` turns what the function returned into what the caller needs; a result
+        it rejects fails the step and is not journalled as a success.
+        """
+        await self._stop_if_asked()
         name = step.name if step else None
         key = idempotency_key(self.writer.id, phase, function, name)
         recorded = self.journal.succeeded(key)
         if recorded is not None:
             self.log.info("replaying journalled result", step=name, function=function)
-            return StepResult(recorded.get("stepsToUpdate", []))
+            return interpret(recorded.result, function)
         registered = self.connector.registry.get(function)
         if registered is None:  # validated before the run; a changed document can still miss
             raise BadInput(
@@ -167,14 +245,16 @@ class IntegrationRun:
             api=self.api,
             idempotency_key=key,
             log=log,
-            settings=dict(self.doc.get("settings") or {}),
+            settings=pending if pending is not None else dict(self.doc.get("settings") or {}),
+            options={} if pending is None else {"pending": pending},
         )
         self.journal.started(key, self.writer.id, name, function)
         self.observe("started", name, function, None)
         began = time.monotonic()
         try:
             policy = (step.policy if step else None) or self.default_policy
-            result = await invoke(registered, ctx, policy)
+            raw = await invoke(registered, ctx, policy)
+            result = interpret(raw, function)
         except UserActionRequired as exc:
             message = redactor.scrub(exc.message)
             await self._stop_for(key, "waiting", name, function, message, exc.url)
@@ -197,7 +277,7 @@ class IntegrationRun:
                 step=name,
                 function=function,
             ) from exc
-        self.journal.finished(key, "succeeded", result=result.to_wire())
+        self.journal.finished(key, "succeeded", result=raw)
         seconds = time.monotonic() - began
         self.observe("succeeded", name, function, seconds)
         log.info("function succeeded", seconds=round(seconds, 3))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -15,22 +17,33 @@ from typing import Any, NoReturn
 from engine.client import ApiClient, Document
 from engine.errors import (
     BadInput,
-    ConnectorInvalid,
     DocumentInvalid,
     SmartConnectorError,
     StepFailed,
 )
+from engine.functions import check_functions, resolve_functions
 from engine.journal import Journal
 from engine.machine import Mode, ModeMachine
 from engine.models import Integration, StepPolicy, parse
 from engine.run import IntegrationRun, StepObserver
 from engine.writer import RUN_FIELD, DocumentWriter, Owner, run_state
 from installers import Connector, find_installed, load_connector
-from installers.remote import ExtensionServer, with_remote
+from installers.remote import ExtensionServer
 
 
 def _ignore(event: str, step: str | None, function: str, seconds: float | None) -> None:
     """The default observer: the runs' structlog events say enough."""
+
+
+def compare_versions(a: str, b: str) -> int:
+    """-1, 0 or 1 as version ``a`` is older, the same as or newer than ``b`` (dotted numbers,
+    text parts compared as text: ``1.10.0`` > ``1.9.2``)."""
+
+    def key(version: str) -> list[tuple[int, int | str]]:
+        return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-+]", version)]
+
+    ka, kb = key(a), key(b)
+    return (ka > kb) - (ka < kb)
 
 
 @dataclass(frozen=True)
@@ -85,48 +98,6 @@ def new_integration(connector: Connector, owner: Owner, ttl: float) -> Document:
         "updateInProgress": False,
         RUN_FIELD: {"lease": owner.lease(ttl), "done": {}},
     }
-
-
-def function_names(
-    connector: Connector, integration: Integration | None = None
-) -> list[tuple[str, str]]:
-    """``(field path, name)`` of every function the manifest and the document name."""
-    names = connector.manifest.function_names()
-    if integration is not None:
-        for i, step in enumerate(integration.install):
-            names.append((f"install[{i}].installerFunction", step.installer_function))
-            names.append((f"install[{i}].uninstallerFunction", step.uninstaller_function))
-    return names
-
-
-def check_functions(connector: Connector, integration: Integration | None = None) -> None:
-    """Every function the manifest (and the document) names resolves, or exit 2."""
-    registry = connector.registry
-    for path, name in function_names(connector, integration):
-        if name not in registry:
-            raise ConnectorInvalid(
-                f"{path}: function {name!r} is not defined in registry {registry.name!r}"
-                f" ({connector.provenance})",
-                field=path,
-            )
-
-
-async def resolve_functions(
-    connector: Connector,
-    extension: ExtensionServer | None,
-    integration: Integration | None = None,
-    *,
-    check_health: bool = True,
-) -> Connector:
-    """``connector`` with every function it names resolved: locally, else on ``extension``
-    (after its health check, as the protocol cannot list functions), else exit 2."""
-    names = function_names(connector, integration)
-    if extension is not None and any(n not in connector.registry for _, n in names):
-        if check_health:
-            await extension.check_health()
-        connector = with_remote(connector, extension, names)
-    check_functions(connector, integration)
-    return connector
 
 
 @dataclass
@@ -193,7 +164,7 @@ class Engine:
             writer, connector = await self._take(integration_id, connector, owner)
             self.journal.remember_connector(integration_id, connector.directory)
         try:
-            return await self._drive(writer, connector, Mode.INSTALL)
+            return await self._drive(writer, connector, IntegrationRun.install)
         except StepFailed as failure:
             if not atomic:
                 raise
@@ -208,7 +179,7 @@ class Engine:
         undone = [s.get("name") for s in reversed(steps) if s.get("completed") is True]
         try:
             await writer.acquire()
-            await self._drive(writer, connector, Mode.UNINSTALL)
+            await self._drive(writer, connector, IntegrationRun.uninstall)
         except SmartConnectorError as undo_failure:
             raise StepFailed(
                 f"{failure}; rolling back failed too: {undo_failure}. The integration is in"
@@ -228,17 +199,104 @@ class Engine:
         connector = connector or self.find_connector(integration_id, doc)
         writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
         mode = Mode(writer.doc["mode"])
-        if mode is Mode.SETTINGS:
-            await writer.write([], release=True)
-            return writer.doc
-        return await self._drive(writer, connector, mode)
+        if mode is Mode.INSTALL:
+            return await self._drive(writer, connector, IntegrationRun.install)
+        if mode is Mode.UNINSTALL:
+            return await self._drive(writer, connector, IntegrationRun.uninstall)
+        if writer.doc.get("updateInProgress"):
+            version = self._update_target(writer.doc, connector)
+            return await self._drive(writer, connector, lambda run: run.update(version))
+        await writer.write([], release=True)
+        return writer.doc
+
+    async def update(
+        self,
+        integration_id: str,
+        connector: Connector | None = None,
+        *,
+        allow_downgrade: bool = False,
+        doc: Document | None = None,
+    ) -> Document:
+        """Bring an integration in settings mode to the connector's version.
+
+        The same version is a no-op; an older one needs ``allow_downgrade``. An interrupted
+        update (``updateInProgress: true``) is finished, to the version it started for.
+        ``doc`` saves a read when the caller has just listed the integration.
+        """
+        doc = doc if doc is not None else await self.api.get("integrations", integration_id)
+        connector = connector or self.find_connector(integration_id, doc)
+        integration = parse(
+            Integration, doc, what=f"integration {integration_id}", error=DocumentInvalid
+        )
+        if integration.mode != "settings":
+            raise BadInput(
+                f"integration {integration_id} is in mode {integration.mode!r};"
+                " only an installed integration (settings mode) can be updated",
+                field="mode",
+            )
+        target = connector.manifest.version
+        if integration.update_in_progress:
+            target = self._update_target(doc, connector)
+        else:
+            order = compare_versions(target, integration.version or "")
+            if order == 0:
+                return doc
+            if order < 0 and not allow_downgrade:
+                raise BadInput(
+                    f"integration {integration_id} runs {integration.version};"
+                    f" {target} is older: pass --allow-downgrade to go back",
+                    field="version",
+                )
+        writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
+        return await self._drive(writer, connector, lambda run: run.update(target))
+
+    async def save_settings(
+        self, integration_id: str, settings: Document, connector: Connector | None = None
+    ) -> Document:
+        """Run the connector's ``persistSettings`` (if any) and write the settings."""
+        doc = await self.api.get("integrations", integration_id)
+        connector = connector or self.find_connector(integration_id, doc)
+        integration = parse(
+            Integration, doc, what=f"integration {integration_id}", error=DocumentInvalid
+        )
+        if integration.mode != "settings" or integration.update_in_progress:
+            state = (
+                "an update in progress"
+                if integration.update_in_progress
+                else (f"mode {integration.mode!r}")
+            )
+            raise BadInput(
+                f"integration {integration_id} has {state}; settings can be"
+                " changed only on an installed integration",
+                field="mode",
+            )
+        writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
+        return await self._drive(writer, connector, lambda run: run.save_settings(settings))
+
+    @staticmethod
+    def needs_update(doc: Document, connector: Connector) -> bool:
+        """Whether ``update`` would do anything: another version, or an update to finish."""
+        version = connector.manifest.version
+        return bool(doc.get("updateInProgress")) or doc.get("version") != version
+
+    @staticmethod
+    def _update_target(doc: Document, connector: Connector) -> str:
+        started_for = run_state(doc).get("update", {}).get("to")
+        version = connector.manifest.version
+        if started_for not in (None, version):
+            raise BadInput(
+                f"integration {doc.get('_id')}: an update to {started_for} is in progress;"
+                f" finish it with that version of the connector, not {version}",
+                field="--connector",
+            )
+        return version
 
     async def uninstall(self, integration_id: str, connector: Connector | None = None) -> None:
         """Undo every completed step in reverse order, then delete the integration."""
         doc = await self.api.get("integrations", integration_id)
         connector = connector or self.find_connector(integration_id, doc)
         writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
-        await self._drive(writer, connector, Mode.UNINSTALL)
+        await self._drive(writer, connector, IntegrationRun.uninstall)
 
     def find_connector(self, integration_id: str, doc: Document) -> Connector:
         """From this process, what install recorded here, else an installed package."""
@@ -290,7 +348,12 @@ class Engine:
         self._extension_healthy |= any(f.remote for f in connector.registry)
         return connector
 
-    async def _drive(self, writer: DocumentWriter, connector: Connector, goal: Mode) -> Document:
+    async def _drive(
+        self,
+        writer: DocumentWriter,
+        connector: Connector,
+        action: Callable[[IntegrationRun], Awaitable[None]],
+    ) -> Document:
         self.known[writer.id] = connector
         run = IntegrationRun(
             writer=writer,
@@ -305,10 +368,7 @@ class Engine:
         self.machine.add(run, Mode(writer.doc["mode"]))
         keep_alive = asyncio.create_task(writer.keep_alive())
         try:
-            if goal is Mode.UNINSTALL:
-                await run.uninstall()
-            else:
-                await run.install()
+            await action(run)
         except SmartConnectorError as exc:
             exc.context.setdefault("integration_id", writer.id)
             raise

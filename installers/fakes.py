@@ -80,7 +80,11 @@ class FakeConnector:
         connector_id: str = "fake-connector",
         version: str = "1.0.0",
         connector_functions: bool = False,
+        extra_functions: tuple[str, ...] = (),
     ) -> None:
+        """``connector_functions`` adds installer, preUninstall and uninstaller functions;
+        ``extra_functions`` names more manifest keys (``updateFunction``,
+        ``persistSettingsFunction``), each given a fake of that name."""
         names = [f"step {i + 1}" for i in range(steps)] if isinstance(steps, int) else steps
         self.registry = Registry(f"fake {connector_id}")
         self.functions: dict[str, FakeFunction] = {}
@@ -100,9 +104,9 @@ class FakeConnector:
             ],
             "settings": {"sections": []},
         }
-        if connector_functions:
-            for key in ("installerFunction", "preUninstallFunction", "uninstallerFunction"):
-                self.manifest_data[key] = self._add(key)
+        keys = ("installerFunction", "preUninstallFunction", "uninstallerFunction")
+        for key in (*(keys if connector_functions else ()), *extra_functions):
+            self.manifest_data[key] = self._add(key)
 
     def _add(self, name: str) -> str:
         self.functions[name] = fake = FakeFunction(name)

@@ -156,6 +156,8 @@ class RemoteFunction:
         }
         if ctx.step is not None:
             options["stepName"] = ctx.step.name
+        if "pending" in ctx.options:  # persistSettings (SDK: options.pending)
+            options["pending"] = ctx.options["pending"]
         if ctx.api.public_url is not None:
             options["apiUrl"] = ctx.api.public_url
         body = {

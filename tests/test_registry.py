@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from engine.errors import ConnectorInvalid
-from engine.runner import check_functions
+from engine.functions import check_functions
 from installers import DuplicateFunction, Registry, StepContext, load_connector
 
 from .conftest import EXAMPLE

@@ -1,0 +1,332 @@
+"""The CLI's shared pieces: the Typer apps, common options and how a command runs.
+
+Heavy modules are imported inside functions, so ``smartconnector --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from engine.config import Settings
+    from engine.runner import Engine
+    from installers import Connector
+    from installers.remote import ExtensionServer
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="smartconnector",
+    help=(
+        "Install, resume and uninstall integrator.io SmartConnector integrations.\n\n"
+        "Without --api-url everything runs against the embedded sandbox in"
+        " $SMARTCONNECTOR_HOME (default ./.smartconnector): no server, no token.\n\n"
+        "Exit codes: 0 done, 1 a function failed (resumable), 2 bad input, 3 auth,"
+        " 4 conflict/lease held, 5 API unavailable, 6 not found, 7 waiting for a person,"
+        " 130 interrupted (resumable)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+sandbox_app = typer.Typer(
+    help="Run the integrator-compatible sandbox API server.", no_args_is_help=True
+)
+token_app = typer.Typer(help="Manage sandbox API tokens.", no_args_is_help=True)
+sandbox_app.add_typer(token_app, name="token")
+app.add_typer(sandbox_app, name="sandbox")
+
+ApiUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--api-url",
+        envvar="SMARTCONNECTOR_API_URL",
+        help="API base URL including the version, e.g. http://127.0.0.1:8700/v1."
+        " Default: the embedded sandbox.",
+    ),
+]
+TokenFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--token-file", help="File holding the API token (else $SMARTCONNECTOR_API_TOKEN)."
+    ),
+]
+Home = Annotated[
+    Path,
+    typer.Option(
+        "--home", envvar="SMARTCONNECTOR_HOME", help="Journal and embedded sandbox directory."
+    ),
+]
+LogFormat = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        envvar="SMARTCONNECTOR_LOG_FORMAT",
+        help="console or json (default: console on a terminal, else json).",
+    ),
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print the status object as JSON.")]
+ConnectorDir = Annotated[
+    Path, typer.Argument(help="Connector directory holding connector.json (and functions.py).")
+]
+ConnectorOpt = Annotated[
+    Path | None,
+    typer.Option("--connector", help="Connector directory, when this home did not install it."),
+]
+StepTimeout = Annotated[
+    float | None,
+    typer.Option(
+        "--step-timeout",
+        min=0.001,
+        help="Seconds a connector function may run, for steps whose policy sets none (300).",
+    ),
+]
+StepRetries = Annotated[
+    int,
+    typer.Option(
+        "--step-retries",
+        min=0,
+        max=100,
+        help="Retries of a function raising RetryableError, for steps whose policy sets none.",
+    ),
+]
+ExtensionUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--extension-url",
+        envvar="SMARTCONNECTOR_EXTENSION_URL",
+        help="integrator.io extension server for functions the connector does not define in"
+        " Python (token: $SMARTCONNECTOR_EXTENSION_TOKEN).",
+    ),
+]
+RetryBudget = Annotated[
+    float,
+    typer.Option(
+        "--retry-budget",
+        envvar="SMARTCONNECTOR_RETRY_BUDGET",
+        min=0.1,
+        help="Seconds to keep retrying a failing API request (5xx, 429, timeouts) before exit 5.",
+    ),
+]
+DEFAULT_HOME = Path(".smartconnector")
+
+
+def fail(message: str, code: int) -> NoReturn:
+    from engine.logs import redactor
+
+    typer.echo(f"error: {redactor.scrub(message)}", err=True)
+    raise typer.Exit(code)
+
+
+def resolve_settings(
+    api_url: str | None,
+    token_file: Path | None,
+    home: Path,
+    log_format: str | None,
+    step_timeout: float | None = None,
+    step_retries: int = 0,
+    retry_budget: float = 60.0,
+    extension_url: str | None = None,
+) -> Settings:
+    from engine import logs
+    from engine.client import RetryPolicy
+    from engine.config import Settings, read_token
+    from engine.models import StepPolicy
+
+    if log_format not in (None, "console", "json"):
+        fail(f"--log-format: {log_format!r} is not console or json", 2)
+    logs.configure(log_format)
+    token = guard(lambda: read_token(token_file))
+    logs.redactor.add(token)
+    policy = None
+    if step_timeout is not None or step_retries:
+        policy = StepPolicy(timeout=step_timeout, retries=step_retries)
+    extension_token = os.environ.get("SMARTCONNECTOR_EXTENSION_TOKEN") or None
+    if extension_url and not extension_token:
+        fail("--extension-url needs the extension token in SMARTCONNECTOR_EXTENSION_TOKEN", 2)
+    logs.redactor.add(extension_token)
+    return Settings(
+        extension_url=extension_url or None,
+        extension_token=extension_token,
+        home=home,
+        api_url=api_url or None,
+        token=token,
+        step_policy=policy,
+        retry=RetryPolicy(budget=retry_budget),
+    )
+
+
+def guard(action: Callable[[], T]) -> T:
+    """Run ``action``; a :class:`SmartConnectorError` becomes its message and exit code."""
+    from engine.errors import SmartConnectorError
+
+    try:
+        return action()
+    except SmartConnectorError as exc:
+        integration_id = exc.context.get("integration_id")
+        fail(
+            str(exc) + (f" (integration {integration_id})" if integration_id else ""), exc.exit_code
+        )
+
+
+@contextmanager
+def ctrl_c_stops(engine: Engine) -> Iterator[None]:
+    """First Ctrl-C: finish the current function, record, exit 130. Second: stop now."""
+    loop = asyncio.get_running_loop()
+
+    def first() -> None:
+        typer.echo("stopping after the current function (Ctrl-C again to abort)", err=True)
+        engine.stop.set()
+        loop.remove_signal_handler(signal.SIGINT)
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, first)
+    except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix loops
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+def with_engine(settings: Settings, job: Callable[[Engine], Awaitable[T]]) -> T:
+    """Open client and journal, run ``job`` on an :class:`Engine`, map errors to exit codes."""
+    from engine.config import open_client
+    from engine.journal import Journal
+    from engine.runner import Engine
+
+    async def main() -> T:
+        async with guard(lambda: open_client(settings)) as api, open_extension(settings) as ext:
+            journal = Journal(settings.home / "journal.db")
+            engine = Engine(
+                api,
+                journal,
+                observe=observer(),
+                default_policy=settings.step_policy,
+                extension=ext,
+            )
+            with ctrl_c_stops(engine):
+                return await job(engine)
+
+    try:
+        return guard(lambda: asyncio.run(main()))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+
+
+@asynccontextmanager
+async def open_extension(settings: Settings) -> AsyncIterator[ExtensionServer | None]:
+    if settings.extension_url is None or settings.extension_token is None:
+        yield None
+        return
+    from installers.remote import ExtensionServer
+
+    async with ExtensionServer(settings.extension_url, settings.extension_token) as server:
+        yield server
+
+
+def observer() -> Callable[[str, str | None, str, float | None], None]:
+    """On a terminal, one line per step with its state and time; otherwise logs say it."""
+    if not sys.stderr.isatty():
+        return lambda *args: None
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    marks = {
+        "started": "[cyan]…[/]",
+        "succeeded": "[green]✓[/]",
+        "error": "[red]✗[/]",
+        "waiting": "[yellow]⏸[/]",
+    }
+
+    def show(event: str, step: str | None, function: str, seconds: float | None) -> None:
+        took = f" [dim]{seconds:.2f}s[/]" if seconds is not None else ""
+        console.print(f"{marks.get(event, event)} {step or '(connector)'} [dim]{function}[/]{took}")
+
+    return show
+
+
+def load(directory: Path) -> Connector:
+    from installers import load_connector
+
+    return guard(lambda: load_connector(directory))
+
+
+def print_status(doc: dict[str, Any], as_json: bool) -> None:
+    from engine.runner import status_of, waiting_or_error
+
+    status = status_of(doc)
+    if as_json:
+        typer.echo(json.dumps(status))
+        return
+    typer.echo(
+        f"integration {status['_id']}  mode {status['mode']}  version {status['version']}"
+        + ("  (update in progress)" if status["updateInProgress"] else "")
+    )
+    for step in status["install"]:
+        typer.echo(f"  [{'x' if step['completed'] is True else ' '}] {step['name']}")
+    stopped = waiting_or_error(doc)
+    if stopped:
+        where = f" — {stopped['url']}" if stopped.get("url") else ""
+        typer.echo(
+            f"  stopped at {stopped.get('step') or '(connector)'}"
+            f" ({stopped.get('function')}): {stopped.get('message')}{where}"
+        )
+
+
+def report_outcome(
+    settings: Settings, job: Callable[[Engine], Awaitable[dict[str, Any]]], as_json: bool
+) -> None:
+    """Run an install-like job; print the id (or status) last, also when it stops early."""
+    from engine.errors import SmartConnectorError
+
+    async def job_keeping_id(engine: Engine) -> dict[str, Any]:
+        try:
+            return await job(engine)
+        except SmartConnectorError as exc:
+            integration_id = exc.context.get("integration_id")
+            if integration_id and exc.exit_code in (1, 7, 130):
+                stopped = await status_quietly(engine, integration_id)
+                explain(exc)
+                typer.echo(json.dumps(stopped) if as_json and stopped else integration_id)
+                raise typer.Exit(exc.exit_code) from None
+            raise
+
+    doc = with_engine(settings, job_keeping_id)
+    if as_json:
+        print_status(doc, True)
+    else:
+        typer.echo(doc["_id"])
+
+
+async def status_quietly(engine: Engine, integration_id: str) -> dict[str, Any] | None:
+    from engine.runner import status_of
+
+    try:
+        return status_of(await engine.status(integration_id))
+    except Exception:
+        return None
+
+
+def explain(exc: Exception) -> None:
+    from engine.errors import WaitingForUser
+    from engine.logs import redactor
+
+    label = "waiting" if isinstance(exc, WaitingForUser) else "error"
+    typer.echo(f"{label}: {redactor.scrub(str(exc))}", err=True)
+    if isinstance(exc, WaitingForUser) and exc.url:
+        typer.echo(f"  go to: {exc.url}", err=True)
+    integration_id = getattr(exc, "context", {}).get("integration_id")
+    if integration_id:
+        typer.echo(f"  then: smartconnector resume {integration_id}", err=True)

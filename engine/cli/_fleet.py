@@ -1,0 +1,292 @@
+"""After install: `settings`, `update` and `rollout` to the install base."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from engine.cli._app import (
+    DEFAULT_HOME,
+    ApiUrl,
+    ConnectorDir,
+    ConnectorOpt,
+    ExtensionUrl,
+    Home,
+    JsonOut,
+    LogFormat,
+    RetryBudget,
+    StepRetries,
+    StepTimeout,
+    TokenFile,
+    app,
+    fail,
+    load,
+    report_outcome,
+    resolve_settings,
+    with_engine,
+)
+
+if TYPE_CHECKING:
+    from engine.rollout import Outcome, RolloutReport
+    from engine.runner import Engine
+
+MAX_FILE_BYTES = 5 * 1024 * 1024
+
+
+def read_json_file(path: Path, option: str) -> Any:
+    """A JSON file given on the command line; exit 2 naming the option when it is unusable."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        fail(f"{option}: cannot read {path}: {exc.strerror}", 2)
+    if len(raw) > MAX_FILE_BYTES:
+        fail(f"{option}: {path} is {len(raw)} bytes, over the {MAX_FILE_BYTES} byte limit", 2)
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        fail(f"{option}: {path} is not valid JSON: {exc}", 2)
+
+
+@app.command("settings")
+def settings_command(
+    integration_id: Annotated[str, typer.Argument(help="The installed integration.")],
+    file: Annotated[Path, typer.Option("--file", help="JSON object: the new settings.")],
+    connector: ConnectorOpt = None,
+    api_url: ApiUrl = None,
+    extension_url: ExtensionUrl = None,
+    retry_budget: RetryBudget = 60.0,
+    token_file: TokenFile = None,
+    home: Home = DEFAULT_HOME,
+    log_format: LogFormat = None,
+) -> None:
+    """Change an installed integration's settings.
+
+    The connector's persistSettingsFunction (if it has one) receives them as `pending` and
+    may return corrected ones; then they are written. Only in settings mode.
+    """
+    settings = resolve_settings(
+        api_url,
+        token_file,
+        home,
+        log_format,
+        retry_budget=retry_budget,
+        extension_url=extension_url,
+    )
+    pending = read_json_file(file, "--file")
+    if not isinstance(pending, dict):
+        fail(f"--file: {file} must hold a JSON object of settings, not {type(pending).__name__}", 2)
+    loaded = load(connector) if connector else None
+    report_outcome(settings, lambda e: e.save_settings(integration_id, pending, loaded), False)
+
+
+@app.command()
+def update(
+    integration_id: Annotated[str, typer.Argument(help="The installed integration.")],
+    connector: ConnectorOpt = None,
+    allow_downgrade: Annotated[
+        bool,
+        typer.Option("--allow-downgrade", help="Allow going to an older version than installed."),
+    ] = False,
+    as_json: JsonOut = False,
+    step_timeout: StepTimeout = None,
+    step_retries: StepRetries = 0,
+    api_url: ApiUrl = None,
+    extension_url: ExtensionUrl = None,
+    retry_budget: RetryBudget = 60.0,
+    token_file: TokenFile = None,
+    home: Home = DEFAULT_HOME,
+    log_format: LogFormat = None,
+) -> None:
+    """Update an integration to the connector's version.
+
+    Sets updateInProgress, runs the connector's updateFunction and the installers of steps
+    the new version adds, then records the version and clears the flag as the last act. An
+    interrupted update shows updateInProgress: true; `resume` finishes it.
+    """
+    settings = resolve_settings(
+        api_url,
+        token_file,
+        home,
+        log_format,
+        step_timeout,
+        step_retries,
+        retry_budget,
+        extension_url,
+    )
+    loaded = load(connector) if connector else None
+    report_outcome(
+        settings,
+        lambda e: e.update(integration_id, loaded, allow_downgrade=allow_downgrade),
+        as_json,
+    )
+
+
+def read_integration_ids(path: Path) -> list[str]:
+    """A JSON array of ids, or one id per line (blank lines and # comments ignored)."""
+    text = path.read_text() if path.exists() else None
+    if text is None:
+        fail(f"--integrations: {path} does not exist", 2)
+    if text.lstrip().startswith("["):
+        ids = read_json_file(path, "--integrations")
+        if not all(isinstance(i, str) and i for i in ids):
+            fail(f"--integrations: {path} must list integration ids as strings", 2)
+        return list(ids)
+    return [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+
+
+@app.command()
+def rollout(
+    connector_dir: ConnectorDir,
+    all_integrations: Annotated[
+        bool, typer.Option("--all", help="Every integration with the connector's _connectorId.")
+    ] = False,
+    integrations: Annotated[
+        Path | None,
+        typer.Option(
+            "--integrations", help="File of integration ids (JSON array, or one per line)."
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=1000, help="Integrations updated at once.")
+    ] = 10,
+    phase: Annotated[
+        float | None,
+        typer.Option(
+            "--phase",
+            min=0.1,
+            max=100,
+            help="Go in phases of PCT percent each, checking --max-failures between them.",
+        ),
+    ] = None,
+    max_failures: Annotated[
+        int | None,
+        typer.Option(
+            "--max-failures", min=0, help="Stop after the phase in which failures exceed N."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    step_timeout: StepTimeout = None,
+    step_retries: StepRetries = 0,
+    api_url: ApiUrl = None,
+    extension_url: ExtensionUrl = None,
+    retry_budget: RetryBudget = 60.0,
+    token_file: TokenFile = None,
+    home: Home = DEFAULT_HOME,
+    log_format: LogFormat = None,
+) -> None:
+    """Update the install base to CONNECTOR_DIR's version, many integrations at once.
+
+    Integrations already at the version are skipped, so running it again continues where
+    it stopped. Exits 1 when any integration failed (the summary says why).
+    """
+    if all_integrations == (integrations is not None):
+        fail("give exactly one of --all or --integrations FILE", 2)
+    settings = resolve_settings(
+        api_url,
+        token_file,
+        home,
+        log_format,
+        step_timeout,
+        step_retries,
+        retry_budget,
+        extension_url,
+    )
+    connector = load(connector_dir)
+    ids = read_integration_ids(integrations) if integrations is not None else None
+
+    async def job(engine: Engine) -> RolloutReport:
+        from engine.rollout import rollout as run_rollout
+
+        with _progress(as_json) as on_outcome:
+            return await run_rollout(
+                engine,
+                connector,
+                ids,
+                concurrency=concurrency,
+                phase_pct=phase,
+                max_failures=max_failures,
+                on_outcome=on_outcome,
+            )
+
+    report = with_engine(settings, job)
+    _summarise(report, as_json)
+    if report.failed:
+        raise typer.Exit(1)
+    if report.stopped:
+        raise typer.Exit(130 if "interrupted" in report.stopped else 1)
+
+
+class _progress:
+    """A live table of counts on a terminal; one log event per integration otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.live: Any = None
+        self.counts: dict[str, int] = {}
+        self.quiet = quiet or not sys.stderr.isatty()
+
+    def __enter__(self) -> Callable[[Outcome], None]:
+        if not self.quiet:
+            from rich.console import Console
+            from rich.live import Live
+
+            self.live = Live(self._table(), console=Console(stderr=True), refresh_per_second=4)
+            self.live.__enter__()
+        return self._note
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def _note(self, outcome: Outcome) -> None:
+        import structlog
+
+        self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1
+        structlog.get_logger("smartconnector.rollout").info(
+            "rollout outcome",
+            integration_id=outcome.integration_id,
+            status=outcome.status,
+            reason=outcome.reason,
+        )
+        if self.live is not None:
+            self.live.update(self._table())
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title="rollout")
+        for status in ("updated", "skipped", "failed"):
+            table.add_column(status, justify="right")
+        table.add_row(*(str(self.counts.get(s, 0)) for s in ("updated", "skipped", "failed")))
+        return table
+
+
+def _summarise(report: RolloutReport, as_json: bool) -> None:
+    counts = report.counts()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "version": report.version,
+                    "counts": counts,
+                    "stopped": report.stopped,
+                    "failed": [
+                        {"_id": o.integration_id, "reason": o.reason} for o in report.failed
+                    ],
+                }
+            )
+        )
+        return
+    typer.echo(f"rollout to {report.version}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    for outcome in report.failed:
+        typer.echo(f"  failed {outcome.integration_id}: {outcome.reason}")
+    if report.stopped:
+        typer.echo(f"  stopped: {report.stopped}; run the same command again to go on")

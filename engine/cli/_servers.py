@@ -1,0 +1,116 @@
+"""The servers: `sandbox serve`, `sandbox token create` and `extension serve`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from engine.cli._app import (
+    DEFAULT_HOME,
+    ConnectorDir,
+    Home,
+    LogFormat,
+    app,
+    fail,
+    guard,
+    load,
+    resolve_settings,
+    sandbox_app,
+    token_app,
+)
+
+
+@sandbox_app.command("serve")
+def sandbox_serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+    db: Annotated[
+        Path | None, typer.Option(help="SQLite file (default $SMARTCONNECTOR_HOME/sandbox.db).")
+    ] = None,
+    faults: Annotated[
+        str | None,
+        typer.Option(help="Inject failures, e.g. 500:0.05,429:0.05,timeout:0.02,reset:0.02."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for reproducible faults.")] = None,
+    fault_delay: Annotated[
+        float, typer.Option(help="Seconds a `timeout` fault holds the request.")
+    ] = 5.0,
+    rate: Annotated[float, typer.Option(help="Rate limit: requests per second per token.")] = 300.0,
+    burst: Annotated[float, typer.Option(help="Rate limit: bucket size per token.")] = 1000.0,
+    home: Home = DEFAULT_HOME,
+    log_format: LogFormat = None,
+) -> None:
+    """Serve the sandbox API at http://HOST:PORT/v1 (GET /healthz answers once ready)."""
+    from engine.sandbox_cli import serve
+
+    resolve_settings(None, None, home, log_format)
+    guard(
+        lambda: serve(
+            host=host,
+            port=port,
+            db=db or home / "sandbox.db",
+            faults=faults,
+            seed=seed,
+            fault_delay=fault_delay,
+            rate=rate,
+            burst=burst,
+        )
+    )
+
+
+@token_app.command("create")
+def token_create(
+    scopes: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated scopes, e.g. all.User or integration.get,integration.patch."
+        ),
+    ],
+    db: Annotated[
+        Path | None, typer.Option(help="SQLite file (default $SMARTCONNECTOR_HOME/sandbox.db).")
+    ] = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Create a sandbox token and print it alone on stdout (works while the server runs)."""
+    from engine.sandbox_cli import create_token
+
+    typer.echo(guard(lambda: create_token(db or home / "sandbox.db", scopes)))
+
+
+extension_app = typer.Typer(
+    help="Serve a Python connector over the extension protocol.", no_args_is_help=True
+)
+app.add_typer(extension_app, name="extension")
+
+
+@extension_app.command("serve")
+def extension_serve(
+    connector_dir: ConnectorDir,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8701,
+    log_format: LogFormat = None,
+) -> None:
+    """Serve CONNECTOR_DIR's functions as an integrator.io extension server.
+
+    POST /function and GET /healthCheck, answered as the integrator-extension SDK does.
+    Callers authenticate with $SMARTCONNECTOR_EXTENSION_TOKEN.
+    """
+    import uvicorn
+
+    from installers.extension_server import create_extension_app
+
+    resolve_settings(None, None, DEFAULT_HOME, log_format)
+    token = os.environ.get("SMARTCONNECTOR_EXTENSION_TOKEN")
+    if not token:
+        fail("set SMARTCONNECTOR_EXTENSION_TOKEN: the token callers must present", 2)
+    connector = load(connector_dir)
+    uvicorn.run(
+        create_extension_app(connector, token),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+    )
