@@ -32,6 +32,10 @@ class Settings:
     #: The extension server for functions a connector does not define locally (SPEC §6).
     extension_url: str | None = None
     extension_token: str | None = field(default=None, repr=False)
+    #: ``local`` (in-process asyncio) or ``temporal`` (workflows run by ``worker``s).
+    engine: str = "local"
+    temporal_address: str | None = None
+    task_queue: str = "smartconnector"
     #: Policy for connector functions whose step sets none.
     step_policy: StepPolicy | None = None
 

@@ -59,6 +59,8 @@ async def invoke(function: RegisteredFunction, ctx: StepContext, policy: StepPol
     policy = policy or StepPolicy()
     timeout = policy.timeout or DEFAULT_TIMEOUT
     ctx.options["timeout"] = timeout
+    if policy.retries == 0:  # the common case: no retry machinery to set up
+        return await _invoke_once(function, ctx, timeout)
     async for attempt in stamina.retry_context(
         on=RetryableError,
         attempts=policy.retries + 1,
@@ -68,19 +70,23 @@ async def invoke(function: RegisteredFunction, ctx: StepContext, policy: StepPol
         wait_jitter=policy.retry_delay / 2,
     ):
         with attempt:
-            try:
-                # a remote function keeps its own timeout: its silence is retryable
-                async with asyncio.timeout(None if function.remote else timeout):
-                    if function.is_async:
-                        raw = await function.func(ctx)  # type: ignore[misc]
-                    else:
-                        raw = await asyncio.to_thread(function.func, ctx)
-            except TimeoutError:
-                raise FunctionFailed(f"{function.name} timed out after {timeout:g} s") from None
-            if isinstance(raw, StepResult):
-                return raw.to_wire()
-            if isinstance(raw, dict) and raw.get("success") is False:
-                detail = raw.get("message") or raw.get("errors") or "success: false"
-                raise FunctionFailed(f"{function.name} reported failure: {detail}")
-            return raw
+            return await _invoke_once(function, ctx, timeout)
     raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+
+
+async def _invoke_once(function: RegisteredFunction, ctx: StepContext, timeout: float) -> Any:
+    try:
+        # a remote function keeps its own timeout: its silence is retryable
+        async with asyncio.timeout(None if function.remote else timeout):
+            if function.is_async:
+                raw = await function.func(ctx)  # type: ignore[misc]
+            else:
+                raw = await asyncio.to_thread(function.func, ctx)
+    except TimeoutError:
+        raise FunctionFailed(f"{function.name} timed out after {timeout:g} s") from None
+    if isinstance(raw, StepResult):
+        return raw.to_wire()
+    if isinstance(raw, dict) and raw.get("success") is False:
+        detail = raw.get("message") or raw.get("errors") or "success: false"
+        raise FunctionFailed(f"{function.name} reported failure: {detail}")
+    return raw

@@ -34,6 +34,17 @@ CREATE TABLE IF NOT EXISTS connectors (
 
 
 @dataclass(frozen=True)
+class Call:
+    """One run of a connector function, as the journal keys it."""
+
+    key: str
+    integration_id: str
+    step: str | None
+    function: str
+    started: float
+
+
+@dataclass(frozen=True)
 class Recorded:
     """A journalled success and what the function returned (which may be ``None``)."""
 
@@ -61,20 +72,33 @@ class Journal:
         ).fetchone()
         return Recorded(json.loads(row[0])) if row else None
 
-    def started(self, key: str, integration_id: str, step: str | None, function: str) -> None:
-        self._db.execute(
-            "INSERT INTO runs (key, integration_id, step, function, status, started)"
-            " VALUES (?, ?, ?, ?, 'running', ?)"
-            " ON CONFLICT (key) DO UPDATE SET status = 'running', started = excluded.started",
-            (key, integration_id, step, function, time.time()),
-        )
-
-    def finished(
-        self, key: str, status: str, *, result: Any = None, message: str | None = None
+    def record(
+        self,
+        call: Call,
+        status: str,
+        *,
+        result: Any = None,
+        message: str | None = None,
     ) -> None:
+        """Record how a function run ended: one durable write per run, after it ends.
+
+        Only a success must survive a crash (it is what stops a rerun); a run that was
+        cut off needs no record, as it will simply run again.
+        """
         self._db.execute(
-            "UPDATE runs SET status = ?, result = ?, message = ?, finished = ? WHERE key = ?",
-            (status, json.dumps(result), message, time.time(), key),
+            "INSERT OR REPLACE INTO runs (key, integration_id, step, function, status, result,"
+            " message, started, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                call.key,
+                call.integration_id,
+                call.step,
+                call.function,
+                status,
+                json.dumps(result),
+                message,
+                call.started,
+                time.time(),
+            ),
         )
 
     def remember_connector(self, integration_id: str, directory: Path) -> None:

@@ -1,8 +1,9 @@
 """The integration's modes as a state machine, behind a small typed facade over ``transitions``.
 
 The transition table is :data:`TRANSITIONS`; :func:`mermaid` draws it. One machine is shared by
-every run (a ``transitions`` machine per integration is costly): runs are added as models
-and removed when done.
+every run (a ``transitions`` machine per integration is costly). Runs are not registered as
+models either: the facade fires each event with its run explicitly, which is all
+``transitions`` needs, and saves registering trigger methods on every run.
 """
 
 from __future__ import annotations
@@ -74,10 +75,11 @@ class ModeMachine:
             )
 
     def add(self, run: Stateful, mode: Mode) -> None:
-        self._machine.add_model(run, initial=mode.value)
+        """Start driving ``run`` from ``mode``."""
+        run.state = mode.value
 
     def remove(self, run: Stateful) -> None:
-        self._machine.remove_model(run)
+        """Stop driving ``run`` (nothing is kept per run)."""
 
     def mode(self, run: Stateful) -> Mode:
         return Mode(run.state)

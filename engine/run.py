@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from engine.errors import (
     WaitingForUser,
 )
 from engine.invoke import invoke, normalise, settings_result
-from engine.journal import Journal
+from engine.journal import Call, Journal
 from engine.logs import redactor
 from engine.machine import Mode, ModeMachine, Trigger
 from engine.models import InstallStep, Integration, StepPolicy, parse
@@ -65,16 +66,21 @@ class IntegrationRun:
         self.stop = stop
         self.observe = observe
         self.default_policy = default_policy
+        self._typed: tuple[Document, Integration] | None = None
         self.log = structlog.get_logger("smartconnector.run").bind(integration_id=writer.id)
 
     @property
     def doc(self) -> Document:
         return self.writer.doc
 
-    def integration(self) -> Integration:
-        return parse(
-            Integration, self.doc, what=f"integration {self.writer.id}", error=DocumentInvalid
-        )
+    def integration(self, doc: Document | None = None) -> Integration:
+        """The current document (or ``doc``), typed. It was validated when the run began and
+        every write since is checked, so this skips :func:`parse`'s size checks; cached per
+        document, which each write replaces rather than changes."""
+        doc = self.doc if doc is None else doc
+        if self._typed is None or self._typed[0] is not doc:
+            self._typed = (doc, Integration.model_validate(doc))
+        return self._typed[1]
 
     # -- transitions ----------------------------------------------------------------------
 
@@ -137,6 +143,20 @@ class IntegrationRun:
         """Flag the update, run ``updateFunction`` and the steps the version adds, then
         record the new version and clear the flag as the last act."""
         phase = f"update:{version}"
+        await self.begin_update(version)
+        manifest = self.connector.manifest
+        if manifest.update_function:
+            await self._connector_function("updateFunction", manifest.update_function, phase)
+        await self.add_new_steps()
+        for index, step in enumerate(self.integration().install):
+            if not step.completed:
+                result = await self._call(step.installer_function, step, phase, normalise)
+                await self.writer.write(self._step_ops(index, step, True, result))
+        await self._stop_if_asked()
+        await self.finish_update(version)
+
+    async def begin_update(self, version: str) -> None:
+        """Set ``updateInProgress`` (once) and note the version it is for."""
         if not self.doc.get("updateInProgress"):
             await self.writer.write(
                 [
@@ -144,14 +164,16 @@ class IntegrationRun:
                     {"op": "add", "path": pointer(RUN_FIELD, "update"), "value": {"to": version}},
                 ]
             )
-        manifest = self.connector.manifest
-        if manifest.update_function:
-            await self._connector_function("updateFunction", manifest.update_function, phase)
+
+    def new_steps(self) -> list[InstallStep]:
+        """The steps of the connector's version that the document does not have yet."""
+        present = {s.get("name") for s in self.doc.get("install") or [] if isinstance(s, dict)}
+        return [s for s in self.connector.manifest.install if s.name not in present]
+
+    async def add_new_steps(self) -> None:
+        """Append the new version's steps, not completed, in one tested write."""
         steps = list(self.doc.get("install") or [])
-        present = {s.get("name") for s in steps if isinstance(s, dict)}
-        added = [
-            {**s.to_wire(), "completed": False} for s in manifest.install if s.name not in present
-        ]
+        added = [{**s.to_wire(), "completed": False} for s in self.new_steps()]
         if added:  # the whole list, tested: a retried write cannot add the steps twice
             await self.writer.write(
                 [
@@ -159,11 +181,9 @@ class IntegrationRun:
                     {"op": "replace", "path": "/install", "value": steps + added},
                 ]
             )
-        for index, step in enumerate(self.integration().install):
-            if not step.completed:
-                result = await self._call(step.installer_function, step, phase, normalise)
-                await self.writer.write(self._step_ops(index, step, True, result))
-        await self._stop_if_asked()
+
+    async def finish_update(self, version: str) -> None:
+        """Record the version and clear the flag, freeing the lease: the update's last act."""
         await self.writer.write(
             [
                 {"op": "add", "path": "/version", "value": version},
@@ -202,6 +222,26 @@ class IntegrationRun:
         ops = [{"op": "add", "path": pointer(RUN_FIELD, "done", kind), "value": True}]
         await self.writer.write(ops + self._updates(result, exclude=None))
 
+    def context(
+        self,
+        function: str,
+        step: InstallStep | None,
+        key: str,
+        pending: dict[str, Any] | None = None,
+    ) -> StepContext:
+        """What ``function`` gets: the document as it is now (typed when first read)."""
+        return StepContext(
+            integration=functools.partial(self.integration, self.doc),
+            step=step,
+            api=self.api,
+            idempotency_key=key,
+            log=self.log.bind(
+                step=step.name if step else None, function=function, mode=self.doc.get("mode")
+            ),
+            settings=pending if pending is not None else dict(self.doc.get("settings") or {}),
+            options={} if pending is None else {"pending": pending},
+        )
+
     async def _stop_if_asked(self) -> None:
         """After Ctrl-C: free the lease (progress is already written), then exit 130."""
         if self.stop.is_set():
@@ -238,17 +278,9 @@ class IntegrationRun:
                 f"function {function!r} is not in registry {self.connector.registry.name!r}",
                 field=function,
             )
-        log = self.log.bind(step=name, function=function, mode=self.doc.get("mode"))
-        ctx = StepContext(
-            integration=self.integration(),
-            step=step,
-            api=self.api,
-            idempotency_key=key,
-            log=log,
-            settings=pending if pending is not None else dict(self.doc.get("settings") or {}),
-            options={} if pending is None else {"pending": pending},
-        )
-        self.journal.started(key, self.writer.id, name, function)
+        ctx = self.context(function, step, key, pending)
+        log = ctx.log
+        call = Call(key, self.writer.id, name, function, time.time())
         self.observe("started", name, function, None)
         began = time.monotonic()
         try:
@@ -257,7 +289,7 @@ class IntegrationRun:
             result = interpret(raw, function)
         except UserActionRequired as exc:
             message = redactor.scrub(exc.message)
-            await self._stop_for(key, "waiting", name, function, message, exc.url)
+            await self._stop_for(call, "waiting", message, exc.url)
             raise WaitingForUser(
                 f"step {name or '(connector)'!r} waits for you: {exc.message}",
                 url=exc.url,
@@ -267,7 +299,7 @@ class IntegrationRun:
             ) from None
         except Exception as exc:
             message = redactor.scrub(f"{type(exc).__name__}: {exc}")
-            await self._stop_for(key, "error", name, function, message, None)
+            await self._stop_for(call, "error", message, None)
             if isinstance(exc, AuthenticationFailed | PermissionDenied):
                 exc.context.update(integration_id=self.writer.id, step=name, function=function)
                 raise
@@ -277,25 +309,17 @@ class IntegrationRun:
                 step=name,
                 function=function,
             ) from exc
-        self.journal.finished(key, "succeeded", result=raw)
+        self.journal.record(call, "succeeded", result=raw)
         seconds = time.monotonic() - began
         self.observe("succeeded", name, function, seconds)
         log.info("function succeeded", seconds=round(seconds, 3))
         return result
 
-    async def _stop_for(
-        self,
-        key: str,
-        status: str,
-        step: str | None,
-        function: str,
-        message: str,
-        url: str | None,
-    ) -> None:
+    async def _stop_for(self, call: Call, status: str, message: str, url: str | None) -> None:
         """Record why the run stops, in the journal and the document, and free the lease."""
-        self.journal.finished(key, status, message=message)
-        self.observe(status, step, function, None)
-        record = {"step": step, "function": function, "message": message}
+        self.journal.record(call, status, message=message)
+        self.observe(status, call.step, call.function, None)
+        record = {"step": call.step, "function": call.function, "message": message}
         if url is not None:
             record["url"] = url
         await self.writer.write(

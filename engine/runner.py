@@ -7,7 +7,6 @@ Every operation validates everything it can before it changes anything: a refuse
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from engine.journal import Journal
 from engine.machine import Mode, ModeMachine
 from engine.models import Integration, StepPolicy, parse
 from engine.run import IntegrationRun, StepObserver
-from engine.writer import RUN_FIELD, DocumentWriter, Owner, run_state
+from engine.writer import RUN_FIELD, DocumentWriter, LeaseKeeper, Owner, run_state
 from installers import Connector, find_installed, load_connector
 from installers.remote import ExtensionServer
 
@@ -117,6 +116,11 @@ class Engine:
     #: Connectors this engine ran, by integration id: resume in the same process finds them.
     known: dict[str, Connector] = field(default_factory=dict)
     _extension_healthy: bool = field(default=False, init=False)
+    _leases: LeaseKeeper = field(init=False)
+    _resolutions: dict[int, tuple[Connector, Connector]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self._leases = LeaseKeeper(self.lease_ttl)
 
     # -- read-only ------------------------------------------------------------------------
 
@@ -152,7 +156,7 @@ class Engine:
         With ``atomic``, a failed step undoes the completed ones in reverse order and
         deletes the integration; if undoing fails too, it is left resumable as an uninstall.
         """
-        connector = await self.resolve(connector)
+        connector = await self._resolved(connector)
         owner = Owner.here()
         if integration_id is None:
             doc = await self.api.create(
@@ -225,6 +229,17 @@ class Engine:
         """
         doc = doc if doc is not None else await self.api.get("integrations", integration_id)
         connector = connector or self.find_connector(integration_id, doc)
+        target = self.update_target(doc, connector, allow_downgrade=allow_downgrade)
+        if target is None:
+            return doc
+        writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
+        return await self._drive(writer, connector, lambda run: run.update(target))
+
+    def update_target(
+        self, doc: Document, connector: Connector, *, allow_downgrade: bool = False
+    ) -> str | None:
+        """The version ``update`` would go to; ``None`` when there is nothing to do."""
+        integration_id = doc.get("_id")
         integration = parse(
             Integration, doc, what=f"integration {integration_id}", error=DocumentInvalid
         )
@@ -234,21 +249,19 @@ class Engine:
                 " only an installed integration (settings mode) can be updated",
                 field="mode",
             )
-        target = connector.manifest.version
         if integration.update_in_progress:
-            target = self._update_target(doc, connector)
-        else:
-            order = compare_versions(target, integration.version or "")
-            if order == 0:
-                return doc
-            if order < 0 and not allow_downgrade:
-                raise BadInput(
-                    f"integration {integration_id} runs {integration.version};"
-                    f" {target} is older: pass --allow-downgrade to go back",
-                    field="version",
-                )
-        writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
-        return await self._drive(writer, connector, lambda run: run.update(target))
+            return self._update_target(doc, connector)
+        target = connector.manifest.version
+        order = compare_versions(target, integration.version or "")
+        if order == 0:
+            return None
+        if order < 0 and not allow_downgrade:
+            raise BadInput(
+                f"integration {integration_id} runs {integration.version};"
+                f" {target} is older: pass --allow-downgrade to go back",
+                field="version",
+            )
+        return target
 
     async def save_settings(
         self, integration_id: str, settings: Document, connector: Connector | None = None
@@ -334,6 +347,14 @@ class Engine:
         await writer.acquire()
         return writer, connector
 
+    async def _resolved(self, connector: Connector) -> Connector:
+        """:meth:`resolve` once per connector object: a fleet installs one connector often."""
+        cached = self._resolutions.get(id(connector))
+        if cached is None or cached[0] is not connector:
+            cached = (connector, await self.resolve(connector))
+            self._resolutions[id(connector)] = cached
+        return cached[1]
+
     async def resolve(
         self, connector: Connector, integration: Integration | None = None
     ) -> Connector:
@@ -366,16 +387,14 @@ class Engine:
             default_policy=self.default_policy,
         )
         self.machine.add(run, Mode(writer.doc["mode"]))
-        keep_alive = asyncio.create_task(writer.keep_alive())
+        self._leases.add(writer)
         try:
             await action(run)
         except SmartConnectorError as exc:
             exc.context.setdefault("integration_id", writer.id)
             raise
         finally:
-            keep_alive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keep_alive
+            self._leases.discard(writer)
             self.machine.remove(run)
         return writer.doc
 

@@ -29,6 +29,9 @@ from engine.client import ApiClient, Document
 from engine.errors import Conflict, LeaseHeld
 
 RUN_FIELD = "smartconnector"
+LEASE = f"/{RUN_FIELD}/lease"
+LEASE_OWNER = f"{LEASE}/owner"
+LEASE_EXPIRES = f"{LEASE}/expiresAt"
 Op = dict[str, Any]
 
 
@@ -152,19 +155,19 @@ class DocumentWriter:
         guarded: list[Op] = [
             {
                 "op": "test",
-                "path": pointer(RUN_FIELD, "lease", "owner"),
+                "path": LEASE_OWNER,
                 "value": self.owner.run_id,
             },
             *ops,
         ]
         if release:
             if not any(op["path"] == pointer(RUN_FIELD) for op in ops):
-                guarded.append({"op": "remove", "path": pointer(RUN_FIELD, "lease")})
+                guarded.append({"op": "remove", "path": LEASE})
         else:
             guarded.append(
                 {
                     "op": "replace",
-                    "path": pointer(RUN_FIELD, "lease", "expiresAt"),
+                    "path": LEASE_EXPIRES,
                     "value": self.owner.lease(self.ttl)["expiresAt"],
                 }
             )
@@ -183,10 +186,36 @@ class DocumentWriter:
             self._last_write = time.monotonic()
         return self.doc
 
-    async def keep_alive(self) -> None:
-        """Renew the lease while a long function runs (cancelled when the run ends)."""
-        interval = self.ttl / 3
-        while True:
-            await asyncio.sleep(max(0.0, interval - (time.monotonic() - self._last_write)))
-            if time.monotonic() - self._last_write >= interval:
-                await self.write([])
+    @property
+    def quiet_for(self) -> float:
+        """Seconds since this run last wrote (and so renewed its lease)."""
+        return time.monotonic() - self._last_write
+
+
+class LeaseKeeper:
+    """Renews the leases of every run of an engine that has gone quiet (a long function).
+
+    One task for all runs, not one per run: a fleet of runs in flight costs no more tasks.
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self.interval = ttl / 3
+        self._writers: set[DocumentWriter] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, writer: DocumentWriter) -> None:
+        self._writers.add(writer)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._renew_quiet_leases())
+
+    def discard(self, writer: DocumentWriter) -> None:
+        self._writers.discard(writer)
+
+    async def _renew_quiet_leases(self) -> None:
+        while self._writers:
+            await asyncio.sleep(self.interval / 2)
+            quiet = [w for w in self._writers if w.quiet_for >= self.interval]
+            results = await asyncio.gather(*(w.write([]) for w in quiet), return_exceptions=True)
+            for writer, result in zip(quiet, results, strict=True):
+                if isinstance(result, Exception):  # the run will find out at its next write
+                    self._writers.discard(writer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,19 +40,42 @@ class StepResult:
         return {"stepsToUpdate": self.steps_to_update}
 
 
-@dataclass
 class StepContext:
     """Everything a connector function may use.
 
-    ``step`` is ``None`` for connector-level functions. ``idempotency_key`` is the same for
-    every retry and resume of the same step, so a function can make its own effects
-    idempotent (e.g. look up what it created under that key before creating again).
+    ``integration`` is the current document, typed; ``step`` is ``None`` for connector-level
+    functions. ``idempotency_key`` is the same for every retry and resume of the same step,
+    so a function can make its own effects idempotent (e.g. look up what it created under
+    that key before creating again). ``options`` carries the SDK's ``opts`` and, for
+    ``persistSettings``, ``pending``.
     """
 
-    integration: Integration
-    step: InstallStep | None
-    api: ApiClient
-    idempotency_key: str
-    log: FilteringBoundLogger
-    options: dict[str, Any] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
+    def __init__(
+        self,
+        *,
+        integration: Integration | Callable[[], Integration],
+        step: InstallStep | None,
+        api: ApiClient,
+        idempotency_key: str,
+        log: FilteringBoundLogger,
+        options: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        self._integration = integration
+        self.step = step
+        self.api = api
+        self.idempotency_key = idempotency_key
+        self.log = log
+        self.options: dict[str, Any] = options if options is not None else {}
+        self.settings: dict[str, Any] = settings if settings is not None else {}
+
+    @property
+    def integration(self) -> Integration:
+        """The integration document, typed (built when first asked for)."""
+        if callable(self._integration):
+            self._integration = self._integration()
+        return self._integration
+
+    def __repr__(self) -> str:
+        step = self.step.name if self.step else None
+        return f"StepContext(step={step!r}, idempotency_key={self.idempotency_key!r})"

@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,3 +131,149 @@ class FakeConnector:
         manifest = ConnectorManifest.model_validate(self.manifest_data)
         where = directory or Path(f"<fake {manifest.connector_id}>")
         return Connector(manifest, self.registry, where, str(where))
+
+
+class MemoryApi:
+    """An in-memory stand-in for :class:`engine.ApiClient`: same methods, no HTTP.
+
+    Documents get ``_id`` and ``lastModified`` as on the platform; JSON Patch ``test``
+    failures raise the same :class:`engine.Conflict`. A write stores a new document and
+    never changes a stored one, so what a read returns may be shared: do not mutate it.
+    For measuring the engine alone and for tests that need no server.
+    """
+
+    def __init__(self) -> None:
+        self.base_url = "memory://api/v1"
+        self.public_url: str | None = None
+        self.requests_sent = 0
+        #: Set to a list to record every create and patch, to replay them (:meth:`replay`).
+        self.recorded: list[tuple[str, tuple[Any, ...]]] | None = None
+        self._docs: dict[str, dict[str, dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+
+    async def replay(self, calls: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """Make the recorded calls again, in order (the same order gives the same ids)."""
+        for method, args in calls:
+            await getattr(self, method)(*args)
+
+    def bearer_token(self) -> str:
+        return "memory-token"
+
+    def _missing(self, method: str, resource: str, id: str) -> Exception:
+        from engine.errors import NotFound
+
+        return NotFound(
+            f"{method} /{resource}/{id} → 404", method=method, path=f"/{resource}/{id}", status=404
+        )
+
+    def _stamp(self, doc: dict[str, Any], id: str) -> dict[str, Any]:
+        return {**doc, "_id": id, "lastModified": f"{next(self._ids):020d}"}
+
+    async def create(self, resource: str, doc: dict[str, Any]) -> dict[str, Any]:
+        self.requests_sent += 1
+        if self.recorded is not None:
+            self.recorded.append(("create", (resource, doc)))
+        stored = self._stamp(copy.deepcopy(doc), f"{next(self._ids):024x}")
+        self._docs.setdefault(resource, {})[stored["_id"]] = stored
+        return stored
+
+    async def get(self, resource: str, id: str) -> dict[str, Any]:
+        self.requests_sent += 1
+        if id not in self._docs.get(resource, {}):
+            raise self._missing("GET", resource, id)
+        return copy.deepcopy(self._docs[resource][id])
+
+    async def list(self, resource: str, **filters: str) -> list[dict[str, Any]]:
+        self.requests_sent += 1
+        return [
+            copy.deepcopy(d)
+            for d in self._docs.get(resource, {}).values()
+            if all(str(d.get(k)) == v for k, v in filters.items())
+        ]
+
+    async def replace(self, resource: str, id: str, doc: dict[str, Any]) -> dict[str, Any]:
+        self.requests_sent += 1
+        if id not in self._docs.get(resource, {}):
+            raise self._missing("PUT", resource, id)
+        self._docs[resource][id] = self._stamp(copy.deepcopy(doc), id)
+        return copy.deepcopy(self._docs[resource][id])
+
+    async def patch(self, resource: str, id: str, ops: Any) -> dict[str, Any]:
+        from engine.errors import Conflict
+
+        self.requests_sent += 1
+        if self.recorded is not None:
+            self.recorded.append(("patch", (resource, id, ops)))
+        if id not in self._docs.get(resource, {}):
+            raise self._missing("PATCH", resource, id)
+        current = self._docs[resource][id]
+        try:
+            patched = _merge(current, ops) if isinstance(ops, dict) else _json_patch(current, ops)
+        except (KeyError, IndexError, ValueError, TypeError) as exc:
+            raise Conflict(
+                f"PATCH /{resource}/{id} → 409: {exc}",
+                method="PATCH",
+                path=f"/{resource}/{id}",
+                status=409,
+            ) from None
+        self._docs[resource][id] = self._stamp(patched, id)
+        return self._docs[resource][id]
+
+    async def delete(self, resource: str, id: str) -> None:
+        self.requests_sent += 1
+        if self._docs.get(resource, {}).pop(id, None) is None:
+            raise self._missing("DELETE", resource, id)
+
+
+def _merge(doc: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386 merge patch, copying only what changes."""
+    merged = dict(doc)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _json_patch(doc: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """RFC 6902 (add, replace, remove, test), copying only the containers on each path.
+
+    Raises ``ValueError`` for a failed test and ``KeyError``/``IndexError`` for a missing
+    path, so a patch that fails leaves the stored document as it was.
+    """
+    root: dict[str, Any] = dict(doc)
+    for op in ops:
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        if op["op"] == "test":
+            found: Any = root
+            for part in parts:
+                found = found[int(part)] if isinstance(found, list) else found[part]
+            if found != op["value"]:
+                raise ValueError(f"test failed at {op['path']}")
+            continue
+        parent: Any = root
+        for part in parts[:-1]:
+            key: Any = int(part) if isinstance(parent, list) else part
+            child = parent[key]
+            parent[key] = child = dict(child) if isinstance(child, dict) else list(child)
+            parent = child
+        last: Any = parts[-1]
+        if isinstance(parent, list):
+            last = len(parent) if last == "-" else int(last)
+        if op["op"] == "remove":
+            del parent[last]
+        elif op["op"] == "replace":
+            parent[last]
+            parent[last] = copy.deepcopy(op["value"])
+        elif op["op"] == "add":
+            value = copy.deepcopy(op["value"])
+            if isinstance(parent, list):
+                parent.insert(last, value)
+            else:
+                parent[last] = value
+        else:
+            raise ValueError(f"unsupported op {op['op']!r}")
+    return root

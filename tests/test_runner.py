@@ -387,3 +387,21 @@ async def test_context_carries_what_functions_need(
     assert ctx.step is not None and ctx.step.name == "a"
     assert ctx.integration.mode == "install" and ctx.settings == {"sections": []}
     assert len(ctx.idempotency_key) == 32 and ctx.api is smartconnector_engine.api
+
+
+async def test_a_long_function_keeps_its_lease(
+    sandbox_api: ApiClient, tmp_path: Path, fake_connector: Fake
+) -> None:
+    """While a function runs past the lease's TTL, the lease is renewed: a rival is refused."""
+    fake = fake_connector(["slow"])
+    fake.installer("slow").delay = 1.0
+    first = Engine(sandbox_api, Journal(tmp_path / "one.db"), lease_ttl=0.3)
+    running = asyncio.create_task(first.install(fake.connector()))
+    while not first.known:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.7)  # more than twice the TTL
+    [doc_id] = first.known
+    rival = Engine(sandbox_api, Journal(tmp_path / "two.db"))
+    with pytest.raises(LeaseHeld):
+        await rival.resume(doc_id, fake.connector())
+    assert (await running)["mode"] == "settings"

@@ -1,6 +1,7 @@
 """The ``smartconnector`` command."""
 
 import os
+import sys
 
 from engine.cli import _fleet, _runs, _servers  # noqa: F401 - each registers its commands
 from engine.cli._app import app
@@ -8,7 +9,30 @@ from engine.cli._app import app
 
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app()
+    try:
+        app()
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        if "temporalio" in sys.modules:
+            _exit_without_teardown(code)
+        raise
+
+
+def _exit_without_teardown(code: int) -> None:
+    """Leave without interpreter teardown, which the Temporal client's runtime threads can
+    crash (temporalio/sdk-python#300: a fatal PyGILState_Release while finalizing)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:  # keep a measuring run's data, which teardown would have written
+        import coverage
+
+        current = coverage.Coverage.current()
+        if current is not None:
+            current.stop()
+            current.save()
+    except ImportError:
+        pass
+    os._exit(code)
 
 
 __all__ = ["app", "main"]

@@ -109,6 +109,25 @@ ExtensionUrl = Annotated[
         " Python (token: $SMARTCONNECTOR_EXTENSION_TOKEN).",
     ),
 ]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="local (in-process) or temporal (workflows run by `smartconnector worker`).",
+    ),
+]
+TemporalAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--temporal-address",
+        envvar="SMARTCONNECTOR_TEMPORAL_ADDRESS",
+        help="Temporal frontend HOST:PORT, for --engine temporal and `worker`.",
+    ),
+]
+TaskQueue = Annotated[
+    str,
+    typer.Option("--task-queue", envvar="SMARTCONNECTOR_TASK_QUEUE", help="Temporal task queue."),
+]
 RetryBudget = Annotated[
     float,
     typer.Option(
@@ -137,6 +156,10 @@ def resolve_settings(
     step_retries: int = 0,
     retry_budget: float = 60.0,
     extension_url: str | None = None,
+    *,
+    engine: str = "local",
+    temporal_address: str | None = None,
+    task_queue: str = "smartconnector",
 ) -> Settings:
     from engine import logs
     from engine.client import RetryPolicy
@@ -155,7 +178,18 @@ def resolve_settings(
     if extension_url and not extension_token:
         fail("--extension-url needs the extension token in SMARTCONNECTOR_EXTENSION_TOKEN", 2)
     logs.redactor.add(extension_token)
+    if engine not in ("local", "temporal"):
+        fail(f"--engine: {engine!r} is not local or temporal", 2)
+    if engine == "temporal" and not temporal_address:
+        fail(
+            "--engine temporal needs --temporal-address HOST:PORT"
+            " (or SMARTCONNECTOR_TEMPORAL_ADDRESS)",
+            2,
+        )
     return Settings(
+        engine=engine,
+        temporal_address=temporal_address,
+        task_queue=task_queue,
         extension_url=extension_url or None,
         extension_token=extension_token,
         home=home,
@@ -200,22 +234,45 @@ def ctrl_c_stops(engine: Engine) -> Iterator[None]:
         loop.remove_signal_handler(signal.SIGINT)
 
 
+async def make_engine(
+    settings: Settings, api: Any, journal: Any, extension: ExtensionServer | None
+) -> Engine:
+    """The local engine, or the Temporal one when ``--engine temporal`` is given."""
+    options: dict[str, Any] = {
+        "observe": observer(),
+        "default_policy": settings.step_policy,
+        "extension": extension,
+    }
+    if settings.engine != "temporal":
+        from engine.runner import Engine
+
+        return Engine(api, journal, **options)
+    from engine.temporal._client import TemporalEngine, connect
+
+    assert settings.temporal_address is not None
+    client = await connect(settings.temporal_address)
+    return TemporalEngine(api, journal, temporal=client, task_queue=settings.task_queue, **options)
+
+
+async def guard_async(pending: Awaitable[T]) -> T:
+    """:func:`guard` for a coroutine: its error becomes its message and exit code."""
+    from engine.errors import SmartConnectorError
+
+    try:
+        return await pending
+    except SmartConnectorError as exc:
+        fail(str(exc), exc.exit_code)
+
+
 def with_engine(settings: Settings, job: Callable[[Engine], Awaitable[T]]) -> T:
     """Open client and journal, run ``job`` on an :class:`Engine`, map errors to exit codes."""
     from engine.config import open_client
     from engine.journal import Journal
-    from engine.runner import Engine
 
     async def main() -> T:
         async with guard(lambda: open_client(settings)) as api, open_extension(settings) as ext:
             journal = Journal(settings.home / "journal.db")
-            engine = Engine(
-                api,
-                journal,
-                observe=observer(),
-                default_policy=settings.step_policy,
-                extension=ext,
-            )
+            engine = await guard_async(make_engine(settings, api, journal, ext))
             with ctrl_c_stops(engine):
                 return await job(engine)
 

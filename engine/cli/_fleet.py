@@ -15,6 +15,7 @@ from engine.cli._app import (
     ApiUrl,
     ConnectorDir,
     ConnectorOpt,
+    EngineOpt,
     ExtensionUrl,
     Home,
     JsonOut,
@@ -22,6 +23,8 @@ from engine.cli._app import (
     RetryBudget,
     StepRetries,
     StepTimeout,
+    TaskQueue,
+    TemporalAddress,
     TokenFile,
     app,
     fail,
@@ -97,6 +100,9 @@ def update(
     step_retries: StepRetries = 0,
     api_url: ApiUrl = None,
     extension_url: ExtensionUrl = None,
+    engine: EngineOpt = "local",
+    temporal_address: TemporalAddress = None,
+    task_queue: TaskQueue = "smartconnector",
     retry_budget: RetryBudget = 60.0,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
@@ -117,6 +123,9 @@ def update(
         step_retries,
         retry_budget,
         extension_url,
+        engine=engine,
+        temporal_address=temporal_address,
+        task_queue=task_queue,
     )
     loaded = load(connector) if connector else None
     report_outcome(
@@ -178,6 +187,9 @@ def rollout(
     step_retries: StepRetries = 0,
     api_url: ApiUrl = None,
     extension_url: ExtensionUrl = None,
+    engine: EngineOpt = "local",
+    temporal_address: TemporalAddress = None,
+    task_queue: TaskQueue = "smartconnector",
     retry_budget: RetryBudget = 60.0,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
@@ -199,6 +211,9 @@ def rollout(
         step_retries,
         retry_budget,
         extension_url,
+        engine=engine,
+        temporal_address=temporal_address,
+        task_queue=task_queue,
     )
     connector = load(connector_dir)
     ids = read_integration_ids(integrations) if integrations is not None else None

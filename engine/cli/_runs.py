@@ -12,6 +12,7 @@ from engine.cli._app import (
     ApiUrl,
     ConnectorDir,
     ConnectorOpt,
+    EngineOpt,
     ExtensionUrl,
     Home,
     JsonOut,
@@ -19,6 +20,8 @@ from engine.cli._app import (
     RetryBudget,
     StepRetries,
     StepTimeout,
+    TaskQueue,
+    TemporalAddress,
     TokenFile,
     app,
     guard,
@@ -60,6 +63,9 @@ def install(
     step_retries: StepRetries = 0,
     api_url: ApiUrl = None,
     extension_url: ExtensionUrl = None,
+    engine: EngineOpt = "local",
+    temporal_address: TemporalAddress = None,
+    task_queue: TaskQueue = "smartconnector",
     retry_budget: RetryBudget = 60.0,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
@@ -79,6 +85,9 @@ def install(
         step_retries,
         retry_budget,
         extension_url,
+        engine=engine,
+        temporal_address=temporal_address,
+        task_queue=task_queue,
     )
     connector = load(connector_dir)
     if dry_run:
@@ -100,6 +109,9 @@ def resume(
     step_retries: StepRetries = 0,
     api_url: ApiUrl = None,
     extension_url: ExtensionUrl = None,
+    engine: EngineOpt = "local",
+    temporal_address: TemporalAddress = None,
+    task_queue: TaskQueue = "smartconnector",
     retry_budget: RetryBudget = 60.0,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
@@ -115,6 +127,9 @@ def resume(
         step_retries,
         retry_budget,
         extension_url,
+        engine=engine,
+        temporal_address=temporal_address,
+        task_queue=task_queue,
     )
     loaded = load(connector) if connector else None
     report_outcome(settings, lambda e: e.resume(integration_id, loaded), as_json)
@@ -128,6 +143,9 @@ def uninstall(
     step_retries: StepRetries = 0,
     api_url: ApiUrl = None,
     extension_url: ExtensionUrl = None,
+    engine: EngineOpt = "local",
+    temporal_address: TemporalAddress = None,
+    task_queue: TaskQueue = "smartconnector",
     retry_budget: RetryBudget = 60.0,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
@@ -143,6 +161,9 @@ def uninstall(
         step_retries,
         retry_budget,
         extension_url,
+        engine=engine,
+        temporal_address=temporal_address,
+        task_queue=task_queue,
     )
     loaded = load(connector) if connector else None
 

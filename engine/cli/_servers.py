@@ -1,7 +1,9 @@
-"""The servers: `sandbox serve`, `sandbox token create` and `extension serve`."""
+"""The servers: `sandbox serve`, `sandbox token create`, `extension serve` and `worker`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from pathlib import Path
 from typing import Annotated
@@ -10,12 +12,17 @@ import typer
 
 from engine.cli._app import (
     DEFAULT_HOME,
+    ApiUrl,
     ConnectorDir,
     Home,
     LogFormat,
+    TaskQueue,
+    TemporalAddress,
+    TokenFile,
     app,
     fail,
     guard,
+    guard_async,
     load,
     resolve_settings,
     sandbox_app,
@@ -114,3 +121,49 @@ def extension_serve(
         log_level="warning",
         lifespan="off",
     )
+
+
+@app.command()
+def worker(
+    temporal_address: TemporalAddress = None,
+    task_queue: TaskQueue = "smartconnector",
+    connector: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--connector",
+            help="Connector directory this worker can run (repeat for more);"
+            " installed connector packages are found too.",
+        ),
+    ] = None,
+    api_url: ApiUrl = None,
+    token_file: TokenFile = None,
+    home: Home = DEFAULT_HOME,
+    log_format: LogFormat = None,
+) -> None:
+    """Run the workflows and activities of `--engine temporal` runs, until stopped.
+
+    Start as many as you like, on any machines that reach the Temporal server and the API
+    (the embedded sandbox works for workers sharing one $SMARTCONNECTOR_HOME). A worker
+    killed in the middle of a step is noticed within seconds, and the step goes on
+    elsewhere with the same idempotency key.
+    """
+    if not temporal_address:
+        fail("worker needs --temporal-address HOST:PORT (or SMARTCONNECTOR_TEMPORAL_ADDRESS)", 2)
+    settings = resolve_settings(api_url, token_file, home, log_format)
+    connectors = {c.manifest.connector_id: c for c in (load(d) for d in connector or [])}
+
+    async def main() -> None:
+        import structlog
+
+        from engine.config import open_client
+        from engine.temporal._client import connect, run_worker
+
+        client = await guard_async(connect(temporal_address))
+        async with guard(lambda: open_client(settings)) as api:
+            structlog.get_logger("smartconnector.worker").info(
+                "worker started", task_queue=task_queue, connectors=sorted(connectors)
+            )
+            await run_worker(api, client, task_queue, connectors)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())

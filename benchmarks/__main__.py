@@ -1,0 +1,55 @@
+"""Run every benchmark and write benchmarks/RESULTS.md.
+
+    python -m benchmarks            # full run (a few minutes)
+    python -m benchmarks --quick    # smaller sizes, for a smoke test
+
+Each figure is measured next to its baseline in the same run, so machine noise cancels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+from pathlib import Path
+
+from benchmarks import cases
+
+HERE = Path(__file__).parent
+
+
+def main() -> None:
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args()
+    sizes = cases.QUICK if args.quick else cases.FULL
+    rows: list[cases.Row] = []
+    rows += cases.overhead(sizes)
+    rows += asyncio.run(cases.requests(sizes))
+    rows += cases.fleet(sizes)
+    rows += cases.startup(sizes)
+    table = cases.render(rows)
+    header = (
+        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()},"
+        f" {platform.machine()}. Sizes: {'quick' if args.quick else 'full'}.\n\n"
+    )
+    print(header + table)
+    notes = HERE / "NOTES.md"
+    args.output.write_text(
+        "# Benchmark results\n\n"
+        + header
+        + table
+        + "\n"
+        + (notes.read_text() if notes.exists() else "")
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,388 @@
+"""The benchmarks: overhead against the least possible HTTP, request counts, a fleet of
+in-flight integrations, and start-up time. Each returns table rows with its baseline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "engine"]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    overhead_steps: int
+    repeats: int
+    request_steps: tuple[int, ...]
+    fleet: int
+    fleet_steps: int
+
+
+FULL = Sizes(
+    overhead_steps=200, repeats=5, request_steps=(1, 10, 50, 200), fleet=10_000, fleet_steps=5
+)
+QUICK = Sizes(overhead_steps=50, repeats=2, request_steps=(1, 10), fleet=1_000, fleet_steps=3)
+
+
+@dataclass(frozen=True)
+class Row:
+    benchmark: str
+    ours: str
+    baseline: str
+    result: str
+    target: str
+
+
+def render(rows: list[Row]) -> str:
+    lines = ["| benchmark | smartconnector | baseline | result | target |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {r.benchmark} | {r.ours} | {r.baseline} | {r.result} | {r.target} |" for r in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def median_time(run: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+# -- 1. overhead against the least HTTP the job needs ------------------------------------------
+
+NOOP_FUNCTIONS = """
+from installers import Registry
+registry = Registry("bench")
+
+@registry.function("noop")
+async def noop(ctx):
+    return None
+"""
+
+
+def noop_connector(directory: Path, steps: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "functions.py").write_text(NOOP_FUNCTIONS)
+    (directory / "connector.json").write_text(
+        json.dumps(
+            {
+                "name": "bench",
+                "_connectorId": "bench",
+                "version": "1",
+                "install": [
+                    {"name": f"s{i}", "installerFunction": "noop", "uninstallerFunction": "noop"}
+                    for i in range(steps)
+                ],
+            }
+        )
+    )
+    return directory
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SandboxServer:
+    """`smartconnector sandbox serve` on a loopback port, for the duration of a benchmark."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.db = tmp / "bench.db"
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}/v1"
+        env = {**os.environ, "SMARTCONNECTOR_LOG_FORMAT": "json"}
+        self.process = subprocess.Popen(
+            [*CLI, "sandbox", "serve", "--port", str(port), "--db", str(self.db)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=ROOT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url.removesuffix("/v1") + "/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("sandbox server did not start")
+
+    def token(self) -> str:
+        out = subprocess.run(
+            [*CLI, "sandbox", "token", "create", "--scopes", "all.User", "--db", str(self.db)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+        return out.stdout.strip()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def overhead(sizes: Sizes) -> list[Row]:
+    steps = sizes.overhead_steps
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        connector = noop_connector(tmp / "connector", steps)
+        server = SandboxServer(tmp)
+        try:
+
+            def ours(token: str) -> None:
+                env = {
+                    **os.environ,
+                    "SMARTCONNECTOR_API_URL": server.url,
+                    "SMARTCONNECTOR_API_TOKEN": token,
+                    "SMARTCONNECTOR_HOME": str(tmp / "home"),
+                    "SMARTCONNECTOR_LOG_FORMAT": "json",
+                }
+                subprocess.run(
+                    [*CLI, "install", str(connector)],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                    cwd=ROOT,
+                )
+
+            def baseline(token: str) -> None:
+                subprocess.run(
+                    [
+                        sys.executable,
+                        str(ROOT / "benchmarks" / "baseline_install.py"),
+                        server.url,
+                        str(steps),
+                    ],
+                    input=token + "\n",
+                    text=True,
+                    check=True,
+                    capture_output=True,
+                    cwd=ROOT,
+                )
+
+            def timed(run: Callable[[str], None]) -> float:
+                token = server.token()  # each run its own token: its own rate-limit bucket
+                began = time.perf_counter()
+                run(token)
+                return time.perf_counter() - began
+
+            timed(ours)  # warm the caches once for both
+            timed(baseline)
+            ours_s, base_s = [], []
+            for _ in range(sizes.repeats):  # interleaved, so drift hits both alike
+                ours_s.append(timed(ours))
+                base_s.append(timed(baseline))
+        finally:
+            server.stop()
+    o, b = statistics.median(ours_s), statistics.median(base_s)
+    return [
+        Row(
+            f"install of {steps} no-op steps via the CLI, loopback sandbox server",
+            f"{o:.3f} s ({o / steps * 1000:.2f} ms/step)",
+            f"{b:.3f} s ({b / steps * 1000:.2f} ms/step)",
+            f"ratio {o / b:.2f}",
+            "ratio ≤ 1.10",
+        )
+    ]
+
+
+# -- 2. requests an install makes ---------------------------------------------------------------
+
+
+async def requests(sizes: Sizes) -> list[Row]:
+    from engine.client import ApiClient
+    from engine.journal import Journal
+    from engine.runner import Engine
+    from installers.fakes import FakeConnector
+    from sandbox import Store, create_app
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        store = Store(tmp / "s.db")
+        transport = httpx.ASGITransport(app=create_app(store, rate=1e9, burst=1e9))
+        async with ApiClient(
+            "http://s/v1", store.create_token(["all.User"]), transport=transport
+        ) as api:
+            engine = Engine(api, Journal(tmp / "j.db"))
+            for n in sizes.request_steps:
+                before = api.requests_sent
+                await engine.install(FakeConnector(n).connector())
+                sent = api.requests_sent - before
+                rows.append(
+                    Row(
+                        f"HTTP requests of a {n}-step install",
+                        str(sent),
+                        f"{n + 2} (N + 2)",
+                        "exactly" if sent == n + 2 else "MORE",
+                        "N + 2",
+                    )
+                )
+        store.close()
+    return rows
+
+
+# -- 3. a fleet of in-flight integrations, engine alone -------------------------------------------
+
+
+def fleet(sizes: Sizes) -> list[Row]:
+    from engine.rollout import fleet_gc
+
+    memory = asyncio.run(_fleet_memory(sizes.fleet))
+    rows = [
+        Row(
+            f"memory per in-flight integration ({sizes.fleet:,} at once, tracemalloc)",
+            f"{memory / 1024:.1f} KB",
+            "—",
+            f"{memory / 1024:.1f} KB",
+            "≤ 20 KB",
+        )
+    ]
+    settings: list[tuple[str, contextlib.AbstractContextManager[None]]] = [
+        ("default GC", contextlib.nullcontext()),
+        ("GC as `rollout` sets it", fleet_gc()),
+    ]
+    for label, gc_setting in settings:
+        with gc_setting:
+            ours, baseline, transitions = asyncio.run(_fleet_speed(sizes.fleet, sizes.fleet_steps))
+        alone = transitions / (ours - baseline)
+        rows.append(
+            Row(
+                f"engine transitions/s, one core, fake API, {label} ({sizes.fleet:,} integrations"
+                f" in flight x {sizes.fleet_steps + 1} transitions)",
+                f"{transitions / ours:,.0f}/s counting the fake API's time",
+                f"{transitions / baseline:,.0f}/s (the same calls replayed on the fake API)",
+                f"engine alone {alone:,.0f}/s",
+                "≥ 20,000/s",
+            )
+        )
+    return rows
+
+
+def _gated_connector(steps: int, gate: asyncio.Event | None) -> Any:
+    from installers import Registry
+    from installers.fakes import FakeConnector
+
+    fake = FakeConnector(steps)
+    registry = Registry("fleet")
+
+    async def wait(ctx: Any) -> None:
+        if gate is not None:
+            await gate.wait()
+
+    for function in fake.functions:
+        registry.add(function, wait, origin="benchmark")
+    fake.registry = registry
+    return fake.connector()
+
+
+async def _fleet_memory(count: int) -> float:
+    from engine.journal import Journal
+    from engine.runner import Engine
+    from installers.fakes import MemoryApi
+
+    gate = asyncio.Event()
+    connector = _gated_connector(1, gate)
+    engine = Engine(MemoryApi(), Journal(Path(":memory:")))  # type: ignore[arg-type]
+    await engine.install(_gated_connector(1, None))  # warm caches and lazy imports
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    tasks = [asyncio.create_task(engine.install(connector)) for _ in range(count)]
+    while len(engine.known) < count + 1:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    in_flight = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    gate.set()
+    await asyncio.gather(*tasks)
+    return in_flight / count
+
+
+async def _fleet_speed(count: int, steps: int) -> tuple[float, float, int]:
+    from engine.journal import Journal
+    from engine.runner import Engine
+    from installers.fakes import MemoryApi
+
+    api = MemoryApi()
+    api.recorded = []
+    engine = Engine(api, Journal(Path(":memory:")))  # type: ignore[arg-type]
+    connector = _gated_connector(steps, None)
+    began = time.perf_counter()
+    await asyncio.gather(*(engine.install(connector) for _ in range(count)))
+    ours = time.perf_counter() - began
+    transitions = count * (steps + 1)
+
+    # the baseline: the very same creates and PATCHes, sent to the fake API with no engine
+    calls, bare = api.recorded, MemoryApi()
+    began = time.perf_counter()
+    await bare.replay(calls)
+    baseline = time.perf_counter() - began
+    assert bare._docs == api._docs, "the replay must end where the engine did"
+    return ours, baseline, transitions
+
+
+# -- 4. start-up ---------------------------------------------------------------------------------
+
+
+def startup(sizes: Sizes) -> list[Row]:
+    repeats = max(5, sizes.repeats)
+    cli = str(Path(sys.executable).parent / "smartconnector")
+    python = median_time(
+        lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), repeats
+    )
+    helped = median_time(
+        lambda: subprocess.run([cli, "--help"], check=True, capture_output=True), repeats
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "SMARTCONNECTOR_HOME": tmp, "SMARTCONNECTOR_LOG_FORMAT": "json"}
+        out = subprocess.run(
+            [cli, "install", str(noop_connector(Path(tmp) / "c", 1))],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        doc_id = out.stdout.strip().splitlines()[-1]
+        status = median_time(
+            lambda: subprocess.run(
+                [cli, "status", doc_id], env=env, check=True, capture_output=True
+            ),
+            repeats,
+        )
+    return [
+        Row(
+            "`smartconnector --help`",
+            f"{helped:.3f} s",
+            f"{python:.3f} s (`python -c pass`)",
+            f"{helped:.3f} s",
+            "< 0.3 s",
+        ),
+        Row(
+            "`smartconnector status ID` (embedded sandbox)",
+            f"{status:.3f} s",
+            f"{python:.3f} s (`python -c pass`)",
+            f"{status:.3f} s",
+            "—",
+        ),
+    ]

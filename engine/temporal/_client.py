@@ -1,0 +1,182 @@
+"""Running integrations on Temporal: the engine a command uses with ``--engine temporal``,
+and the worker that runs their workflows."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.worker import Worker
+
+from engine.client import ApiClient, Document
+from engine.errors import (
+    AuthenticationFailed,
+    BadInput,
+    LeaseHeld,
+    SmartConnectorError,
+    StepFailed,
+    WaitingForUser,
+)
+from engine.models import Integration, parse
+from engine.runner import Engine, new_integration
+from engine.temporal._activities import Activities, owner_of
+from engine.temporal._workflow import WORKFLOW_NAME, IntegrationWorkflow, RunRequest, RunResult
+from engine.writer import check_lease
+from installers import Connector
+
+DEFAULT_TASK_QUEUE = "smartconnector"
+
+
+def workflow_id(integration_id: str) -> str:
+    """One workflow id per integration: Temporal itself refuses a second concurrent run."""
+    return f"smartconnector-{integration_id}"
+
+
+@dataclass
+class TemporalEngine(Engine):
+    """:class:`Engine` whose runs are Temporal workflows executed by ``smartconnector worker``.
+
+    Validation happens here, before anything changes, exactly as with the local engine; the
+    command then waits for the workflow and ends as the local engine would.
+    """
+
+    temporal: Client | None = None
+    task_queue: str = DEFAULT_TASK_QUEUE
+    _runs: dict[str, str] = field(default_factory=dict, init=False)
+
+    async def install(
+        self, connector: Connector, *, integration_id: str | None = None, atomic: bool = False
+    ) -> Document:
+        if atomic:
+            raise BadInput("--atomic is not available with --engine temporal", field="--atomic")
+        connector = await self._resolved(connector)
+        request = self._request("install", integration_id or "", connector)
+        if integration_id is None:
+            doc = await self.api.create(
+                "integrations", new_integration(connector, owner_of(request), self.lease_ttl)
+            )
+            request.integration_id = doc["_id"]
+        else:
+            await self._validate(integration_id, connector)
+        self.journal.remember_connector(request.integration_id, connector.directory)
+        return await self._execute(request)
+
+    async def resume(self, integration_id: str, connector: Connector | None = None) -> Document:
+        doc = await self.api.get("integrations", integration_id)
+        connector = await self._validate(integration_id, connector, doc)
+        request = self._request("resume", integration_id, connector)
+        if doc.get("updateInProgress"):
+            request.version = self._update_target(doc, connector)
+        return await self._execute(request)
+
+    async def uninstall(self, integration_id: str, connector: Connector | None = None) -> None:
+        connector = await self._validate(integration_id, connector)
+        await self._execute(self._request("uninstall", integration_id, connector))
+
+    async def update(
+        self,
+        integration_id: str,
+        connector: Connector | None = None,
+        *,
+        allow_downgrade: bool = False,
+        doc: Document | None = None,
+    ) -> Document:
+        doc = doc if doc is not None else await self.api.get("integrations", integration_id)
+        connector = connector or self.find_connector(integration_id, doc)
+        target = self.update_target(doc, connector, allow_downgrade=allow_downgrade)
+        if target is None:
+            return doc
+        await self._validate(integration_id, connector, doc)
+        request = self._request("update", integration_id, connector)
+        request.version = target
+        return await self._execute(request)
+
+    def _request(self, action: str, integration_id: str, connector: Connector) -> RunRequest:
+        return RunRequest(
+            action,
+            integration_id,
+            connector.manifest.connector_id,
+            secrets.token_hex(8),
+            self.lease_ttl,
+            connector.manifest.version,
+        )
+
+    async def _validate(
+        self, integration_id: str, connector: Connector | None, doc: Document | None = None
+    ) -> Connector:
+        """Everything the local engine checks before a run, so a refusal changes nothing."""
+        doc = doc if doc is not None else await self.api.get("integrations", integration_id)
+        connector = connector or self.find_connector(integration_id, doc)
+        integration = parse(Integration, doc, what=f"integration {integration_id}")
+        connector = await self.resolve(connector, integration)
+        check_lease(doc, owner_of(self._request("check", integration_id, connector)))
+        self.known[integration_id] = connector
+        return connector
+
+    async def _execute(self, request: RunRequest) -> Document:
+        assert self.temporal is not None, "TemporalEngine needs a connected Client"
+        try:
+            result: RunResult = await self.temporal.execute_workflow(
+                WORKFLOW_NAME,
+                request,
+                id=workflow_id(request.integration_id),
+                task_queue=self.task_queue,
+                result_type=RunResult,
+            )
+        except WorkflowAlreadyStartedError:
+            raise LeaseHeld(
+                f"integration {request.integration_id} is being run by Temporal workflow"
+                f" {workflow_id(request.integration_id)}",
+                integration_id=request.integration_id,
+            ) from None
+        if result.exit_code:
+            raise _error_for(result)
+        if request.action == "uninstall":
+            return {"_id": request.integration_id}
+        return await self.api.get("integrations", request.integration_id)
+
+
+def _error_for(result: RunResult) -> SmartConnectorError:
+    context: dict[str, Any] = {"integration_id": result.integration_id}
+    if result.exit_code == 7:
+        return WaitingForUser(result.message, url=result.url, **context)
+    if result.exit_code == 3:
+        return AuthenticationFailed(result.message, method="POST", path="(connector function)")
+    if result.exit_code == 4:
+        return LeaseHeld(result.message, **context)
+    if result.exit_code == 2:
+        return BadInput(result.message, **context)
+    return StepFailed(result.message, **context)
+
+
+async def connect(address: str) -> Client:
+    """A Temporal client; an unreachable server is exit 5, like an unreachable API."""
+    from engine.errors import ApiUnavailable
+
+    try:
+        return await Client.connect(address)
+    except Exception as exc:
+        raise ApiUnavailable(f"cannot reach Temporal at {address}: {exc}") from None
+
+
+async def run_worker(
+    api: ApiClient, client: Client, task_queue: str, connectors: dict[str, Connector]
+) -> None:
+    """Run workflows and activities from ``task_queue`` until cancelled."""
+    activities = Activities(api, connectors)
+    worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[IntegrationWorkflow],
+        activities=[
+            activities.begin,
+            activities.call,
+            activities.record,
+            activities.transition,
+            activities.stop,
+        ],
+    )
+    await worker.run()

