@@ -34,6 +34,7 @@ def main() -> None:
     rows += cases.overhead(sizes)
     rows += asyncio.run(cases.requests(sizes))
     rows += cases.fleet(sizes)
+    rows += cases.rollout_rate(sizes)
     rows += cases.startup(sizes)
     table = cases.render(rows)
     header = (

@@ -232,6 +232,11 @@ class Engine:
         target = self.update_target(doc, connector, allow_downgrade=allow_downgrade)
         if target is None:
             return doc
+        return await self._update_to(integration_id, connector, doc, target)
+
+    async def _update_to(
+        self, integration_id: str, connector: Connector, doc: Document, target: str
+    ) -> Document:
         writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
         return await self._drive(writer, connector, lambda run: run.update(target))
 

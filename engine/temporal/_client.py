@@ -76,19 +76,9 @@ class TemporalEngine(Engine):
         connector = await self._validate(integration_id, connector)
         await self._execute(self._request("uninstall", integration_id, connector))
 
-    async def update(
-        self,
-        integration_id: str,
-        connector: Connector | None = None,
-        *,
-        allow_downgrade: bool = False,
-        doc: Document | None = None,
+    async def _update_to(
+        self, integration_id: str, connector: Connector, doc: Document, target: str
     ) -> Document:
-        doc = doc if doc is not None else await self.api.get("integrations", integration_id)
-        connector = connector or self.find_connector(integration_id, doc)
-        target = self.update_target(doc, connector, allow_downgrade=allow_downgrade)
-        if target is None:
-            return doc
         await self._validate(integration_id, connector, doc)
         request = self._request("update", integration_id, connector)
         request.version = target
