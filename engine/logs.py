@@ -53,9 +53,26 @@ def _stderr_logger(*args: Any) -> structlog.PrintLogger:
     return structlog.PrintLogger(sys.stderr)
 
 
+#: What the step display shows on a terminal; not logged again there.
+SHOWN_BY_THE_DISPLAY = frozenset({"function succeeded", "mode change"})
+
+
+def _drop_displayed(
+    logger: Any, name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    if event_dict.get("event") in SHOWN_BY_THE_DISPLAY:
+        raise structlog.DropEvent
+    return event_dict
+
+
 def configure(log_format: str | None = None, level: int = logging.INFO) -> None:
-    """Log to stderr as ``console`` (default on a TTY) or ``json`` (default otherwise)."""
+    """Log to stderr as ``console`` (default on a TTY) or ``json`` (default otherwise).
+
+    On a terminal with console logs the CLI shows each step as it goes, so the engine's
+    routine events are not logged twice; the connectors' own events still are.
+    """
     fmt = log_format or ("console" if sys.stderr.isatty() else "json")
+    display = fmt == "console" and sys.stderr.isatty()
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
         if fmt == "console"
@@ -67,6 +84,7 @@ def configure(log_format: str | None = None, level: int = logging.INFO) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            *([_drop_displayed] if display else []),
             redactor,
             renderer,
         ],

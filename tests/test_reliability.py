@@ -427,3 +427,13 @@ def test_unreachable_api_exits_5_and_resume_works_once_it_is_back(tmp_path: Path
         assert run_cli("resume", doc_id, home=tmp_path / "h", env=env).returncode == 0
     finally:
         srv.stop()
+
+
+def test_the_step_display_replaces_routine_engine_events() -> None:
+    """On a terminal the display shows steps; those events are dropped, others are not."""
+    from engine.logs import _drop_displayed
+
+    with pytest.raises(structlog.DropEvent):
+        _drop_displayed(None, "info", {"event": "function succeeded"})
+    kept = {"event": "netsuite connection ready"}
+    assert _drop_displayed(None, "info", dict(kept)) == kept
