@@ -7,7 +7,7 @@ import functools
 import hashlib
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import structlog
 
@@ -287,33 +287,31 @@ class IntegrationRun:
             policy = (step.policy if step else None) or self.default_policy
             raw = await invoke(registered, ctx, policy)
             result = interpret(raw, function)
-        except UserActionRequired as exc:
-            message = redactor.scrub(exc.message)
-            await self._stop_for(call, "waiting", message, exc.url)
-            raise WaitingForUser(
-                f"step {name or '(connector)'!r} waits for you: {exc.message}",
-                url=exc.url,
-                integration_id=self.writer.id,
-                step=name,
-                function=function,
-            ) from None
         except Exception as exc:
-            message = redactor.scrub(f"{type(exc).__name__}: {exc}")
-            await self._stop_for(call, "error", message, None)
-            if isinstance(exc, AuthenticationFailed | PermissionDenied):
-                exc.context.update(integration_id=self.writer.id, step=name, function=function)
-                raise
-            raise StepFailed(
-                f"step {name or '(connector)'!r}: function {function!r} failed: {message}",
-                integration_id=self.writer.id,
-                step=name,
-                function=function,
-            ) from exc
+            await self._stopped_by(call, exc)
         self.journal.record(call, "succeeded", result=raw)
         seconds = time.monotonic() - began
         self.observe("succeeded", name, function, seconds)
         log.info("function succeeded", seconds=round(seconds, 3))
         return result
+
+    async def _stopped_by(self, call: Call, exc: Exception) -> NoReturn:
+        """Record why a function did not succeed, free the lease, raise what the CLI reports."""
+        name, function = call.step, call.function
+        where = {"integration_id": self.writer.id, "step": name, "function": function}
+        if isinstance(exc, UserActionRequired):
+            await self._stop_for(call, "waiting", redactor.scrub(exc.message), exc.url)
+            raise WaitingForUser(
+                f"step {name or '(connector)'!r} waits for you: {exc.message}", url=exc.url, **where
+            ) from None
+        message = redactor.scrub(f"{type(exc).__name__}: {exc}")
+        await self._stop_for(call, "error", message, None)
+        if isinstance(exc, AuthenticationFailed | PermissionDenied):
+            exc.context.update(where)
+            raise exc
+        raise StepFailed(
+            f"step {name or '(connector)'!r}: function {function!r} failed: {message}", **where
+        ) from exc
 
     async def _stop_for(self, call: Call, status: str, message: str, url: str | None) -> None:
         """Record why the run stops, in the journal and the document, and free the lease."""

@@ -7,13 +7,12 @@ Every operation validates everything it can before it changes anything: a refuse
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from engine.client import ApiClient, Document
+from engine.documents import compare_versions, new_integration
 from engine.errors import (
     BadInput,
     DocumentInvalid,
@@ -25,24 +24,13 @@ from engine.journal import Journal
 from engine.machine import Mode, ModeMachine
 from engine.models import Integration, StepPolicy, parse
 from engine.run import IntegrationRun, StepObserver
-from engine.writer import RUN_FIELD, DocumentWriter, LeaseKeeper, Owner, run_state
+from engine.writer import DocumentWriter, LeaseKeeper, Owner, run_state
 from installers import Connector, find_installed, load_connector
 from installers.remote import ExtensionServer
 
 
 def _ignore(event: str, step: str | None, function: str, seconds: float | None) -> None:
     """The default observer: the runs' structlog events say enough."""
-
-
-def compare_versions(a: str, b: str) -> int:
-    """-1, 0 or 1 as version ``a`` is older, the same as or newer than ``b`` (dotted numbers,
-    text parts compared as text: ``1.10.0`` > ``1.9.2``)."""
-
-    def key(version: str) -> list[tuple[int, int | str]]:
-        return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-+]", version)]
-
-    ka, kb = key(a), key(b)
-    return (ka > kb) - (ka < kb)
 
 
 @dataclass(frozen=True)
@@ -60,43 +48,6 @@ class Plan:
     connector: str
     version: str
     steps: list[PlannedStep]
-
-
-def status_of(doc: Document) -> dict[str, Any]:
-    """``status --json``'s shape (SPEC §4)."""
-    install = doc.get("install")
-    steps = install if isinstance(install, list) else []
-    return {
-        "_id": doc.get("_id"),
-        "mode": doc.get("mode"),
-        "version": doc.get("version"),
-        "updateInProgress": doc.get("updateInProgress", False),
-        "install": [
-            {"name": s.get("name"), "completed": s.get("completed")}
-            for s in steps
-            if isinstance(s, dict)
-        ],
-    }
-
-
-def new_integration(connector: Connector, owner: Owner, ttl: float) -> Document:
-    """The document install creates: ``mode: install``, every step not completed."""
-    manifest = connector.manifest
-    steps = []
-    for step in manifest.install:
-        wire = step.to_wire()
-        wire["completed"] = False
-        steps.append(wire)
-    return {
-        "name": manifest.name,
-        "_connectorId": manifest.connector_id,
-        "version": manifest.version,
-        "mode": "install",
-        "install": steps,
-        "settings": manifest.settings,
-        "updateInProgress": False,
-        RUN_FIELD: {"lease": owner.lease(ttl), "done": {}},
-    }
 
 
 @dataclass
@@ -402,13 +353,3 @@ class Engine:
             self._leases.discard(writer)
             self.machine.remove(run)
         return writer.doc
-
-
-def waiting_or_error(doc: Document) -> dict[str, Any] | None:
-    """What stopped the last run, if anything: a step waiting for a person, or an error."""
-    state = run_state(doc)
-    return state.get("waiting") or state.get("error")
-
-
-def connector_from(directory: Path | None) -> Connector | None:
-    return load_connector(directory) if directory is not None else None

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from engine.client import ApiClient
+from engine.documents import compare_versions
 from engine.errors import BadInput, Interrupted, StepFailed
 from engine.rollout import rollout, waves
-from engine.runner import Engine, compare_versions
+from engine.runner import Engine
 from engine.writer import RUN_FIELD
 from installers.fakes import FakeConnector, fails, succeeds
 

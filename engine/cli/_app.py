@@ -321,7 +321,7 @@ def load(directory: Path) -> Connector:
 
 
 def print_status(doc: dict[str, Any], as_json: bool) -> None:
-    from engine.runner import status_of, waiting_or_error
+    from engine.documents import status_of, waiting_or_error
 
     status = status_of(doc)
     if as_json:
@@ -368,7 +368,7 @@ def report_outcome(
 
 
 async def status_quietly(engine: Engine, integration_id: str) -> dict[str, Any] | None:
-    from engine.runner import status_of
+    from engine.documents import status_of
 
     try:
         return status_of(await engine.status(integration_id))

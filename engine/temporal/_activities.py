@@ -246,12 +246,30 @@ def _memory() -> Any:
 
 def plan_items(request: RunRequest, doc: Document, connector: Connector) -> list[PlanItem]:
     """What is left to do, from the document: the same order as the local engine."""
-    mode, done = doc.get("mode"), run_state(doc).get("done", {})
-    manifest = connector.manifest
-    steps = [s for s in doc.get("install") or [] if isinstance(s, dict)]
-    items: list[PlanItem] = []
+    planner, mode = _Planner(doc, connector), doc.get("mode")
+    if mode == "install":
+        planner.install()
+    elif mode == "uninstall" or request.action == "uninstall":
+        planner.uninstall(fresh=mode != "uninstall")
+    elif request.action == "update" or doc.get("updateInProgress"):
+        planner.update(request.version or connector.manifest.version)
+    else:
+        planner.transition("release")
+    return planner.items
+
+
+class _Planner:
+    def __init__(self, doc: Document, connector: Connector) -> None:
+        self.manifest = connector.manifest
+        self.done: dict[str, Any] = run_state(doc).get("done", {})
+        self.steps = [s for s in doc.get("install") or [] if isinstance(s, dict)]
+        self.items: list[PlanItem] = []
+
+    def transition(self, name: str) -> None:
+        self.items.append(PlanItem("transition", name))
 
     def call(
+        self,
         function: str,
         step: dict[str, Any] | None,
         phase: str,
@@ -260,7 +278,7 @@ def plan_items(request: RunRequest, doc: Document, connector: Connector) -> list
         completed: bool = True,
     ) -> None:
         policy = (step or {}).get("policy") or {}
-        items.append(
+        self.items.append(
             PlanItem(
                 "call",
                 function,
@@ -274,39 +292,40 @@ def plan_items(request: RunRequest, doc: Document, connector: Connector) -> list
             )
         )
 
-    if mode == "install":
-        if manifest.installer_function and not done.get("installerFunction"):
-            call(manifest.installer_function, None, "installer", marker="installerFunction")
-        for step in steps:
+    def connector_call(
+        self, kind: str, function: str | None, phase: str, fresh: bool = False
+    ) -> None:
+        if function and (fresh or not self.done.get(kind)):
+            self.call(function, None, phase, marker=kind)
+
+    def install(self) -> None:
+        self.connector_call("installerFunction", self.manifest.installer_function, "installer")
+        for step in self.steps:
             if not step.get("completed"):
-                call(step["installerFunction"], step, "install")
-        items.append(PlanItem("transition", "finish_install"))
-    elif mode == "uninstall" or request.action == "uninstall":
-        fresh = mode != "uninstall"
-        if fresh:
-            items.append(PlanItem("transition", "start_uninstall"))
-        if manifest.pre_uninstall_function and (fresh or not done.get("preUninstallFunction")):
-            call(manifest.pre_uninstall_function, None, "uninstall", marker="preUninstallFunction")
-        for step in reversed(steps):
+                self.call(step["installerFunction"], step, "install")
+        self.transition("finish_install")
+
+    def uninstall(self, *, fresh: bool) -> None:
+        if fresh:  # starting the uninstall resets the connector-level functions done
+            self.transition("start_uninstall")
+        self.connector_call(
+            "preUninstallFunction", self.manifest.pre_uninstall_function, "uninstall", fresh
+        )
+        for step in reversed(self.steps):
             if step.get("completed"):
-                call(step["uninstallerFunction"], step, "uninstall", completed=False)
-        if manifest.uninstaller_function and (fresh or not done.get("uninstallerFunction")):
-            call(manifest.uninstaller_function, None, "uninstall", marker="uninstallerFunction")
-        items.append(PlanItem("transition", "remove"))
-    elif request.action == "update" or doc.get("updateInProgress"):
-        version = request.version or manifest.version
+                self.call(step["uninstallerFunction"], step, "uninstall", completed=False)
+        self.connector_call(
+            "uninstallerFunction", self.manifest.uninstaller_function, "uninstall", fresh
+        )
+        self.transition("remove")
+
+    def update(self, version: str) -> None:
         phase = f"update:{version}"
-        items.append(PlanItem("transition", "begin_update"))
-        if manifest.update_function and not done.get("updateFunction"):
-            call(manifest.update_function, None, phase, marker="updateFunction")
-        items.append(PlanItem("transition", "add_new_steps"))
-        present = {s.get("name") for s in steps}
-        pending = [s for s in steps if not s.get("completed")] + [
-            {**s.to_wire(), "completed": False} for s in manifest.install if s.name not in present
-        ]
-        for step in pending:
-            call(step["installerFunction"], step, phase)
-        items.append(PlanItem("transition", "finish_update"))
-    else:
-        items.append(PlanItem("transition", "release"))
-    return items
+        self.transition("begin_update")
+        self.connector_call("updateFunction", self.manifest.update_function, phase)
+        self.transition("add_new_steps")
+        present = {s.get("name") for s in self.steps}
+        added = [s.to_wire() for s in self.manifest.install if s.name not in present]
+        for step in [s for s in self.steps if not s.get("completed")] + added:
+            self.call(step["installerFunction"], step, phase)
+        self.transition("finish_update")

@@ -12,6 +12,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
 from engine.client import ApiClient, Document
+from engine.documents import new_integration
 from engine.errors import (
     AuthenticationFailed,
     BadInput,
@@ -21,7 +22,7 @@ from engine.errors import (
     WaitingForUser,
 )
 from engine.models import Integration, parse
-from engine.runner import Engine, new_integration
+from engine.runner import Engine
 from engine.temporal._activities import Activities, owner_of
 from engine.temporal._workflow import WORKFLOW_NAME, IntegrationWorkflow, RunRequest, RunResult
 from engine.writer import check_lease

@@ -1,0 +1,64 @@
+"""The integration document as the engine reads and makes it: status, versions, new ones."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from engine.client import Document
+from engine.writer import RUN_FIELD, Owner, run_state
+from installers import Connector
+
+
+def compare_versions(a: str, b: str) -> int:
+    """-1, 0 or 1 as version ``a`` is older, the same as or newer than ``b`` (dotted numbers,
+    text parts compared as text: ``1.10.0`` > ``1.9.2``)."""
+
+    def key(version: str) -> list[tuple[int, int | str]]:
+        return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-+]", version)]
+
+    ka, kb = key(a), key(b)
+    return (ka > kb) - (ka < kb)
+
+
+def status_of(doc: Document) -> dict[str, Any]:
+    """``status --json``'s shape (SPEC §4)."""
+    install = doc.get("install")
+    steps = install if isinstance(install, list) else []
+    return {
+        "_id": doc.get("_id"),
+        "mode": doc.get("mode"),
+        "version": doc.get("version"),
+        "updateInProgress": doc.get("updateInProgress", False),
+        "install": [
+            {"name": s.get("name"), "completed": s.get("completed")}
+            for s in steps
+            if isinstance(s, dict)
+        ],
+    }
+
+
+def new_integration(connector: Connector, owner: Owner, ttl: float) -> Document:
+    """The document install creates: ``mode: install``, every step not completed."""
+    manifest = connector.manifest
+    steps = []
+    for step in manifest.install:
+        wire = step.to_wire()
+        wire["completed"] = False
+        steps.append(wire)
+    return {
+        "name": manifest.name,
+        "_connectorId": manifest.connector_id,
+        "version": manifest.version,
+        "mode": "install",
+        "install": steps,
+        "settings": manifest.settings,
+        "updateInProgress": False,
+        RUN_FIELD: {"lease": owner.lease(ttl), "done": {}},
+    }
+
+
+def waiting_or_error(doc: Document) -> dict[str, Any] | None:
+    """What stopped the last run, if anything: a step waiting for a person, or an error."""
+    state = run_state(doc)
+    return state.get("waiting") or state.get("error")
