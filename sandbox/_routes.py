@@ -1,0 +1,264 @@
+"""The sandbox's routes and the request handling they share (auth, rate limit, bodies)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from sandbox._http import (
+    API_PREFIX,
+    DOC_SCHEMA,
+    MAX_BODY_BYTES,
+    PATCH_BODY,
+    ApiProblem,
+    body_spec,
+    responses,
+)
+from sandbox._patching import PatchError, apply_patch
+from sandbox._policy import LeakyBucket, accepted_scopes, allows, required_scope, retry_after_header
+from sandbox._store import Document, Store, hash_token
+
+
+@dataclass
+class Handling:
+    """What every route does before its own work: authenticate, rate-limit, read the body."""
+
+    store: Store
+    bucket: LeakyBucket
+    page_size: int
+
+    def authorize(self, request: Request, resource: str, *, item: bool) -> str:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiProblem(401, "unauthorized", "missing bearer token")
+        scopes = self.store.token_scopes(token.strip())
+        if scopes is None:
+            raise ApiProblem(401, "unauthorized", "invalid bearer token")
+        key = hash_token(token.strip())
+        wait = self.bucket.admit(key)
+        if wait is not None:
+            raise ApiProblem(
+                429,
+                "rate_limited",
+                f"rate limit of {self.bucket.rate:g}/s exceeded",
+                {"Retry-After": retry_after_header(wait)},
+            )
+        needed = required_scope(resource, request.method, item=item)
+        if not allows(scopes, needed, request.method):
+            raise ApiProblem(
+                403,
+                "forbidden",
+                f"token lacks scope {needed} (any of: {', '.join(accepted_scopes(needed))})",
+            )
+        return key
+
+    async def read_json(self, request: Request) -> Any:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise ApiProblem(413, "payload_too_large", f"body over {MAX_BODY_BYTES} bytes")
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            raise ApiProblem(413, "payload_too_large", f"body over {MAX_BODY_BYTES} bytes")
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiProblem(400, "malformed_request", f"body is not valid JSON: {exc}") from None
+
+    async def read_document(self, request: Request) -> Document:
+        body = await self.read_json(request)
+        if not isinstance(body, dict):
+            raise ApiProblem(
+                422, "invalid_document", f"expected a JSON object, got {type(body).__name__}"
+            )
+        return body
+
+    def missing(self, resource: str, id: str) -> ApiProblem:
+        return ApiProblem(404, "not_found", f"{resource[:-1]} {id} not found")
+
+    def patch_document(self, resource: str, id: str, body: Any, content_type: str) -> Document:
+        def change(doc: Document) -> Document:
+            try:
+                return apply_patch(doc, body, content_type)
+            except PatchError as exc:
+                raise ApiProblem(exc.status, exc.code, str(exc)) from None
+
+        doc = self.store.update(resource, id, change)
+        if doc is None:
+            raise self.missing(resource, id)
+        return doc
+
+
+def add_resource_routes(app: FastAPI, api: Handling, resource: str) -> None:
+    """GET/POST on the collection, GET/PUT/PATCH/DELETE on each document."""
+    store, page_size = api.store, api.page_size
+    base = f"{API_PREFIX}/{resource}"
+
+    async def list_documents(
+        request: Request,
+        limit: int = Query(page_size, ge=1, le=page_size),
+        after: int = Query(0, ge=0, le=2**63 - 1, description="cursor from the Link header"),
+        connector_id: str | None = Query(None, alias="_connectorId"),
+    ) -> Response:
+        api.authorize(request, resource, item=False)
+        filters = {k: v for k, v in request.query_params.items() if k not in ("limit", "after")}
+        page, cursor = store.list(resource, after=after, limit=limit, filters=filters)
+        headers = {}
+        if cursor is not None:
+            next_url = request.url.include_query_params(after=cursor, limit=limit)
+            headers["Link"] = f'<{next_url}>; rel="next"'
+        return JSONResponse(page, headers=headers)
+
+    async def create_document(request: Request) -> Response:
+        token_key = api.authorize(request, resource, item=False)
+        body = await api.read_document(request)
+        key = request.headers.get("idempotency-key")
+        doc, created = store.create(resource, body, idempotency=(token_key, key) if key else None)
+        return JSONResponse(doc, 201 if created else 200)
+
+    async def get_document(request: Request, id: str) -> Response:
+        api.authorize(request, resource, item=True)
+        doc = store.get(resource, id)
+        if doc is None:
+            raise api.missing(resource, id)
+        return JSONResponse(doc)
+
+    async def replace_document(request: Request, id: str) -> Response:
+        api.authorize(request, resource, item=True)
+        body = await api.read_document(request)
+        doc = store.update(resource, id, lambda _old: body)
+        if doc is None:
+            raise api.missing(resource, id)
+        return JSONResponse(doc)
+
+    async def patch(request: Request, id: str) -> Response:
+        api.authorize(request, resource, item=True)
+        body = await api.read_json(request)
+        content_type = request.headers.get("content-type", "application/json")
+        return JSONResponse(api.patch_document(resource, id, body, content_type))
+
+    async def delete_document(request: Request, id: str) -> Response:
+        api.authorize(request, resource, item=True)
+        if not store.delete(resource, id):
+            raise api.missing(resource, id)
+        return Response(status_code=204)
+
+    singular = resource[:-1]
+    doc_body = body_spec("application/json", schema=DOC_SCHEMA)
+    app.add_api_route(
+        base,
+        list_documents,
+        methods=["GET"],
+        operation_id=f"list_{resource}",
+        responses=responses(400),
+        summary=f"List {resource}",
+    )
+    app.add_api_route(
+        base,
+        create_document,
+        methods=["POST"],
+        status_code=201,
+        operation_id=f"create_{singular}",
+        responses=responses(400, 413, 422),
+        openapi_extra=doc_body,
+        summary=f"Create a {singular}",
+    )
+    item = f"{base}/{{id}}"
+    app.add_api_route(
+        item,
+        get_document,
+        methods=["GET"],
+        operation_id=f"get_{singular}",
+        responses=responses(404),
+        summary=f"Get a {singular}",
+    )
+    app.add_api_route(
+        item,
+        replace_document,
+        methods=["PUT"],
+        operation_id=f"replace_{singular}",
+        responses=responses(400, 404, 413, 422),
+        openapi_extra=doc_body,
+        summary=f"Replace a {singular}",
+    )
+    app.add_api_route(
+        item,
+        patch,
+        methods=["PATCH"],
+        operation_id=f"patch_{singular}",
+        responses=responses(400, 404, 409, 413, 422),
+        openapi_extra=PATCH_BODY,
+        summary=f"Patch a {singular} (JSON Patch or merge patch)",
+    )
+    app.add_api_route(
+        item,
+        delete_document,
+        methods=["DELETE"],
+        status_code=204,
+        operation_id=f"delete_{singular}",
+        responses=responses(404),
+        summary=f"Delete a {singular}",
+    )
+
+
+def add_application_routes(app: FastAPI, api: Handling) -> None:
+    """The second seed's application-scoped get, merge patch and delete."""
+    store = api.store
+    path = f"{API_PREFIX}/applications/{{applicationId}}/integrations/{{integrationId}}"
+
+    async def get_app_integration(
+        request: Request, applicationId: str, integrationId: str
+    ) -> Response:
+        api.authorize(request, "integrations", item=True)
+        doc = store.get("integrations", integrationId)
+        if doc is None:
+            raise api.missing("integrations", integrationId)
+        return JSONResponse(doc)
+
+    async def patch_app_integration(
+        request: Request, applicationId: str, integrationId: str
+    ) -> Response:
+        api.authorize(request, "integrations", item=True)
+        body = await api.read_json(request)
+        if not isinstance(body, dict):
+            raise ApiProblem(400, "malformed_request", "expected an integration patch object")
+        doc = api.patch_document(
+            "integrations", integrationId, body, "application/merge-patch+json"
+        )
+        return JSONResponse(doc)
+
+    async def delete_app_integration(
+        request: Request, applicationId: str, integrationId: str
+    ) -> Response:
+        api.authorize(request, "integrations", item=True)
+        if not store.delete("integrations", integrationId):
+            raise api.missing("integrations", integrationId)
+        return JSONResponse({"success": True})
+
+    merge_body = body_spec("application/json", "application/merge-patch+json", schema=DOC_SCHEMA)
+    app.add_api_route(
+        path,
+        get_app_integration,
+        methods=["GET"],
+        operation_id="application_get_integration",
+        responses=responses(400, 404),
+    )
+    app.add_api_route(
+        path,
+        patch_app_integration,
+        methods=["PATCH"],
+        operation_id="application_patch_integration",
+        responses=responses(400, 404, 413, 422),
+        openapi_extra=merge_body,
+    )
+    app.add_api_route(
+        path,
+        delete_app_integration,
+        methods=["DELETE"],
+        operation_id="application_delete_integration",
+        responses=responses(400, 404),
+    )
