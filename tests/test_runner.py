@@ -407,22 +407,36 @@ async def test_a_long_function_keeps_its_lease(
     assert (await running)["mode"] == "settings"
 
 
-async def test_install_into_an_existing_integration(smartconnector_engine: Engine,
-                                                    sandbox_api: ApiClient,
-                                                    fake_connector: Fake) -> None:
+async def test_install_into_an_existing_integration(
+    smartconnector_engine: Engine, sandbox_api: ApiClient, fake_connector: Fake
+) -> None:
     """install --integration ID runs the steps of a document made elsewhere."""
     fake = fake_connector(["a", "b"])
-    made = await sandbox_api.create("integrations", {
-        "_connectorId": "fake-connector", "mode": "install", "keep": "me", "install": [
-            {"name": n, "completed": False, "installerFunction": f"install {n}",
-             "uninstallerFunction": f"uninstall {n}"} for n in "ab"]})
+    made = await sandbox_api.create(
+        "integrations",
+        {
+            "_connectorId": "fake-connector",
+            "mode": "install",
+            "keep": "me",
+            "install": [
+                {
+                    "name": n,
+                    "completed": False,
+                    "installerFunction": f"install {n}",
+                    "uninstallerFunction": f"uninstall {n}",
+                }
+                for n in "ab"
+            ],
+        },
+    )
     doc = await smartconnector_engine.install(fake.connector(), integration_id=made["_id"])
     assert doc["_id"] == made["_id"] and doc["mode"] == "settings" and doc["keep"] == "me"
     assert [f.successes for f in fake.installers()] == [1, 1]
 
 
-async def test_log_events_carry_their_context(smartconnector_engine: Engine,
-                                              fake_connector: Fake) -> None:
+async def test_log_events_carry_their_context(
+    smartconnector_engine: Engine, fake_connector: Fake
+) -> None:
     """Events are bound with integration id, step, function and mode, not repeated by hand."""
     from structlog.testing import capture_logs
 
@@ -430,7 +444,10 @@ async def test_log_events_carry_their_context(smartconnector_engine: Engine,
         doc = await smartconnector_engine.install(fake_connector(["a"]).connector())
     [succeeded] = [e for e in events if e["event"] == "function succeeded"]
     assert succeeded["integration_id"] == doc["_id"]
-    assert (succeeded["step"], succeeded["function"], succeeded["mode"]) == ("a", "install a",
-                                                                             "install")
+    assert (succeeded["step"], succeeded["function"], succeeded["mode"]) == (
+        "a",
+        "install a",
+        "install",
+    )
     [mode] = [e for e in events if e["event"] == "mode change"]
     assert (mode["source"], mode["dest"]) == ("install", "settings")
