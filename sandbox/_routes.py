@@ -77,6 +77,18 @@ class Handling:
             )
         return body
 
+    def fetch(self, resource: str, id: str) -> Document:
+        """The stored document, or a 404."""
+        doc = self.store.get(resource, id)
+        if doc is None:
+            raise self.missing(resource, id)
+        return doc
+
+    def remove(self, resource: str, id: str) -> None:
+        """Delete the document, or a 404."""
+        if not self.store.delete(resource, id):
+            raise self.missing(resource, id)
+
     def missing(self, resource: str, id: str) -> ApiProblem:
         return ApiProblem(404, "not_found", f"{resource[:-1]} {id} not found")
 
@@ -122,10 +134,7 @@ def add_resource_routes(app: FastAPI, api: Handling, resource: str) -> None:
 
     async def get_document(request: Request, id: str) -> Response:
         api.authorize(request, resource, item=True)
-        doc = store.get(resource, id)
-        if doc is None:
-            raise api.missing(resource, id)
-        return JSONResponse(doc)
+        return JSONResponse(api.fetch(resource, id))
 
     async def replace_document(request: Request, id: str) -> Response:
         api.authorize(request, resource, item=True)
@@ -143,8 +152,7 @@ def add_resource_routes(app: FastAPI, api: Handling, resource: str) -> None:
 
     async def delete_document(request: Request, id: str) -> Response:
         api.authorize(request, resource, item=True)
-        if not store.delete(resource, id):
-            raise api.missing(resource, id)
+        api.remove(resource, id)
         return Response(status_code=204)
 
     singular = resource[:-1]
@@ -207,17 +215,13 @@ def add_resource_routes(app: FastAPI, api: Handling, resource: str) -> None:
 
 def add_application_routes(app: FastAPI, api: Handling) -> None:
     """The second seed's application-scoped get, merge patch and delete."""
-    store = api.store
     path = f"{API_PREFIX}/applications/{{applicationId}}/integrations/{{integrationId}}"
 
     async def get_app_integration(
         request: Request, applicationId: str, integrationId: str
     ) -> Response:
         api.authorize(request, "integrations", item=True)
-        doc = store.get("integrations", integrationId)
-        if doc is None:
-            raise api.missing("integrations", integrationId)
-        return JSONResponse(doc)
+        return JSONResponse(api.fetch("integrations", integrationId))
 
     async def patch_app_integration(
         request: Request, applicationId: str, integrationId: str
@@ -235,8 +239,7 @@ def add_application_routes(app: FastAPI, api: Handling) -> None:
         request: Request, applicationId: str, integrationId: str
     ) -> Response:
         api.authorize(request, "integrations", item=True)
-        if not store.delete("integrations", integrationId):
-            raise api.missing("integrations", integrationId)
+        api.remove("integrations", integrationId)
         return JSONResponse({"success": True})
 
     merge_body = body_spec("application/json", "application/merge-patch+json", schema=DOC_SCHEMA)
