@@ -111,12 +111,3 @@ class Journal:
             "SELECT directory FROM connectors WHERE integration_id = ?", (integration_id,)
         ).fetchone()
         return Path(row[0]) if row else None
-
-    def runs(self, integration_id: str) -> list[dict[str, Any]]:
-        cursor = self._db.execute(
-            "SELECT key, step, function, status, message FROM runs WHERE integration_id = ?"
-            " ORDER BY started",
-            (integration_id,),
-        )
-        names = [c[0] for c in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor]
