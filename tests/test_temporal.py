@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import CLI, ROOT, Server, free_port, run_cli
+from .extension_fixtures import CONNECTOR_ID, TOKEN, Extension
 
 FUNCTIONS = """
 import os, time
@@ -307,3 +308,47 @@ def test_temporal_options_are_checked(tmp_path: Path) -> None:
     )
     assert out.returncode == 5 and "Temporal" in out.stderr
     assert run_cli("worker", home=tmp_path).returncode == 2
+
+
+def test_javascript_connector_on_temporal(
+    setup: Setup, js_extension: Extension, tmp_path: Path
+) -> None:
+    """Workers call functions on an extension server: a JavaScript connector on Temporal."""
+    (js_extension.state / "fixed").write_text("")
+    directory = tmp_path / "js-connector"
+    directory.mkdir()
+    (directory / "connector.json").write_text(
+        json.dumps(
+            {
+                "name": "JS",
+                "_connectorId": CONNECTOR_ID,
+                "version": "1.0.0",
+                "installerFunction": "connectorInstaller",
+                "install": [
+                    {
+                        "name": "Connection",
+                        "installerFunction": "createConnection",
+                        "uninstallerFunction": "deleteConnection",
+                    },
+                    {
+                        "name": "Sync",
+                        "installerFunction": "flakyStep",
+                        "uninstallerFunction": "noop",
+                    },
+                ],
+            }
+        )
+    )
+    setup.directory = directory
+    setup.env.update(
+        SMARTCONNECTOR_EXTENSION_URL=js_extension.url, SMARTCONNECTOR_EXTENSION_TOKEN=TOKEN
+    )
+    worker = setup.worker()
+    try:
+        out = setup.run("install", str(directory))
+        assert out.returncode == 0, out.stderr
+        assert TOKEN not in out.stdout + out.stderr
+    finally:
+        stop(worker)
+    names = [c["name"] for c in js_extension.calls()]
+    assert names == ["connectorInstaller", "createConnection", "flakyStep"]

@@ -14,6 +14,7 @@ from engine.cli._app import (
     DEFAULT_HOME,
     ApiUrl,
     ConnectorDir,
+    ExtensionUrl,
     Home,
     LogFormat,
     TaskQueue,
@@ -24,6 +25,7 @@ from engine.cli._app import (
     guard,
     guard_async,
     load,
+    open_extension,
     resolve_settings,
     sandbox_app,
     token_app,
@@ -136,6 +138,7 @@ def worker(
         ),
     ] = None,
     api_url: ApiUrl = None,
+    extension_url: ExtensionUrl = None,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
@@ -149,7 +152,7 @@ def worker(
     """
     if not temporal_address:
         fail("worker needs --temporal-address HOST:PORT (or SMARTCONNECTOR_TEMPORAL_ADDRESS)", 2)
-    settings = resolve_settings(api_url, token_file, home, log_format)
+    settings = resolve_settings(api_url, token_file, home, log_format, extension_url=extension_url)
     connectors = {c.manifest.connector_id: c for c in (load(d) for d in connector or [])}
 
     async def main() -> None:
@@ -159,11 +162,11 @@ def worker(
         from engine.temporal._client import connect, run_worker
 
         client = await guard_async(connect(temporal_address))
-        async with guard(lambda: open_client(settings)) as api:
+        async with guard(lambda: open_client(settings)) as api, open_extension(settings) as ext:
             structlog.get_logger("smartconnector.worker").info(
                 "worker started", task_queue=task_queue, connectors=sorted(connectors)
             )
-            await run_worker(api, client, task_queue, connectors)
+            await run_worker(api, client, task_queue, connectors, ext)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())

@@ -41,6 +41,7 @@ from engine.temporal._workflow import (
 )
 from engine.writer import RUN_FIELD, DocumentWriter, Owner, pointer, run_state
 from installers import Connector, RetryableError, UserActionRequired, find_installed
+from installers.remote import ExtensionServer, with_remote
 
 log = structlog.get_logger("smartconnector.worker")
 HEARTBEAT_EVERY = 2.0
@@ -58,20 +59,37 @@ def final(message: str, kind: str, *details: Any) -> ApplicationError:
 class Activities:
     """Activities bound to a worker's API client and the connectors it can run."""
 
-    def __init__(self, api: ApiClient, connectors: dict[str, Connector]) -> None:
+    def __init__(
+        self,
+        api: ApiClient,
+        connectors: dict[str, Connector],
+        extension: ExtensionServer | None = None,
+    ) -> None:
         self.api = api
         self.connectors = connectors
+        self.extension = extension
         self.machine = ModeMachine()
         self.journal = Journal(_memory())  # Temporal's history is the journal here
 
-    def connector(self, connector_id: str) -> Connector:
+    def connector(self, connector_id: str, doc: Document | None = None) -> Connector:
+        """The connector, with the functions it does not define resolved on the worker's
+        extension server (if it has one)."""
         found = self.connectors.get(connector_id) or find_installed(connector_id)
         if found is None:
             raise final(
                 f"this worker has no connector {connector_id}: start it with --connector DIR",
                 "BadInput",
             )
-        return found
+        if self.extension is None:
+            return found
+        steps = [s for s in (doc or {}).get("install") or [] if isinstance(s, dict)]
+        names = found.manifest.function_names() + [
+            (f"install[{i}].{key}", step[key])
+            for i, step in enumerate(steps)
+            for key in ("installerFunction", "uninstallerFunction")
+            if isinstance(step.get(key), str)
+        ]
+        return with_remote(found, self.extension, names)
 
     @contextlib.asynccontextmanager
     async def run_for(
@@ -84,7 +102,7 @@ class Activities:
         writer = DocumentWriter(self.api, doc, owner_of(request), request.lease_ttl)
         run = IntegrationRun(
             writer=writer,
-            connector=self.connector(request.connector_id),
+            connector=self.connector(request.connector_id, doc),
             api=self.api,
             journal=self.journal,
             machine=self.machine,
@@ -105,9 +123,10 @@ class Activities:
         try:
             doc = await self.api.get("integrations", request.integration_id)
             integration = parse(Integration, doc, what=f"integration {request.integration_id}")
-            connector = await resolve_functions(
-                self.connector(request.connector_id), None, integration
+            local = self.connectors.get(request.connector_id) or self.connector(
+                request.connector_id
             )
+            connector = await resolve_functions(local, self.extension, integration)
             if run_state(doc).get("lease", {}).get("owner") != request.run_id:
                 writer = DocumentWriter(self.api, doc, owner_of(request), request.lease_ttl)
                 await writer.acquire()

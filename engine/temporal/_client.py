@@ -27,6 +27,7 @@ from engine.temporal._activities import Activities, owner_of
 from engine.temporal._workflow import WORKFLOW_NAME, IntegrationWorkflow, RunRequest, RunResult
 from engine.writer import check_lease
 from installers import Connector
+from installers.remote import ExtensionServer
 
 DEFAULT_TASK_QUEUE = "smartconnector"
 
@@ -154,10 +155,14 @@ async def connect(address: str) -> Client:
 
 
 async def run_worker(
-    api: ApiClient, client: Client, task_queue: str, connectors: dict[str, Connector]
+    api: ApiClient,
+    client: Client,
+    task_queue: str,
+    connectors: dict[str, Connector],
+    extension: ExtensionServer | None = None,
 ) -> None:
     """Run workflows and activities from ``task_queue`` until cancelled."""
-    activities = Activities(api, connectors)
+    activities = Activities(api, connectors, extension)
     worker = Worker(
         client,
         task_queue=task_queue,
