@@ -75,3 +75,14 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert all(c.startswith("python3 -m venv .venv") for c in commands)
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1].split("&& ")[-1] in ci
+
+
+def test_docstring_examples_run() -> None:
+    """The examples in the public modules' docstrings are executed and hold."""
+    import doctest
+
+    from installers import _registry, fakes
+
+    for module in (_registry, fakes):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
