@@ -263,7 +263,7 @@ def wait_for_integration(home: Path) -> str:
 
 def test_second_run_exits_4_while_the_first_holds_the_lease(tmp_path: Path) -> None:
     """While one install runs, resume of the same integration exits 4 and changes nothing."""
-    directory = connector_dir(tmp_path, [("Slow", "slow"), ("Next", "noop")], delay=3)
+    directory = connector_dir(tmp_path, [("Slow", "slow"), ("Next", "noop")], delay=6)
     first = start_cli("install", str(directory), home=tmp_path)
     integration_id = wait_for_integration(tmp_path)
     second = run_cli("resume", integration_id, home=tmp_path)

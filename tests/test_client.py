@@ -245,17 +245,17 @@ async def test_client_stays_under_the_rate_limit(sandbox_store: Store, sandbox_t
 
         return wrapper
 
-    # 10% headroom on a 40-request bucket is 40 ms at 100/s: what absorbs the gap between
+    # 10% headroom on a 100-request bucket is 100 ms at 100/s: what absorbs the gap between
     # the client's clock (departure) and the server's (arrival). The platform's own
     # 1000/300 gives 333 ms.
-    limit = RateLimit(rate=100, burst=40)
-    transport = httpx.ASGITransport(app=count(create_app(sandbox_store, rate=100, burst=40)))
+    limit = RateLimit(rate=100, burst=100)
+    transport = httpx.ASGITransport(app=count(create_app(sandbox_store, rate=100, burst=100)))
     async with ApiClient(
         "http://s/v1", sandbox_token, transport=transport, rate_limit=limit
     ) as api:
-        for _ in range(100):
+        for _ in range(160):
             await api.list("flows")
-    assert statuses.count(429) == 0 and len(statuses) == 100
+    assert statuses.count(429) == 0 and len(statuses) == 160
 
 
 async def test_list_follows_pages(sandbox_store: Store, sandbox_token: str) -> None:

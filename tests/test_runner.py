@@ -394,12 +394,12 @@ async def test_a_long_function_keeps_its_lease(
 ) -> None:
     """While a function runs past the lease's TTL, the lease is renewed: a rival is refused."""
     fake = fake_connector(["slow"])
-    fake.installer("slow").delay = 1.0
-    first = Engine(sandbox_api, Journal(tmp_path / "one.db"), lease_ttl=0.3)
+    fake.installer("slow").delay = 2.5
+    first = Engine(sandbox_api, Journal(tmp_path / "one.db"), lease_ttl=0.6)
     running = asyncio.create_task(first.install(fake.connector()))
     while not first.known:
         await asyncio.sleep(0.01)
-    await asyncio.sleep(0.7)  # more than twice the TTL
+    await asyncio.sleep(1.5)  # more than twice the TTL
     [doc_id] = first.known
     rival = Engine(sandbox_api, Journal(tmp_path / "two.db"))
     with pytest.raises(LeaseHeld):
