@@ -54,7 +54,7 @@ def _stderr_logger(*args: Any) -> structlog.PrintLogger:
 
 
 #: What the step display shows on a terminal; not logged again there.
-SHOWN_BY_THE_DISPLAY = frozenset({"function succeeded", "mode change"})
+SHOWN_BY_THE_DISPLAY = frozenset({"function succeeded", "mode change", "rollout outcome"})
 
 
 def _drop_displayed(

@@ -433,7 +433,8 @@ def test_the_step_display_replaces_routine_engine_events() -> None:
     """On a terminal the display shows steps; those events are dropped, others are not."""
     from engine.logs import _drop_displayed
 
-    with pytest.raises(structlog.DropEvent):
-        _drop_displayed(None, "info", {"event": "function succeeded"})
+    for shown in ("function succeeded", "mode change", "rollout outcome"):
+        with pytest.raises(structlog.DropEvent):
+            _drop_displayed(None, "info", {"event": shown})
     kept = {"event": "netsuite connection ready"}
     assert _drop_displayed(None, "info", dict(kept)) == kept
