@@ -55,7 +55,10 @@ def read_json_file(path: Path, option: str) -> Any:
         fail(f"{option}: {path} is not valid JSON: {exc}", 2)
 
 
-@app.command("settings")
+@app.command(
+    "settings",
+    epilog=("Example:  smartconnector settings 6b0480442d82113bd629b566 --file settings.json"),
+)
 def settings_command(
     integration_id: Annotated[str, typer.Argument(help="The installed integration.")],
     file: Annotated[Path, typer.Option("--file", help="JSON object: the new settings.")],
@@ -87,7 +90,9 @@ def settings_command(
     report_outcome(settings, lambda e: e.save_settings(integration_id, pending, loaded), False)
 
 
-@app.command()
+@app.command(
+    epilog=("Example:  smartconnector update 6b0480442d82113bd629b566 --connector my_connector_v2"),
+)
 def update(
     integration_id: Annotated[str, typer.Argument(help="The installed integration.")],
     connector: ConnectorOpt = None,
@@ -152,7 +157,13 @@ def read_integration_ids(path: Path) -> list[str]:
     ]
 
 
-@app.command()
+@app.command(
+    epilog=(
+        "Examples:  smartconnector rollout my_connector_v2 --all "
+        "--concurrency 20   ·   smartconnector rollout my_connector_v2 "
+        "--all --phase 10 --max-failures 3"
+    ),
+)
 def rollout(
     connector_dir: ConnectorDir,
     all_integrations: Annotated[

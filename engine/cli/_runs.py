@@ -39,7 +39,12 @@ if TYPE_CHECKING:
     from installers import Connector
 
 
-@app.command()
+@app.command(
+    epilog=(
+        "Examples:  smartconnector install examples/bigcommerce_netsuite   "
+        "·   smartconnector install my_connector --atomic --json"
+    ),
+)
 def install(
     connector_dir: ConnectorDir,
     integration: Annotated[
@@ -100,7 +105,9 @@ def install(
     )
 
 
-@app.command()
+@app.command(
+    epilog=("Example:  smartconnector resume 6b0480442d82113bd629b566"),
+)
 def resume(
     integration_id: Annotated[str, typer.Argument(help="The integration to go on with.")],
     connector: ConnectorOpt = None,
@@ -135,7 +142,9 @@ def resume(
     report_outcome(settings, lambda e: e.resume(integration_id, loaded), as_json)
 
 
-@app.command()
+@app.command(
+    epilog=("Example:  smartconnector uninstall 6b0480442d82113bd629b566 --connector my_connector"),
+)
 def uninstall(
     integration_id: Annotated[str, typer.Argument(help="The integration to remove.")],
     connector: ConnectorOpt = None,
@@ -174,7 +183,9 @@ def uninstall(
     report_outcome(settings, job, False)
 
 
-@app.command()
+@app.command(
+    epilog=("Example:  smartconnector status 6b0480442d82113bd629b566 --json"),
+)
 def status(
     integration_id: Annotated[str, typer.Argument(help="The integration to show.")],
     as_json: JsonOut = False,
@@ -206,7 +217,9 @@ def show_plan(connector: Connector, settings: Settings) -> None:
         typer.echo(f"  {i}. {step.name}: {step.function}  ({step.origin})")
 
 
-@app.command()
+@app.command(
+    epilog=("Example:  smartconnector plan examples/bigcommerce_netsuite"),
+)
 def plan(
     connector_dir: ConnectorDir,
     extension_url: ExtensionUrl = None,

@@ -125,7 +125,11 @@ def extension_serve(
     )
 
 
-@app.command()
+@app.command(
+    epilog=(
+        "Example:  smartconnector worker --temporal-address 127.0.0.1:7233 --connector my_connector"
+    ),
+)
 def worker(
     temporal_address: TemporalAddress = None,
     task_queue: TaskQueue = "smartconnector",
