@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from engine.client import Document
+from engine.models import ConnectorManifest, InstallStep
 from engine.writer import RUN_FIELD, Owner, run_state
 from installers import Connector
 
@@ -62,3 +63,9 @@ def waiting_or_error(doc: Document) -> dict[str, Any] | None:
     """What stopped the last run, if anything: a step waiting for a person, or an error."""
     state = run_state(doc)
     return state.get("waiting") or state.get("error")
+
+
+def new_steps(doc: Document, manifest: ConnectorManifest) -> list[InstallStep]:
+    """The steps of the connector's version that the document does not have yet."""
+    present = {s.get("name") for s in doc.get("install") or [] if isinstance(s, dict)}
+    return [s for s in manifest.install if s.name not in present]

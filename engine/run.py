@@ -12,6 +12,7 @@ from typing import Any, NoReturn, TypeVar
 import structlog
 
 from engine.client import ApiClient, Document
+from engine.documents import new_steps
 from engine.errors import (
     AuthenticationFailed,
     BadInput,
@@ -165,15 +166,13 @@ class IntegrationRun:
                 ]
             )
 
-    def new_steps(self) -> list[InstallStep]:
-        """The steps of the connector's version that the document does not have yet."""
-        present = {s.get("name") for s in self.doc.get("install") or [] if isinstance(s, dict)}
-        return [s for s in self.connector.manifest.install if s.name not in present]
-
     async def add_new_steps(self) -> None:
         """Append the new version's steps, not completed, in one tested write."""
         steps = list(self.doc.get("install") or [])
-        added = [{**s.to_wire(), "completed": False} for s in self.new_steps()]
+        added = [
+            {**s.to_wire(), "completed": False}
+            for s in new_steps(self.doc, self.connector.manifest)
+        ]
         if added:  # the whole list, tested: a retried write cannot add the steps twice
             await self.writer.write(
                 [

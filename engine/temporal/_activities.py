@@ -17,6 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from engine.client import ApiClient, Document
+from engine.documents import new_steps
 from engine.errors import (
     AuthenticationFailed,
     BadInput,
@@ -25,7 +26,7 @@ from engine.errors import (
     PermissionDenied,
     SmartConnectorError,
 )
-from engine.functions import resolve_functions
+from engine.functions import function_names, resolve_functions
 from engine.invoke import invoke, normalise
 from engine.journal import Journal
 from engine.machine import Mode, ModeMachine, Trigger
@@ -82,14 +83,8 @@ class Activities:
             )
         if self.extension is None:
             return found
-        steps = [s for s in (doc or {}).get("install") or [] if isinstance(s, dict)]
-        names = found.manifest.function_names() + [
-            (f"install[{i}].{key}", step[key])
-            for i, step in enumerate(steps)
-            for key in ("installerFunction", "uninstallerFunction")
-            if isinstance(step.get(key), str)
-        ]
-        return with_remote(found, self.extension, names)
+        integration = Integration.model_validate(doc) if doc is not None else None
+        return with_remote(found, self.extension, function_names(found, integration))
 
     @contextlib.asynccontextmanager
     async def run_for(
@@ -280,6 +275,7 @@ def plan_items(request: RunRequest, doc: Document, connector: Connector) -> list
 class _Planner:
     def __init__(self, doc: Document, connector: Connector) -> None:
         self.manifest = connector.manifest
+        self.doc = doc
         self.done: dict[str, Any] = run_state(doc).get("done", {})
         self.steps = [s for s in doc.get("install") or [] if isinstance(s, dict)]
         self.items: list[PlanItem] = []
@@ -343,8 +339,7 @@ class _Planner:
         self.transition("begin_update")
         self.connector_call("updateFunction", self.manifest.update_function, phase)
         self.transition("add_new_steps")
-        present = {s.get("name") for s in self.steps}
-        added = [s.to_wire() for s in self.manifest.install if s.name not in present]
+        added = [s.to_wire() for s in new_steps(self.doc, self.manifest)]
         for step in [s for s in self.steps if not s.get("completed")] + added:
             self.call(step["installerFunction"], step, phase)
         self.transition("finish_update")
