@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.abc
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -87,6 +89,35 @@ async def test_missing_scope_is_named_over_the_network(server: Server) -> None:
     async with ApiClient(server.url, server.token("integration.get")) as api:
         with pytest.raises(PermissionDenied, match=r"integrations\.post"):
             await api.create("integrations", {"mode": "install"})
+
+
+class _LookupRecorder(importlib.abc.MetaPathFinder):
+    """Notes every module Python searches for (imports of loaded modules never get here)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def find_spec(self, name: str, path: object, target: object = None) -> None:
+        self.names.append(name)
+
+
+async def test_requests_search_for_no_modules(server: Server) -> None:
+    """Once warm, a request imports nothing: an import that fails on every request (as
+    httpcore's of ``sniffio`` does when it is missing) is a search of sys.path each time."""
+    async with ApiClient(server.url, server.token()) as api:
+        doc = await api.create("integrations", {"mode": "install", "install": []})
+        await api.patch("integrations", doc["_id"], {"warm": True})
+        recorder = _LookupRecorder()
+        sys.meta_path.insert(0, recorder)
+        try:
+            for i in range(3):
+                await api.patch(
+                    "integrations", doc["_id"], [{"op": "add", "path": "/n", "value": i}]
+                )
+            await api.get("integrations", doc["_id"])
+        finally:
+            sys.meta_path.remove(recorder)
+    assert recorder.names == []
 
 
 async def test_network_faults_are_survived(tmp_path: Path) -> None:
