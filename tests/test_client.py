@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from engine.client import ApiClient, RateLimit, RetryPolicy
+from engine.client import ApiClient, RateLimit, RetryPolicy, tls_for
 from engine.errors import (
     ApiUnavailable,
     AuthenticationFailed,
@@ -288,3 +289,12 @@ async def test_rate_limited_error_carries_retry_after() -> None:
         with pytest.raises(RateLimited) as info:
             await api.get("flows", "x")
     assert info.value.retry_after == 0 and info.value.exit_code == 5
+
+
+def test_plain_http_skips_the_ca_bundle_but_trusts_no_one() -> None:
+    """An http API's client loads no CA certificates; an https one keeps httpx's default."""
+    plain = tls_for("http://127.0.0.1:8700/v1")
+    assert isinstance(plain, ssl.SSLContext)
+    assert plain.cert_store_stats()["x509_ca"] == 0
+    assert plain.verify_mode == ssl.CERT_REQUIRED and plain.check_hostname
+    assert tls_for("https://api.integrator.io/v1") is True
