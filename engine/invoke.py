@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import stamina
-
 from engine.models import StepPolicy
 from installers import RegisteredFunction, RetryableError, StepContext, StepResult
 
@@ -61,6 +59,8 @@ async def invoke(function: RegisteredFunction, ctx: StepContext, policy: StepPol
     ctx.options["timeout"] = timeout
     if policy.retries == 0:  # the common case: no retry machinery to set up
         return await _invoke_once(function, ctx, timeout)
+    import stamina  # only here: most steps have no retries, and importing it is not free
+
     async for attempt in stamina.retry_context(
         on=RetryableError,
         attempts=policy.retries + 1,
