@@ -340,6 +340,8 @@ class IntegrationRun:
 
     def _updates(self, result: StepResult, *, exclude: str | None) -> list[Op]:
         """``stepsToUpdate`` as patch operations, each checked against the step model."""
+        if not result.steps_to_update:
+            return []
         steps = self.doc.get("install") or []
         index_of = {s.get("name"): i for i, s in enumerate(steps) if isinstance(s, dict)}
         ops: list[Op] = []

@@ -35,6 +35,9 @@ class RegisteredFunction:
 
 
 def _origin(func: Callable[..., Any]) -> str:
+    code = getattr(inspect.unwrap(func), "__code__", None)
+    if code is not None:  # a plain function: no need to read and tokenize its file
+        return f"{code.co_filename}:{code.co_firstlineno}"
     try:
         file = inspect.getsourcefile(func) or "?"
         line = inspect.getsourcelines(func)[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ def test_duplicate_names_both_places() -> None:
 
     message = str(info.value)
     assert message.count("test_registry.py:") == 2
+    assert f"test_registry.py:{inspect.getsourcelines(first)[1]} and" in message
 
 
 def test_function_defaults_to_its_own_name() -> None:
