@@ -1,8 +1,15 @@
-"""The local journal: which function runs succeeded, with their results, fsync'd.
+"""The local journal: which function runs succeeded, with their results.
 
 A function whose success is journalled is never run again, even when the process died
 before the PATCH that records it reached the API: resume replays the journalled result.
 The journal also remembers which connector directory installed which integration.
+
+Durability: SQLite in WAL mode with ``synchronous=NORMAL``. A committed record is in the
+write-ahead log before the engine goes on, so it survives the process dying in any way
+(an error, Ctrl-C, ``kill -9``); only an operating-system crash or a power cut can lose
+the last records before SQLite's next checkpoint, and then a function whose PATCH had not
+landed either runs again, with the same idempotency key. Syncing every record to disk
+(``synchronous=FULL``) would cost ~0.2 ms a step for that case alone.
 """
 
 from __future__ import annotations
@@ -52,14 +59,14 @@ class Recorded:
 
 
 class Journal:
-    """SQLite in WAL mode with ``synchronous=FULL``: a recorded success survives ``kill -9``."""
+    """SQLite in WAL mode: a recorded success survives the process being killed."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA busy_timeout = 10000")
         self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = FULL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
