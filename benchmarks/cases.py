@@ -127,11 +127,14 @@ class SandboxServer:
             env=env,
             cwd=ROOT,
         )
+        self._wait_until_ready()
 
     def api_requests(self) -> list[dict[str, Any]]:
         """The access log's API requests so far."""
         lines = [json.loads(x) for x in self.log.read_text().splitlines() if x.startswith("{")]
         return [x for x in lines if str(x.get("path", "")).startswith("/v1/")]
+
+    def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -156,15 +159,32 @@ class SandboxServer:
         self.process.wait(10)
 
 
+#: What the engine is built on, imported before its first request (typer._adapters is what
+#: typer loads to run a command; pydantic.main is BaseModel, as ``import pydantic`` is lazy).
+#: The baseline needs httpx alone.
+ENGINE_LIBRARIES = (
+    "httpx, asyncio, anyio._backends._asyncio, typer.main, typer._adapters, pydantic.main,"
+    " structlog, transitions.extensions.asyncio, sqlite3, aiolimiter, jsonpointer"
+)
+
+
+def import_time(libraries: str, cwd: Path, repeats: int) -> float:
+    """Median wall time of a fresh interpreter importing ``libraries``."""
+    command = [sys.executable, "-c", f"import {libraries}"]
+    return median_time(lambda: subprocess.run(command, check=True, cwd=cwd), repeats)
+
+
 def overhead(sizes: Sizes) -> list[Row]:
+    """The CLI against the least-HTTP script, at N steps and at 1 step: the 1-step runs give
+    start-up, the difference between the two sizes the cost of a step."""
     steps = sizes.overhead_steps
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        connector = noop_connector(tmp / "connector", steps)
+        connectors = {n: noop_connector(tmp / f"connector-{n}", n) for n in (1, steps)}
         server = SandboxServer(tmp)
         try:
 
-            def ours(token: str) -> None:
+            def ours(token: str, n: int) -> None:
                 env = {
                     **os.environ,
                     "SMARTCONNECTOR_API_URL": server.url,
@@ -173,20 +193,21 @@ def overhead(sizes: Sizes) -> list[Row]:
                     "SMARTCONNECTOR_LOG_FORMAT": "json",
                 }
                 subprocess.run(
-                    [*CLI, "install", str(connector)],
+                    [*CLI, "install", str(connectors[n])],
                     env=env,
                     check=True,
                     capture_output=True,
                     cwd=ROOT,
                 )
 
-            def baseline(token: str) -> None:
+            def baseline(token: str, n: int, *flags: str) -> None:
                 subprocess.run(
                     [
                         sys.executable,
                         str(ROOT / "benchmarks" / "baseline_install.py"),
                         server.url,
-                        str(steps),
+                        str(n),
+                        *flags,
                     ],
                     input=token + "\n",
                     text=True,
@@ -195,21 +216,40 @@ def overhead(sizes: Sizes) -> list[Row]:
                     cwd=ROOT,
                 )
 
-            def timed(run: Callable[[str], None]) -> float:
+            def async_baseline(token: str, n: int) -> None:
+                baseline(token, n, "--async")
+
+            def timed(run: Callable[[str, int], None], n: int) -> float:
                 token = server.token()  # each run its own token: its own rate-limit bucket
                 began = time.perf_counter()
-                run(token)
+                run(token, n)
                 return time.perf_counter() - began
 
-            timed(ours)  # warm the caches once for both
-            timed(baseline)
-            ours_s, base_s = [], []
+            timed(ours, steps)  # warm the caches once for both
+            timed(baseline, steps)
+            times: dict[tuple[str, int], list[float]] = {}
             for _ in range(sizes.repeats):  # interleaved, so drift hits both alike
-                ours_s.append(timed(ours))
-                base_s.append(timed(baseline))
+                for n in (steps, 1):
+                    for name, run in (
+                        ("ours", ours),
+                        ("baseline", baseline),
+                        ("async", async_baseline),
+                    ):
+                        times.setdefault((name, n), []).append(timed(run, n))
         finally:
             server.stop()
-    o, b = statistics.median(ours_s), statistics.median(base_s)
+        repeats = max(5, sizes.repeats)
+        imports = {lib: import_time(lib, tmp, repeats) for lib in (ENGINE_LIBRARIES, "httpx")}
+    m = {key: statistics.median(values) for key, values in times.items()}
+    o, b = m["ours", steps], m["baseline", steps]
+    o1, b1 = m["ours", 1], m["baseline", 1]
+    a, a1 = m["async", steps], m["async", 1]
+
+    def per_step(total: float, one: float) -> float:
+        return (total - one) / (steps - 1) * 1000
+
+    o_step, b_step, a_step = per_step(o, o1), per_step(b, b1), per_step(a, a1)
+    lib, httpx_only = imports[ENGINE_LIBRARIES], imports["httpx"]
     return [
         Row(
             f"install of {steps} no-op steps via the CLI, loopback sandbox server",
@@ -217,7 +257,36 @@ def overhead(sizes: Sizes) -> list[Row]:
             f"{b:.3f} s ({b / steps * 1000:.2f} ms/step)",
             f"ratio {o / b:.2f}",
             "ratio ≤ 1.10",
-        )
+        ),
+        Row(
+            "… of which start-up: the same install of 1 step",
+            f"{o1:.3f} s",
+            f"{b1:.3f} s",
+            f"+{(o1 - b1) * 1000:.0f} ms",
+            "—",
+        ),
+        Row(
+            f"… of which each step: ({steps}-step time - 1-step time) / {steps - 1}",
+            f"{o_step:.2f} ms",
+            f"{b_step:.2f} ms",
+            f"+{o_step - b_step:.2f} ms (ratio {o_step / b_step:.2f})",
+            "—",
+        ),
+        Row(
+            "… each step's floor on asyncio: the least-HTTP script on `httpx.AsyncClient`",
+            f"{a_step:.2f} ms",
+            f"{b_step:.2f} ms (`httpx.Client`)",
+            f"+{a_step - b_step:.2f} ms",
+            "—",
+        ),
+        Row(
+            "… start-up floor: importing the libraries the engine is built on"
+            " (httpx, asyncio + anyio, typer, pydantic, structlog, transitions, sqlite3)",
+            f"{lib:.3f} s",
+            f"{httpx_only:.3f} s (httpx alone)",
+            f"+{(lib - httpx_only) * 1000:.0f} ms",
+            "—",
+        ),
     ]
 
 

@@ -1,0 +1,23 @@
+"""The benchmarks still run: a smoke test at tiny sizes (figures are not checked here)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from benchmarks import cases
+
+TINY = cases.Sizes(
+    overhead_steps=3, repeats=1, request_steps=(1, 4), fleet=10, fleet_steps=2, rollout=3
+)
+
+
+def test_overhead_benchmark_runs_against_a_real_server() -> None:
+    rows = cases.overhead(TINY)
+    assert rows[0].target == "ratio ≤ 1.10"
+    assert rows[0].result.startswith("ratio ")
+    assert len(rows) == 5
+
+
+def test_request_counts_are_exactly_n_plus_2() -> None:
+    rows = asyncio.run(cases.requests(TINY))
+    assert [(r.ours, r.result) for r in rows] == [("3", "exactly"), ("6", "exactly")]
