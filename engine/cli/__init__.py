@@ -1,5 +1,6 @@
 """The ``smartconnector`` command."""
 
+import gc
 import os
 import sys
 
@@ -16,6 +17,11 @@ def main() -> None:
         if "temporalio" in sys.modules:
             _exit_without_teardown(code)
         raise
+    finally:
+        # The interpreter ends with a full collection over every object alive, most of them
+        # made by imports (~30 ms of every command); frozen, they are skipped. What is left
+        # at exit needs no collecting: the process is about to give all of it back.
+        gc.freeze()
 
 
 def _exit_without_teardown(code: int) -> None:

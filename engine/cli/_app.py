@@ -6,6 +6,7 @@ Heavy modules are imported inside functions, so ``smartconnector --help`` stays 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -276,6 +277,7 @@ def with_engine(settings: Settings, job: Callable[[Engine], Awaitable[T]]) -> T:
             with ctrl_c_stops(engine):
                 return await job(engine)
 
+    gc.freeze()  # what start-up made lives until exit: spare the collector walking it again
     try:
         return guard(lambda: asyncio.run(main()))
     except KeyboardInterrupt:
