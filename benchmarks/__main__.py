@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
     sizes = cases.QUICK if args.quick else cases.FULL
+    cases.compile_packages()
     rows: list[cases.Row] = []
     rows += cases.overhead(sizes)
     rows += asyncio.run(cases.requests(sizes))
