@@ -1,14 +1,16 @@
 """The least HTTP an N-step install needs: one POST, one PATCH per step, one PATCH of the mode.
 
 Plain httpx over one connection, no validation, no journal, no lease: the floor the engine's
-overhead is measured against. ``--async`` does the same with ``httpx.AsyncClient`` on asyncio,
-as the engine does (the cost of async httpx, on its own).
+overhead is measured against. Like the CLI, it freezes its objects before exiting, so neither
+pays for the interpreter's last full garbage collection. ``--async`` does the same with
+``httpx.AsyncClient`` on asyncio, as the engine does (the cost of async httpx, on its own).
 
 Usage: python baseline_install.py API_URL N [--async]   (token on stdin)
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
@@ -70,6 +72,7 @@ def main() -> None:
     else:
         path = run_sync(api_url, steps, headers)
     print(path.rsplit("/", 1)[-1])
+    gc.freeze()
 
 
 if __name__ == "__main__":
