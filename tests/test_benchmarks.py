@@ -15,7 +15,7 @@ def test_overhead_benchmark_runs_against_a_real_server() -> None:
     rows = cases.overhead(TINY)
     assert rows[0].target == "ratio ≤ 1.10"
     assert rows[0].result.startswith("ratio ")
-    assert len(rows) == 5
+    assert len(rows) == 6
 
 
 def test_request_counts_are_exactly_n_plus_2() -> None:
