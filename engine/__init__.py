@@ -48,9 +48,11 @@ if TYPE_CHECKING:
         Integration,
         StepPolicy,
     )
+    from engine.plan import (
+        Plan,
+    )
     from engine.runner import (
         Engine,
-        Plan,
     )
 
 _LAZY = {
@@ -85,7 +87,7 @@ _LAZY = {
     "ModeMachine": "engine.machine",
     "Trigger": "engine.machine",
     "Engine": "engine.runner",
-    "Plan": "engine.runner",
+    "Plan": "engine.plan",
 }
 
 

@@ -100,14 +100,15 @@ def _should_retry(exc: Exception) -> bool | float:
     return isinstance(exc, ServerError | httpx.TransportError)
 
 
-def _gave_up(exc: Exception, method: str, path: str, attempts: int) -> Exception:
-    """What a request that failed for good raises: an unreachable API is named as such."""
+def _gave_up(exc: Exception, method: str, url: str, attempts: int) -> Exception:
+    """What a request that failed for good raises: an unreachable API is named as such,
+    with the whole URL, so the message says which host did not answer."""
     if not isinstance(exc, httpx.TransportError):
         return exc
     return ApiUnavailable(
-        f"{method} {path}: API unreachable after {attempts} attempts ({type(exc).__name__})",
+        f"{method} {url}: API unreachable after {attempts} attempts ({type(exc).__name__})",
         method=method,
-        path=path,
+        path=url,
     )
 
 
@@ -272,7 +273,7 @@ class ApiClient:
             return await self._attempt(method, path, json, params, headers, 1)
         except (ServerError, RateLimited, httpx.TransportError) as exc:
             if self.retry.attempts < 2:
-                raise _gave_up(exc, method, path, 1) from None
+                raise _gave_up(exc, method, self.base_url + path, 1) from None
             wait = _should_retry(exc)
         return await self._retry(method, path, json, params, headers, wait, began)
 
@@ -308,7 +309,7 @@ class ApiClient:
                     log.info("retrying request", method=method, path=path, attempt=attempt_no)
                     return await self._attempt(method, path, json, params, headers, attempt_no)
         except httpx.TransportError as exc:
-            raise _gave_up(exc, method, path, attempt_no) from None
+            raise _gave_up(exc, method, self.base_url + path, attempt_no) from None
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
 
     async def _attempt(

@@ -23,9 +23,12 @@ def compare_versions(a: str, b: str) -> int:
 
 
 def status_of(doc: Document) -> dict[str, Any]:
-    """``status --json``'s shape (SPEC §4)."""
+    """``status --json``'s shape (SPEC §4): ``waiting`` while a step waits for a person,
+    ``error`` after a failed function, each ``None`` otherwise."""
     install = doc.get("install")
     steps = install if isinstance(install, list) else []
+    state = run_state(doc)
+    waiting, error = state.get("waiting"), state.get("error")
     return {
         "_id": doc.get("_id"),
         "mode": doc.get("mode"),
@@ -36,7 +39,13 @@ def status_of(doc: Document) -> dict[str, Any]:
             for s in steps
             if isinstance(s, dict)
         ],
+        "waiting": _picked(waiting, ("step", "function", "message", "url")),
+        "error": _picked(error, ("step", "function", "message")),
     }
+
+
+def _picked(record: Any, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    return {k: record.get(k) for k in keys} if isinstance(record, dict) else None
 
 
 def new_integration(connector: Connector, owner: Owner, ttl: float) -> Document:

@@ -45,6 +45,12 @@ class SmartConnectorError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    @property
+    def integration_id(self) -> str | None:
+        """The integration the error is about, when there is one (``resume`` takes it)."""
+        found = self.context.get("integration_id")
+        return str(found) if found is not None else None
+
 
 class BadInput(SmartConnectorError):
     """Input that cannot be used; nothing was changed."""
@@ -141,7 +147,29 @@ class IllegalTransition(SmartConnectorError):
 
 
 class StepFailed(SmartConnectorError):
-    """A connector function raised; the integration is left resumable."""
+    """A connector function raised; the integration is left resumable.
+
+    ``raised_at`` is where in the connector's code (``file:line, in name``). After an atomic
+    install, ``rolled_back`` names the steps undone and ``deleted`` says the integration is
+    gone (nothing is left to resume); ``rollback_failed`` says undoing stopped half-way
+    (``resume`` finishes it).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        raised_at: str | None = None,
+        rolled_back: list[str] | None = None,
+        deleted: bool = False,
+        rollback_failed: bool = False,
+        **context: Any,
+    ) -> None:
+        super().__init__(message, **context)
+        self.raised_at = raised_at
+        self.rolled_back = rolled_back
+        self.deleted = deleted
+        self.rollback_failed = rollback_failed
 
 
 class WaitingForUser(SmartConnectorError):
@@ -155,9 +183,17 @@ class WaitingForUser(SmartConnectorError):
 
 
 class Interrupted(SmartConnectorError):
-    """The run was interrupted (Ctrl-C) after recording its progress."""
+    """The run was interrupted (Ctrl-C) after recording its progress.
+
+    ``abandoned`` is true when a second Ctrl-C cut a function off (``function`` names it):
+    it was not recorded and runs again on resume, with the same idempotency key.
+    """
 
     exit_code = 130
+
+    def __init__(self, message: str, *, abandoned: bool = False, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.abandoned = abandoned
 
 
 _STATUS_ERRORS: dict[int, type[ApiError]] = {

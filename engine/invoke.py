@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import threading
+import traceback
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from engine.models import StepPolicy
@@ -74,6 +80,37 @@ async def invoke(function: RegisteredFunction, ctx: StepContext, policy: StepPol
     raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
 
 
+async def in_daemon_thread(func: Callable[[StepContext], Any], ctx: StepContext) -> Any:
+    """``func(ctx)`` in a thread of its own, awaited.
+
+    Unlike :func:`asyncio.to_thread`, the thread is a daemon outside the loop's executor: a
+    function that was abandoned (a second Ctrl-C) or timed out does not hold the process
+    open at exit while it runs on.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(outcome: Any, failed: bool) -> None:
+        if done.cancelled():
+            return
+        if failed:
+            done.set_exception(outcome)
+        else:
+            done.set_result(outcome)
+
+    def work() -> None:
+        try:
+            outcome, failed = context.run(func, ctx), False
+        except BaseException as exc:  # handed to the awaiting task, which re-raises it
+            outcome, failed = exc, True
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+            loop.call_soon_threadsafe(settle, outcome, failed)
+
+    threading.Thread(target=work, name=f"function {ctx.idempotency_key}", daemon=True).start()
+    return await done
+
+
 async def _invoke_once(function: RegisteredFunction, ctx: StepContext, timeout: float) -> Any:
     try:
         # a remote function keeps its own timeout: its silence is retryable
@@ -81,7 +118,7 @@ async def _invoke_once(function: RegisteredFunction, ctx: StepContext, timeout: 
             if function.is_async:
                 raw = await function.func(ctx)  # type: ignore[misc]
             else:
-                raw = await asyncio.to_thread(function.func, ctx)
+                raw = await in_daemon_thread(function.func, ctx)
     except TimeoutError:
         raise FunctionFailed(f"{function.name} timed out after {timeout:g} s") from None
     if isinstance(raw, StepResult):
@@ -90,3 +127,28 @@ async def _invoke_once(function: RegisteredFunction, ctx: StepContext, timeout: 
         detail = raw.get("message") or raw.get("errors") or "success: false"
         raise FunctionFailed(f"{function.name} reported failure: {detail}")
     return raw
+
+
+def raised_at(exc: BaseException, function: RegisteredFunction, directory: Path) -> str | None:
+    """Where in the connector's code ``exc`` was raised: ``file:line, in name``.
+
+    The innermost frame in the function's own file or under the connector's directory;
+    ``None`` when no frame is the connector's (a remote function, or the engine itself).
+    """
+    own_file = function.origin.rpartition(":")[0]
+    found = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        path = Path(frame.filename)
+        if frame.filename == own_file or path.is_relative_to(directory):
+            found = frame
+    if found is None:
+        return None
+    return f"{_shown(Path(found.filename))}:{found.lineno}, in {found.name}"
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when under it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -22,13 +22,19 @@ from engine.errors import (
     StepFailed,
     WaitingForUser,
 )
-from engine.invoke import invoke, normalise, settings_result
+from engine.invoke import invoke, normalise, raised_at, settings_result
 from engine.journal import Call, Journal
 from engine.logs import redactor
 from engine.machine import Mode, ModeMachine, Trigger
 from engine.models import InstallStep, Integration, StepPolicy, parse
 from engine.writer import RUN_FIELD, DocumentWriter, Op, pointer
-from installers import Connector, StepContext, StepResult, UserActionRequired
+from installers import (
+    Connector,
+    RegisteredFunction,
+    StepContext,
+    StepResult,
+    UserActionRequired,
+)
 
 T = TypeVar("T")
 
@@ -58,6 +64,8 @@ class IntegrationRun:
         stop: asyncio.Event,
         observe: StepObserver,
         default_policy: StepPolicy | None = None,
+        abandon: asyncio.Event | None = None,
+        calling: set[asyncio.Task[Any]] | None = None,
     ) -> None:
         self.writer = writer
         self.connector = connector
@@ -65,6 +73,10 @@ class IntegrationRun:
         self.journal = journal
         self.machine = machine
         self.stop = stop
+        #: Set by a second Ctrl-C: the functions running (their tasks in ``calling``) are
+        #: cancelled and not recorded, so resume runs them again.
+        self.abandon = abandon or asyncio.Event()
+        self.calling = calling if calling is not None else set()
         self.observe = observe
         self.default_policy = default_policy
         self._typed: tuple[Document, Integration] | None = None
@@ -246,7 +258,7 @@ class IntegrationRun:
         if self.stop.is_set():
             await self.writer.write([], release=True)
             raise Interrupted(
-                f"interrupted; run `smartconnector resume {self.writer.id}` to go on",
+                f"integration {self.writer.id} stopped; its progress is saved",
                 integration_id=self.writer.id,
             )
 
@@ -283,9 +295,12 @@ class IntegrationRun:
         self.observe("started", name, function, None)
         began = time.monotonic()
         try:
-            policy = (step.policy if step else None) or self.default_policy
-            raw = await invoke(registered, ctx, policy)
+            raw = await self._invoke(registered, ctx, step)
             result = interpret(raw, function)
+        except asyncio.CancelledError:
+            if not self.abandon.is_set():
+                raise
+            await self._abandoned(call)
         except Exception as exc:
             await self._stopped_by(call, exc)
         self.journal.record(call, "succeeded", result=raw)
@@ -294,31 +309,79 @@ class IntegrationRun:
         log.info("function succeeded", seconds=round(seconds, 3))
         return result
 
+    async def _invoke(
+        self, registered: RegisteredFunction, ctx: StepContext, step: InstallStep | None
+    ) -> Any:
+        """Call the function; while it runs, a second Ctrl-C may cancel this task."""
+        policy = (step.policy if step else None) or self.default_policy
+        task = asyncio.current_task()
+        if task is not None:
+            self.calling.add(task)
+        try:
+            return await invoke(registered, ctx, policy)
+        finally:
+            if task is not None:
+                self.calling.discard(task)
+
+    async def _abandoned(self, call: Call) -> NoReturn:
+        """A second Ctrl-C cut ``call`` off: nothing is recorded, so resume runs it again."""
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        self.log.warning("function abandoned", step=call.step, function=call.function)
+        await self.writer.write([], release=True)
+        raise Interrupted(
+            f"integration {self.writer.id} stopped; function {call.function!r} was abandoned"
+            " and runs again on resume",
+            integration_id=self.writer.id,
+            step=call.step,
+            function=call.function,
+            abandoned=True,
+        )
+
     async def _stopped_by(self, call: Call, exc: Exception) -> NoReturn:
         """Record why a function did not succeed, free the lease, raise what the CLI reports."""
         name, function = call.step, call.function
-        where = {"integration_id": self.writer.id, "step": name, "function": function}
+        where: dict[str, Any] = {
+            "integration_id": self.writer.id,
+            "step": name,
+            "function": function,
+        }
         if isinstance(exc, UserActionRequired):
-            await self._stop_for(call, "waiting", redactor.scrub(exc.message), exc.url)
+            await self._stop_for(call, "waiting", redactor.scrub(exc.message), url=exc.url)
             raise WaitingForUser(
                 f"step {name or '(connector)'!r} waits for you: {exc.message}", url=exc.url, **where
             ) from None
         message = redactor.scrub(f"{type(exc).__name__}: {exc}")
-        await self._stop_for(call, "error", message, None)
+        registered = self.connector.registry.get(function)
+        at = raised_at(exc, registered, self.connector.directory) if registered else None
+        await self._stop_for(call, "error", message, at=at)
         if isinstance(exc, AuthenticationFailed | PermissionDenied):
             exc.context.update(where)
             raise exc
         raise StepFailed(
-            f"step {name or '(connector)'!r}: function {function!r} failed: {message}", **where
+            f"step {name or '(connector)'!r}: function {function!r} failed: {message}",
+            raised_at=at,
+            **where,
         ) from exc
 
-    async def _stop_for(self, call: Call, status: str, message: str, url: str | None) -> None:
+    async def _stop_for(
+        self,
+        call: Call,
+        status: str,
+        message: str,
+        *,
+        url: str | None = None,
+        at: str | None = None,
+    ) -> None:
         """Record why the run stops, in the journal and the document, and free the lease."""
         self.journal.record(call, status, message=message)
         self.observe(status, call.step, call.function, None)
         record = {"step": call.step, "function": call.function, "message": message}
         if url is not None:
             record["url"] = url
+        if at is not None:
+            record["raisedAt"] = at
         await self.writer.write(
             [{"op": "add", "path": pointer(RUN_FIELD, status), "value": record}], release=True
         )

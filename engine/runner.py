@@ -9,45 +9,30 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from engine.client import ApiClient, Document
 from engine.documents import compare_versions, new_integration
 from engine.errors import (
     BadInput,
     DocumentInvalid,
+    Interrupted,
     SmartConnectorError,
     StepFailed,
 )
-from engine.functions import check_functions, resolve_functions
+from engine.functions import resolve_functions
 from engine.journal import Journal
 from engine.machine import Mode, ModeMachine
 from engine.models import Integration, StepPolicy, parse
+from engine.plan import Plan, install_plan
 from engine.run import IntegrationRun, StepObserver
-from engine.writer import DocumentWriter, LeaseKeeper, Owner, run_state
+from engine.writer import RUN_FIELD, DocumentWriter, LeaseKeeper, Owner, pointer, run_state
 from installers import Connector, find_installed, load_connector
 from installers.remote import ExtensionServer
 
 
 def _ignore(event: str, step: str | None, function: str, seconds: float | None) -> None:
     """The default observer: the runs' structlog events say enough."""
-
-
-@dataclass(frozen=True)
-class PlannedStep:
-    name: str
-    function: str
-    origin: str
-    completed: bool = False
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What an install would do, in order, with where each function is defined."""
-
-    connector: str
-    version: str
-    steps: list[PlannedStep]
 
 
 @dataclass
@@ -57,7 +42,10 @@ class Engine:
     api: ApiClient
     journal: Journal
     lease_ttl: float = 30.0
+    #: Set by a first Ctrl-C: runs stop after the function that is running, recorded.
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set by a second: the functions still running are abandoned (see :mod:`engine.interrupts`).
+    abandon: asyncio.Event = field(default_factory=asyncio.Event)
     observe: StepObserver = _ignore
     machine: ModeMachine = field(default_factory=ModeMachine)
     #: Policy for functions whose step sets none (timeout, retries of RetryableError).
@@ -69,6 +57,8 @@ class Engine:
     _extension_healthy: bool = field(default=False, init=False)
     _leases: LeaseKeeper = field(init=False)
     _resolutions: dict[int, tuple[Connector, Connector]] = field(default_factory=dict, init=False)
+    _calling: set[asyncio.Task[Any]] = field(default_factory=set, init=False)
+    _creating: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self._leases = LeaseKeeper(self.lease_ttl)
@@ -77,22 +67,59 @@ class Engine:
 
     @staticmethod
     def plan_for(connector: Connector) -> Plan:
-        """Validate ``connector`` and list what install would run, changing nothing."""
-        check_functions(connector)
-        registry = connector.registry
-        steps = []
-        manifest = connector.manifest
-        if manifest.installer_function:
-            fn = registry.get(manifest.installer_function)
-            steps.append(
-                PlannedStep(
-                    "(connector installer)", manifest.installer_function, fn.origin if fn else "?"
-                )
+        """Validate ``connector`` and list what install would do, changing nothing."""
+        return install_plan(connector)
+
+    def running_functions(self) -> int:
+        """How many connector functions are running now, across this engine's runs."""
+        return len(self._calling)
+
+    def abandon_running(self) -> None:
+        """Cut off the functions that are running; each run then ends, resumable."""
+        self.stop.set()
+        self.abandon.set()
+        for task in list(self._calling):
+            task.cancel()
+
+    @staticmethod
+    def check_installable(doc: Document) -> None:
+        """``install --integration`` takes an integration still in mode install, only."""
+        mode = doc.get("mode")
+        if mode != Mode.INSTALL.value:
+            advice = {
+                "settings": "it is installed: use `update`, `settings` or `uninstall`",
+                "uninstall": f"it is being removed: `smartconnector resume {doc.get('_id')}`"
+                " finishes that",
+            }.get(str(mode), "only one in mode 'install' can be installed into")
+            raise BadInput(
+                f"integration {doc.get('_id')} is in mode {mode!r}, not 'install'; {advice}."
+                " Nothing was changed",
+                field="mode",
             )
-        for step in manifest.install:
-            fn = registry.get(step.installer_function)
-            steps.append(PlannedStep(step.name, step.installer_function, fn.origin if fn else "?"))
-        return Plan(manifest.name, manifest.version, steps)
+
+    async def _create(self, connector: Connector, owner: Owner) -> Document:
+        """POST the new integration. Until its id is known here, Ctrl-C cannot end the
+        process (it would leave an integration nobody can name)."""
+        self._refuse_if_stopped()
+        self._creating += 1
+        try:
+            doc = await self.api.create(
+                "integrations", new_integration(connector, owner, self.lease_ttl)
+            )
+            self.known[doc["_id"]] = connector
+        finally:
+            self._creating -= 1
+        self.journal.remember_connector(doc["_id"], connector.directory)
+        return doc
+
+    def creating(self) -> bool:
+        """Whether an integration is being created (its id not yet known)."""
+        return self._creating > 0
+
+    def _refuse_if_stopped(self) -> None:
+        """Ctrl-C before a run changed anything: it does not start."""
+        if self.stop.is_set():
+            raise Interrupted("stopped before anything was changed")
 
     async def status(self, integration_id: str) -> Document:
         return await self.api.get("integrations", integration_id)
@@ -110,13 +137,12 @@ class Engine:
         connector = await self._resolved(connector)
         owner = Owner.here()
         if integration_id is None:
-            doc = await self.api.create(
-                "integrations", new_integration(connector, owner, self.lease_ttl)
-            )
-            self.journal.remember_connector(doc["_id"], connector.directory)
+            doc = await self._create(connector, owner)
             writer = DocumentWriter(self.api, doc, owner, self.lease_ttl)
         else:
-            writer, connector = await self._take(integration_id, connector, owner)
+            doc = await self.api.get("integrations", integration_id)
+            self.check_installable(doc)
+            writer, connector = await self._take(integration_id, connector, owner, doc)
             self.journal.remember_connector(integration_id, connector.directory)
         try:
             return await self._drive(writer, connector, IntegrationRun.install)
@@ -131,21 +157,31 @@ class Engine:
     ) -> NoReturn:
         """Undo an atomic install whose step failed; the error says what was undone."""
         steps = writer.doc.get("install") or []
-        undone = [s.get("name") for s in reversed(steps) if s.get("completed") is True]
+        undone = [str(s.get("name")) for s in reversed(steps) if s.get("completed") is True]
+        where: dict[str, Any] = {
+            "step": failure.context.get("step"),
+            "function": failure.context.get("function"),
+        }
         try:
             await writer.acquire()
             await self._drive(writer, connector, IntegrationRun.uninstall)
         except SmartConnectorError as undo_failure:
             raise StepFailed(
-                f"{failure}; rolling back failed too: {undo_failure}. The integration is in"
-                f" uninstall mode: `smartconnector resume {writer.id}` finishes the rollback",
+                f"{failure}; rolling back failed too: {undo_failure}. The integration is left"
+                " in uninstall mode",
                 integration_id=writer.id,
+                raised_at=failure.raised_at,
+                rollback_failed=True,
+                **where,
             ) from undo_failure
         what = ", ".join(repr(n) for n in undone) or "no completed steps"
         raise StepFailed(
             f"{failure}; rolled back: undid {what} and deleted integration {writer.id}",
             integration_id=writer.id,
-            rolled_back=True,
+            raised_at=failure.raised_at,
+            rolled_back=undone,
+            deleted=True,
+            **where,
         ) from failure
 
     async def resume(self, integration_id: str, connector: Connector | None = None) -> Document:
@@ -161,7 +197,8 @@ class Engine:
         if writer.doc.get("updateInProgress"):
             version = self._update_target(writer.doc, connector)
             return await self._drive(writer, connector, lambda run: run.update(version))
-        await writer.write([], release=True)
+        # installed and no update to finish: nothing to do, and nothing of the run left behind
+        await writer.write([{"op": "remove", "path": pointer(RUN_FIELD)}], release=True)
         return writer.doc
 
     async def update(
@@ -300,6 +337,7 @@ class Engine:
                 field="_connectorId",
             )
         writer = DocumentWriter(self.api, doc, owner, self.lease_ttl)
+        self._refuse_if_stopped()
         await writer.acquire()
         return writer, connector
 
@@ -341,6 +379,8 @@ class Engine:
             stop=self.stop,
             observe=self.observe,
             default_policy=self.default_policy,
+            abandon=self.abandon,
+            calling=self._calling,
         )
         self.machine.add(run, Mode(writer.doc["mode"]))
         self._leases.add(writer)

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-pytest_plugins = ["installers.pytest_plugin", "tests.extension_fixtures"]
+pytest_plugins = ["tests.extension_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

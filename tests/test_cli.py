@@ -78,7 +78,16 @@ def test_main_job_installs_the_example_and_uninstall_leaves_nothing(tmp_path: Pa
     integration_id = out.stdout.strip().splitlines()[-1]
     status = run_cli("status", integration_id, "--json", home=tmp_path)
     body = json.loads(status.stdout)
-    assert set(body) == {"_id", "mode", "version", "updateInProgress", "install"}
+    assert set(body) == {
+        "_id",
+        "mode",
+        "version",
+        "updateInProgress",
+        "install",
+        "waiting",
+        "error",
+    }
+    assert body["waiting"] is None and body["error"] is None
     assert body["mode"] == "settings" and body["version"] == "1.0.1"
     assert [s["completed"] for s in body["install"]] == [True] * 4
     assert len(stored(tmp_path, "connections")) == 2

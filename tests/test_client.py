@@ -21,16 +21,19 @@ from engine.errors import (
     ServerError,
     Unprocessable,
 )
-from installers.pytest_plugin import FAST_RETRY
+from engine.pytest_plugin import fast_retry
 from sandbox import FaultInjector, Store, create_app
 
 TOKEN = "tok-very-secret-value"
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-def mock_client(handler: Handler, retry: RetryPolicy = FAST_RETRY) -> ApiClient:
+def mock_client(handler: Handler, retry: RetryPolicy | None = None) -> ApiClient:
     return ApiClient(
-        "http://api.test/v1", TOKEN, transport=httpx.MockTransport(handler), retry=retry
+        "http://api.test/v1",
+        TOKEN,
+        transport=httpx.MockTransport(handler),
+        retry=retry or fast_retry(),
     )
 
 
@@ -146,7 +149,7 @@ def sandbox_client(
         "http://sandbox.test/v1",
         token,
         transport=transport,
-        retry=client_options.pop("retry", FAST_RETRY),
+        retry=client_options.pop("retry", None) or fast_retry(),
         **client_options,
     )
 

@@ -20,11 +20,11 @@ from engine.errors import (
     WaitingForUser,
 )
 from engine.journal import Journal
+from engine.pytest_plugin import fast_retry
 from engine.runner import Engine
 from engine.writer import RUN_FIELD
 from installers import StepContext
 from installers.fakes import FakeConnector, fails, succeeds, waits_for_user
-from installers.pytest_plugin import FAST_RETRY
 from sandbox import Store, create_app
 
 Fake = Callable[..., FakeConnector]
@@ -241,7 +241,9 @@ async def test_journal_replays_a_success_the_api_never_heard_of(
     await asyncio.sleep(0.1)  # the lost run's lease runs out, as a crashed run's would
     [doc] = [d for d in sandbox_store.list("integrations", after=0, limit=10, filters={})[0]]
     healthy = httpx.ASGITransport(app=create_app(sandbox_store))
-    async with ApiClient("http://s/v1", sandbox_token, transport=healthy, retry=FAST_RETRY) as api:
+    async with ApiClient(
+        "http://s/v1", sandbox_token, transport=healthy, retry=fast_retry()
+    ) as api:
         done = await Engine(api, journal).resume(doc["_id"], fake.connector())
     assert fake.installer("b").successes == 1
     assert done["install"][1]["_connectionId"] == "made-once" and done["mode"] == "settings"

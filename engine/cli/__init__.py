@@ -2,20 +2,35 @@
 
 import gc
 import os
+import signal
 import sys
+from types import FrameType
+from typing import Any
 
-from engine.cli import _fleet, _runs, _servers  # noqa: F401 - each registers its commands
-from engine.cli._app import app
+
+def _interrupted_before_any_run(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C outside a run (runs install their own handler): say so, then stop."""
+    print("interrupted; nothing was changed", file=sys.stderr)
+    raise KeyboardInterrupt
 
 
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    signal.signal(signal.SIGINT, _interrupted_before_any_run)
     try:
+        # Imported here, not at module level: a Ctrl-C while they load is handled below
+        # like any other, instead of ending in a traceback.
+        from engine.cli._app import app
+        from engine.cli._order import register_commands
+
+        register_commands()
         app()
+    except KeyboardInterrupt:  # before any run began (runs handle Ctrl-C themselves)
+        _leave(130)
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
         if "temporalio" in sys.modules:
-            _exit_without_teardown(code)
+            _leave(code)
         raise
     finally:
         # The interpreter ends with a full collection over every object alive, most of them
@@ -24,9 +39,10 @@ def main() -> None:
         gc.freeze()
 
 
-def _exit_without_teardown(code: int) -> None:
+def _leave(code: int) -> None:
     """Leave without interpreter teardown, which the Temporal client's runtime threads can
-    crash (temporalio/sdk-python#300: a fatal PyGILState_Release while finalizing)."""
+    crash (temporalio/sdk-python#300: a fatal PyGILState_Release while finalizing), and which
+    would wait for an abandoned function's thread."""
     sys.stdout.flush()
     sys.stderr.flush()
     try:  # keep a measuring run's data, which teardown would have written
@@ -39,6 +55,16 @@ def _exit_without_teardown(code: int) -> None:
     except ImportError:
         pass
     os._exit(code)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from engine.cli._app import app
+        from engine.cli._order import register_commands
+
+        register_commands()
+        return app
+    raise AttributeError(f"module 'engine.cli' has no attribute {name!r}")
 
 
 __all__ = ["app", "main"]

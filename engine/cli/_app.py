@@ -9,10 +9,9 @@ import asyncio
 import gc
 import json
 import os
-import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -39,6 +38,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # docstrings' line breaks are for the source: Markdown joins them into paragraphs
+    rich_markup_mode="markdown",
 )
 sandbox_app = typer.Typer(
     help="Run the integrator-compatible sandbox API server.", no_args_is_help=True
@@ -54,18 +55,24 @@ ApiUrl = Annotated[
         envvar="SMARTCONNECTOR_API_URL",
         help="API base URL including the version, e.g. http://127.0.0.1:8700/v1."
         " Default: the embedded sandbox.",
+        rich_help_panel="API",
     ),
 ]
 TokenFile = Annotated[
     Path | None,
     typer.Option(
-        "--token-file", help="File holding the API token (else $SMARTCONNECTOR_API_TOKEN)."
+        "--token-file",
+        help="File holding the API token (else $SMARTCONNECTOR_API_TOKEN).",
+        rich_help_panel="API",
     ),
 ]
 Home = Annotated[
     Path,
     typer.Option(
-        "--home", envvar="SMARTCONNECTOR_HOME", help="Journal and embedded sandbox directory."
+        "--home",
+        envvar="SMARTCONNECTOR_HOME",
+        help="Journal and embedded sandbox directory.",
+        rich_help_panel="API",
     ),
 ]
 LogFormat = Annotated[
@@ -74,9 +81,14 @@ LogFormat = Annotated[
         "--log-format",
         envvar="SMARTCONNECTOR_LOG_FORMAT",
         help="console or json (default: console on a terminal, else json).",
+        rich_help_panel="Output",
     ),
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print the status object as JSON.")]
+Verbose = Annotated[
+    bool,
+    typer.Option("--verbose", "-v", help="On a failed function, show its whole traceback."),
+]
 ConnectorDir = Annotated[
     Path, typer.Argument(help="Connector directory holding connector.json (and functions.py).")
 ]
@@ -90,6 +102,7 @@ StepTimeout = Annotated[
         "--step-timeout",
         min=0.001,
         help="Seconds a connector function may run, for steps whose policy sets none (300).",
+        rich_help_panel="Step policy",
     ),
 ]
 StepRetries = Annotated[
@@ -99,6 +112,7 @@ StepRetries = Annotated[
         min=0,
         max=100,
         help="Retries of a function raising RetryableError, for steps whose policy sets none.",
+        rich_help_panel="Step policy",
     ),
 ]
 ExtensionUrl = Annotated[
@@ -108,6 +122,7 @@ ExtensionUrl = Annotated[
         envvar="SMARTCONNECTOR_EXTENSION_URL",
         help="integrator.io extension server for functions the connector does not define in"
         " Python (token: $SMARTCONNECTOR_EXTENSION_TOKEN).",
+        rich_help_panel="Extension server",
     ),
 ]
 EngineOpt = Annotated[
@@ -115,6 +130,7 @@ EngineOpt = Annotated[
     typer.Option(
         "--engine",
         help="local (in-process) or temporal (workflows run by `smartconnector worker`).",
+        rich_help_panel="Temporal",
     ),
 ]
 TemporalAddress = Annotated[
@@ -123,11 +139,17 @@ TemporalAddress = Annotated[
         "--temporal-address",
         envvar="SMARTCONNECTOR_TEMPORAL_ADDRESS",
         help="Temporal frontend HOST:PORT, for --engine temporal and `worker`.",
+        rich_help_panel="Temporal",
     ),
 ]
 TaskQueue = Annotated[
     str,
-    typer.Option("--task-queue", envvar="SMARTCONNECTOR_TASK_QUEUE", help="Temporal task queue."),
+    typer.Option(
+        "--task-queue",
+        envvar="SMARTCONNECTOR_TASK_QUEUE",
+        help="Temporal task queue.",
+        rich_help_panel="Temporal",
+    ),
 ]
 RetryBudget = Annotated[
     float,
@@ -136,6 +158,7 @@ RetryBudget = Annotated[
         envvar="SMARTCONNECTOR_RETRY_BUDGET",
         min=0.1,
         help="Seconds to keep retrying a failing API request (5xx, 429, timeouts) before exit 5.",
+        rich_help_panel="API",
     ),
 ]
 DEFAULT_HOME = Path(".smartconnector")
@@ -144,7 +167,8 @@ DEFAULT_HOME = Path(".smartconnector")
 def fail(message: str, code: int) -> NoReturn:
     from engine.logs import redactor
 
-    typer.echo(f"error: {redactor.scrub(message)}", err=True)
+    label = "interrupted" if code == 130 else "error"
+    typer.echo(f"{label}: {redactor.scrub(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -201,38 +225,33 @@ def resolve_settings(
     )
 
 
-def guard(action: Callable[[], T]) -> T:
-    """Run ``action``; a :class:`SmartConnectorError` becomes its message and exit code."""
-    from engine.errors import SmartConnectorError
+def guard(action: Callable[[], T], looked_in: str | None = None) -> T:
+    """Run ``action``; a :class:`SmartConnectorError` becomes its message and exit code.
+
+    ``looked_in`` names the API a not-found answer came from, so the message says where.
+    """
+    from engine.errors import NotFound, SmartConnectorError
 
     try:
         return action()
     except SmartConnectorError as exc:
+        message = str(exc)
         integration_id = exc.context.get("integration_id")
-        fail(
-            str(exc) + (f" (integration {integration_id})" if integration_id else ""), exc.exit_code
+        if integration_id and integration_id not in message:
+            message += f" (integration {integration_id})"
+        if isinstance(exc, NotFound) and looked_in:
+            message += f"; looked in {looked_in}"
+        fail(message, exc.exit_code)
+
+
+def looked_in(settings: Settings) -> str:
+    """Where this command's integrations live, as a message should name it."""
+    if settings.embedded:
+        return (
+            f"the embedded sandbox in {settings.home.resolve()}"
+            " (--home or SMARTCONNECTOR_HOME to choose another, --api-url for a server)"
         )
-
-
-@contextmanager
-def ctrl_c_stops(engine: Engine) -> Iterator[None]:
-    """First Ctrl-C: finish the current function, record, exit 130. Second: stop now."""
-    loop = asyncio.get_running_loop()
-
-    def first() -> None:
-        typer.echo("stopping after the current function (Ctrl-C again to abort)", err=True)
-        engine.stop.set()
-        loop.remove_signal_handler(signal.SIGINT)
-
-    try:
-        loop.add_signal_handler(signal.SIGINT, first)
-    except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix loops
-        yield
-        return
-    try:
-        yield
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
+    return f"the API at {settings.api_url}"
 
 
 async def make_engine(
@@ -265,23 +284,51 @@ async def guard_async(pending: Awaitable[T]) -> T:
         fail(str(exc), exc.exit_code)
 
 
-def with_engine(settings: Settings, job: Callable[[Engine], Awaitable[T]]) -> T:
-    """Open client and journal, run ``job`` on an :class:`Engine`, map errors to exit codes."""
+def with_engine(
+    settings: Settings, job: Callable[[Engine], Awaitable[T]], *, creates: bool = True
+) -> T:
+    """Open client and journal, run ``job`` on an :class:`Engine`, map errors to exit codes.
+
+    Ctrl-C is handled from before anything is opened (see :mod:`engine.interrupts`). A job
+    that only acts on existing integrations (``creates=False``) makes no embedded sandbox
+    where there is none: it says where it looked instead.
+    """
+    if settings.embedded and not creates and not settings.sandbox_db.exists():
+        fail(
+            f"nothing was installed with home {settings.home.resolve()}: it holds no embedded"
+            " sandbox. Pass --home DIR (or set SMARTCONNECTOR_HOME) to the home you installed"
+            " with, or --api-url URL for a server",
+            6,
+        )
     from engine.config import open_client
+    from engine.interrupts import Interrupts
     from engine.journal import Journal
+
+    interrupts = Interrupts(notify=lambda message: typer.echo(message, err=True))
+    engines: list[Engine] = []
 
     async def main() -> T:
         async with guard(lambda: open_client(settings)) as api, open_extension(settings) as ext:
             journal = Journal(settings.home / "journal.db")
             engine = await guard_async(make_engine(settings, api, journal, ext))
-            with ctrl_c_stops(engine):
+            engines.append(engine)
+            interrupts.attach(engine)
+            try:
                 return await job(engine)
+            finally:
+                interrupts.detach()
 
     gc.freeze()  # what start-up made lives until exit: spare the collector walking it again
-    try:
-        return guard(lambda: asyncio.run(main()))
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
+    with interrupts.installed():
+        try:
+            return guard(lambda: asyncio.run(main()), looked_in(settings))
+        except KeyboardInterrupt:
+            begun = list(engines[0].known) if engines else []
+            typer.echo("interrupted" + ("" if begun else "; nothing was changed"), err=True)
+            for integration_id in begun:
+                typer.echo(f"  resumable: smartconnector resume {integration_id}", err=True)
+                typer.echo(integration_id)
+            raise typer.Exit(130) from None
 
 
 @asynccontextmanager
@@ -338,14 +385,22 @@ def print_status(doc: dict[str, Any], as_json: bool) -> None:
     stopped = waiting_or_error(doc)
     if stopped:
         where = f" — {stopped['url']}" if stopped.get("url") else ""
+        label = "waiting" if status["waiting"] else "failed"
         typer.echo(
-            f"  stopped at {stopped.get('step') or '(connector)'}"
+            f"  {label} at {stopped.get('step') or '(connector)'}"
             f" ({stopped.get('function')}): {stopped.get('message')}{where}"
         )
+        if stopped.get("raisedAt"):
+            typer.echo(f"    raised at {stopped['raisedAt']}")
 
 
 def report_outcome(
-    settings: Settings, job: Callable[[Engine], Awaitable[dict[str, Any]]], as_json: bool
+    settings: Settings,
+    job: Callable[[Engine], Awaitable[dict[str, Any]]],
+    as_json: bool,
+    verbose: bool = False,
+    *,
+    creates: bool = False,
 ) -> None:
     """Run an install-like job; print the id (or status) last, also when it stops early."""
     from engine.errors import SmartConnectorError
@@ -356,36 +411,97 @@ def report_outcome(
         except SmartConnectorError as exc:
             integration_id = exc.context.get("integration_id")
             if integration_id and exc.exit_code in (1, 7, 130):
-                stopped = await status_quietly(engine, integration_id)
-                explain(exc)
-                typer.echo(json.dumps(stopped) if as_json and stopped else integration_id)
+                stopped = await stopped_status(engine, integration_id, exc)
+                explain(exc, verbose)
+                typer.echo(json.dumps(stopped) if as_json else integration_id)
                 raise typer.Exit(exc.exit_code) from None
             raise
 
-    doc = with_engine(settings, job_keeping_id)
+    doc = with_engine(settings, job_keeping_id, creates=creates)
     if as_json:
         print_status(doc, True)
     else:
         typer.echo(doc["_id"])
 
 
-async def status_quietly(engine: Engine, integration_id: str) -> dict[str, Any] | None:
+async def stopped_status(
+    engine: Engine, integration_id: str, exc: Exception
+) -> dict[str, Any] | None:
+    """``status --json`` of a run that stopped; for a deleted integration, from the error."""
     from engine.documents import status_of
+    from engine.errors import StepFailed
 
+    if isinstance(exc, StepFailed) and exc.deleted:
+        return {
+            **status_of({"_id": integration_id}),
+            "mode": None,
+            "error": {k: exc.context.get(k) for k in ("step", "function")} | {"message": str(exc)},
+            "deleted": True,
+            "rolledBack": exc.rolled_back,
+        }
     try:
         return status_of(await engine.status(integration_id))
     except Exception:
         return None
 
 
-def explain(exc: Exception) -> None:
-    from engine.errors import WaitingForUser
+def next_step(exc: Exception) -> str | None:
+    """The one advice line a stop deserves, from what is true now, or ``None``."""
+    from engine.errors import (
+        AuthenticationFailed,
+        Interrupted,
+        PermissionDenied,
+        StepFailed,
+        WaitingForUser,
+    )
+
+    integration_id = getattr(exc, "context", {}).get("integration_id")
+    if not integration_id:
+        return None
+    resume = f"smartconnector resume {integration_id}"
+    if isinstance(exc, StepFailed):
+        if exc.deleted:
+            return None  # nothing is left to resume
+        if exc.rollback_failed:
+            return f"fix the cause, then `{resume}` finishes the rollback"
+        return f"fix the cause, then `{resume}`"
+    if isinstance(exc, WaitingForUser):
+        return f"once done, `{resume}`"
+    if isinstance(exc, Interrupted):
+        return f"`{resume}` goes on from here"
+    if isinstance(exc, AuthenticationFailed | PermissionDenied):
+        return f"fix the token or its scopes, then `{resume}`"
+    return None
+
+
+def explain(exc: Exception, verbose: bool = False) -> None:
+    """What stopped a run, where, and what to do next, on stderr."""
+    import traceback
+
+    from engine.errors import Interrupted, StepFailed, WaitingForUser
     from engine.logs import redactor
 
-    label = "waiting" if isinstance(exc, WaitingForUser) else "error"
+    label = (
+        "waiting"
+        if isinstance(exc, WaitingForUser)
+        else "interrupted"
+        if isinstance(exc, Interrupted)
+        else "error"
+    )
     typer.echo(f"{label}: {redactor.scrub(str(exc))}", err=True)
+    if isinstance(exc, StepFailed) and exc.raised_at:
+        typer.echo(f"  raised at {exc.raised_at}", err=True)
+    cause = exc.__cause__
+    while isinstance(cause, StepFailed) and cause.__cause__ is not None:  # an atomic rollback
+        cause = cause.__cause__
+    if isinstance(exc, StepFailed) and cause is not None:
+        if verbose:
+            trace = "".join(traceback.format_exception(cause))
+            typer.echo(redactor.scrub(trace).rstrip(), err=True)
+        else:
+            typer.echo("  (--verbose shows the whole traceback)", err=True)
     if isinstance(exc, WaitingForUser) and exc.url:
         typer.echo(f"  go to: {exc.url}", err=True)
-    integration_id = getattr(exc, "context", {}).get("integration_id")
-    if integration_id:
-        typer.echo(f"  then: smartconnector resume {integration_id}", err=True)
+    advice = next_step(exc)
+    if advice:
+        typer.echo(f"  then: {advice}", err=True)

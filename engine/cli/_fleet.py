@@ -26,6 +26,7 @@ from engine.cli._app import (
     TaskQueue,
     TemporalAddress,
     TokenFile,
+    Verbose,
     app,
     fail,
     load,
@@ -63,6 +64,7 @@ def settings_command(
     integration_id: Annotated[str, typer.Argument(help="The installed integration.")],
     file: Annotated[Path, typer.Option("--file", help="JSON object: the new settings.")],
     connector: ConnectorOpt = None,
+    verbose: Verbose = False,
     api_url: ApiUrl = None,
     extension_url: ExtensionUrl = None,
     retry_budget: RetryBudget = 60.0,
@@ -87,7 +89,9 @@ def settings_command(
     if not isinstance(pending, dict):
         fail(f"--file: {file} must hold a JSON object of settings, not {type(pending).__name__}", 2)
     loaded = load(connector) if connector else None
-    report_outcome(settings, lambda e: e.save_settings(integration_id, pending, loaded), False)
+    report_outcome(
+        settings, lambda e: e.save_settings(integration_id, pending, loaded), False, verbose
+    )
 
 
 @app.command(
@@ -101,6 +105,7 @@ def update(
         typer.Option("--allow-downgrade", help="Allow going to an older version than installed."),
     ] = False,
     as_json: JsonOut = False,
+    verbose: Verbose = False,
     step_timeout: StepTimeout = None,
     step_retries: StepRetries = 0,
     api_url: ApiUrl = None,
@@ -137,6 +142,7 @@ def update(
         settings,
         lambda e: e.update(integration_id, loaded, allow_downgrade=allow_downgrade),
         as_json,
+        verbose,
     )
 
 
@@ -206,7 +212,9 @@ def rollout(
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
 ) -> None:
-    """Update the install base to CONNECTOR_DIR's version, many integrations at once.
+    """Update a connector's install base to its version.
+
+    Many integrations at once, --concurrency at a time.
 
     Integrations already at the version are skipped, so running it again continues where
     it stopped. Exits 1 when any integration failed (the summary says why).
@@ -243,7 +251,7 @@ def rollout(
                 on_outcome=on_outcome,
             )
 
-    report = with_engine(settings, job)
+    report = with_engine(settings, job, creates=False)
     _summarise(report, as_json)
     if report.failed:
         raise typer.Exit(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -23,6 +24,7 @@ from engine.cli._app import (
     TaskQueue,
     TemporalAddress,
     TokenFile,
+    Verbose,
     app,
     guard,
     load,
@@ -64,6 +66,7 @@ def install(
         bool, typer.Option("--dry-run", help="Show the plan; change nothing.")
     ] = False,
     as_json: JsonOut = False,
+    verbose: Verbose = False,
     step_timeout: StepTimeout = None,
     step_retries: StepRetries = 0,
     api_url: ApiUrl = None,
@@ -76,7 +79,7 @@ def install(
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
 ) -> None:
-    """Install a connector: create the integration and run every step in order.
+    """Install a connector: create the integration, run every step.
 
     Prints the integration id as the last line (with --json: its status). A failed step
     leaves the integration resumable: fix the cause, then `smartconnector resume ID`.
@@ -96,12 +99,14 @@ def install(
     )
     connector = load(connector_dir)
     if dry_run:
-        show_plan(connector, settings)
+        show_plan(connector, settings, as_json)
         return
     report_outcome(
         settings,
         lambda e: e.install(connector, integration_id=integration, atomic=atomic),
         as_json,
+        verbose,
+        creates=True,
     )
 
 
@@ -112,6 +117,7 @@ def resume(
     integration_id: Annotated[str, typer.Argument(help="The integration to go on with.")],
     connector: ConnectorOpt = None,
     as_json: JsonOut = False,
+    verbose: Verbose = False,
     step_timeout: StepTimeout = None,
     step_retries: StepRetries = 0,
     api_url: ApiUrl = None,
@@ -124,7 +130,11 @@ def resume(
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
 ) -> None:
-    """Continue an install or uninstall from where the integration document says it stopped."""
+    """Go on with an install, uninstall or update that stopped.
+
+    The integration document says where: steps already done are not run again. A step that
+    waited for a person runs again, now that they have acted.
+    """
     settings = resolve_settings(
         api_url,
         token_file,
@@ -139,7 +149,7 @@ def resume(
         task_queue=task_queue,
     )
     loaded = load(connector) if connector else None
-    report_outcome(settings, lambda e: e.resume(integration_id, loaded), as_json)
+    report_outcome(settings, lambda e: e.resume(integration_id, loaded), as_json, verbose)
 
 
 @app.command(
@@ -148,6 +158,7 @@ def resume(
 def uninstall(
     integration_id: Annotated[str, typer.Argument(help="The integration to remove.")],
     connector: ConnectorOpt = None,
+    verbose: Verbose = False,
     step_timeout: StepTimeout = None,
     step_retries: StepRetries = 0,
     api_url: ApiUrl = None,
@@ -160,7 +171,11 @@ def uninstall(
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
 ) -> None:
-    """Undo completed steps in reverse order, run the connector's uninstaller, then delete."""
+    """Undo every completed step, in reverse order, then delete.
+
+    Runs the connector's preUninstallFunction, each completed step's uninstallerFunction
+    (last step first) and the connector's uninstallerFunction, then deletes the integration.
+    """
     settings = resolve_settings(
         api_url,
         token_file,
@@ -180,7 +195,7 @@ def uninstall(
         await engine.uninstall(integration_id, loaded)
         return {"_id": integration_id}
 
-    report_outcome(settings, job, False)
+    report_outcome(settings, job, False, verbose)
 
 
 @app.command(
@@ -195,14 +210,19 @@ def status(
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
 ) -> None:
-    """Show an integration's mode, version and steps (exit 6 if it does not exist)."""
+    """Show an integration's mode, version, steps and what stopped it.
+
+    Exit 6 if it does not exist (the message says where it looked).
+    """
     settings = resolve_settings(api_url, token_file, home, log_format, retry_budget=retry_budget)
-    print_status(with_engine(settings, lambda e: e.status(integration_id)), as_json)
+    doc = with_engine(settings, lambda e: e.status(integration_id), creates=False)
+    print_status(doc, as_json)
 
 
-def show_plan(connector: Connector, settings: Settings) -> None:
+def show_plan(connector: Connector, settings: Settings, as_json: bool = False) -> None:
+    """Print what install would do: numbered calls, or the actions as a JSON array."""
     from engine.functions import resolve_functions
-    from engine.runner import Engine
+    from engine.plan import install_plan
 
     if settings.extension_url is not None:
 
@@ -211,10 +231,16 @@ def show_plan(connector: Connector, settings: Settings) -> None:
                 return await resolve_functions(connector, extension)
 
         connector = guard(lambda: asyncio.run(resolve()))
-    plan = guard(lambda: Engine.plan_for(connector))
-    typer.echo(f"{plan.connector} {plan.version}: {len(plan.steps)} function(s) to run")
-    for i, step in enumerate(plan.steps, 1):
-        typer.echo(f"  {i}. {step.name}: {step.function}  ({step.origin})")
+    plan = guard(lambda: install_plan(connector))
+    if as_json:
+        typer.echo(json.dumps(plan.to_json()))
+        return
+    calls = plan.calls
+    typer.echo(f"{plan.connector} {plan.version}: {len(calls)} function(s) to run")
+    for i, call in enumerate(calls, 1):
+        where = call.origin or "on the extension server"
+        typer.echo(f"  {i}. {call.step or '(connector installer)'}: {call.function}  ({where})")
+    typer.echo("  then the integration goes to mode settings")
 
 
 @app.command(
@@ -222,21 +248,19 @@ def show_plan(connector: Connector, settings: Settings) -> None:
 )
 def plan(
     connector_dir: ConnectorDir,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the actions as a JSON array.")
+    ] = False,
     extension_url: ExtensionUrl = None,
     log_format: LogFormat = None,
 ) -> None:
-    """Validate a connector and show what install would run; changes nothing.
+    """Validate a connector and show what install would do.
+
+    Changes nothing. --json prints the actions in order, each with its function (null for
+    a mode change) and step (null for connector-level functions).
 
     With --extension-url, functions not defined in Python are expected on that server,
     which must answer its health check (the protocol cannot list functions).
     """
     settings = resolve_settings(None, None, DEFAULT_HOME, log_format, extension_url=extension_url)
-    show_plan(load(connector_dir), settings)
-
-
-@app.command()
-def diagram() -> None:
-    """Print the integration state machine as a Mermaid diagram."""
-    from engine.machine import mermaid
-
-    typer.echo(mermaid())
+    show_plan(load(connector_dir), settings, as_json)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -32,7 +33,21 @@ from engine.cli._app import (
 )
 
 
-@sandbox_app.command("serve")
+@app.command()
+def diagram() -> None:
+    """Print the state machine as a Mermaid diagram."""
+    from engine.machine import mermaid
+
+    typer.echo(mermaid())
+
+
+@sandbox_app.command(
+    "serve",
+    epilog=(
+        "Examples:  smartconnector sandbox serve --port 8700   ·   smartconnector sandbox"
+        " serve --faults 500:0.05,timeout:0.02 --seed 1"
+    ),
+)
 def sandbox_serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
@@ -70,7 +85,13 @@ def sandbox_serve(
     )
 
 
-@token_app.command("create")
+@token_app.command(
+    "create",
+    epilog=(
+        "Example:  export SMARTCONNECTOR_API_TOKEN=$(smartconnector sandbox token create"
+        " --scopes all.User)"
+    ),
+)
 def token_create(
     scopes: Annotated[
         str,
@@ -147,7 +168,7 @@ def worker(
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
 ) -> None:
-    """Run the workflows and activities of `--engine temporal` runs, until stopped.
+    """Run the workflows of `--engine temporal` runs, until stopped.
 
     Start as many as you like, on any machines that reach the Temporal server and the API
     (the embedded sandbox works for workers sharing one $SMARTCONNECTOR_HOME). A worker
@@ -172,5 +193,8 @@ def worker(
             )
             await run_worker(api, client, task_queue, connectors, ext)
 
+    # asyncio's own Ctrl-C handling (cancel, then shut the worker down) suits a worker:
+    # a killed worker's activities go on elsewhere
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())

@@ -12,7 +12,6 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
 from engine.client import ApiClient, Document
-from engine.documents import new_integration
 from engine.errors import (
     AuthenticationFailed,
     BadInput,
@@ -57,12 +56,12 @@ class TemporalEngine(Engine):
         connector = await self._resolved(connector)
         request = self._request("install", integration_id or "", connector)
         if integration_id is None:
-            doc = await self.api.create(
-                "integrations", new_integration(connector, owner_of(request), self.lease_ttl)
-            )
+            doc = await self._create(connector, owner_of(request))
             request.integration_id = doc["_id"]
         else:
-            await self._validate(integration_id, connector)
+            doc = await self.api.get("integrations", integration_id)
+            self.check_installable(doc)
+            await self._validate(integration_id, connector, doc)
         self.journal.remember_connector(request.integration_id, connector.directory)
         return await self._execute(request)
 

@@ -1,0 +1,176 @@
+"""pytest fixtures for testing connectors, registered through the ``pytest11`` entry point.
+
+A connector test in a few lines, in any folder, with no conftest.py and no configuration::
+
+    async def test_installs(install_connector, sandbox_api):
+        doc = await install_connector("path/to/my_connector")
+        assert doc["mode"] == "settings"
+        assert await sandbox_api.list("connections")
+
+The fixtures are plain (synchronous) pytest fixtures whose objects work on any event loop,
+and an ``async def`` test that uses one of them is run on a fresh event loop by this
+plugin, unless another plugin (pytest-asyncio, anyio) already runs it. So a project that
+chose its async mode keeps it, and one that chose none needs nothing.
+
+Everything heavy is imported inside the fixtures: loading the plugin, which pytest does
+in every environment where smartconnector is installed, costs next to nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from engine.client import ApiClient, RetryPolicy
+    from engine.runner import Engine
+    from installers import Connector
+    from installers.fakes import FakeConnector
+
+#: The fixtures this plugin provides; an async test using any of them is run here.
+FIXTURES = frozenset(
+    {
+        "sandbox_store",
+        "sandbox_token",
+        "sandbox_api",
+        "smartconnector_engine",
+        "fake_connector",
+        "install_connector",
+        "write_connector",
+    }
+)
+
+
+def fast_retry() -> RetryPolicy:
+    """Retries that keep tests fast; the API under test is in-process."""
+    from engine.client import RetryPolicy
+
+    return RetryPolicy(
+        attempts=8, budget=10.0, wait_initial=0.001, wait_max=0.01, wait_jitter=0.001
+    )
+
+
+@pytest.hookimpl
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run an ``async def`` test that uses this plugin's fixtures, if nobody else does.
+
+    pytest-asyncio and anyio handle the tests they are asked to before this hook (they
+    replace the coroutine, or answer first); what reaches here unhandled would fail with
+    "async def functions are not natively supported".
+    """
+    test = pyfuncitem.obj
+    if not inspect.iscoroutinefunction(test) or not FIXTURES & set(pyfuncitem.fixturenames):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    with asyncio.Runner() as runner:
+        runner.run(test(**{name: pyfuncitem.funcargs[name] for name in names}))
+    return True
+
+
+@pytest.fixture
+def sandbox_store(tmp_path: Path) -> Iterator[Any]:
+    """The sandbox's SQLite store in a temporary file."""
+    from sandbox import Store
+
+    store = Store(tmp_path / "sandbox.db")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def sandbox_token(sandbox_store: Any) -> str:
+    """An all-scopes token for the in-process sandbox."""
+    return str(sandbox_store.create_token(["all.User"]))
+
+
+@pytest.fixture
+def sandbox_api(sandbox_store: Any, sandbox_token: str) -> Iterator[ApiClient]:
+    """An :class:`~engine.ApiClient` on an in-process sandbox (httpx's ASGI transport).
+
+    It holds no connection, so it works on whichever event loop the test runs.
+    """
+    import httpx
+
+    from engine.client import ApiClient
+    from sandbox import create_app
+
+    transport = httpx.ASGITransport(app=create_app(sandbox_store))
+    api = ApiClient(
+        "http://sandbox.test/v1", sandbox_token, transport=transport, retry=fast_retry()
+    )
+    yield api
+    asyncio.run(api.aclose())
+
+
+@pytest.fixture
+def smartconnector_engine(sandbox_api: ApiClient, tmp_path: Path) -> Engine:
+    """An :class:`~engine.Engine` on the in-process sandbox, its journal in ``tmp_path``.
+
+    ``await smartconnector_engine.resume(id)`` goes on after a step that waited for a person;
+    ``uninstall(id)`` removes an integration. Both find the connector it installed.
+    """
+    from engine.journal import Journal
+    from engine.runner import Engine
+
+    return Engine(sandbox_api, Journal(tmp_path / "journal.db"))
+
+
+@pytest.fixture
+def fake_connector() -> Callable[..., FakeConnector]:
+    """Build a :class:`~installers.fakes.FakeConnector`: ``fake_connector(["a", "b"])``."""
+    from installers.fakes import FakeConnector
+
+    return FakeConnector
+
+
+@pytest.fixture
+def install_connector(
+    smartconnector_engine: Engine,
+) -> Callable[[Connector | FakeConnector | str | Path], Awaitable[dict[str, Any]]]:
+    """Install a connector (directory, :class:`Connector` or fake) on the sandbox; returns
+    its document. A step that waits for a person raises :class:`~engine.WaitingForUser`,
+    whose ``integration_id`` ``smartconnector_engine.resume`` takes."""
+    from installers import Connector, load_connector
+    from installers.fakes import FakeConnector
+
+    async def install(target: Connector | FakeConnector | str | Path) -> dict[str, Any]:
+        if isinstance(target, FakeConnector):
+            target = target.connector()
+        if not isinstance(target, Connector):
+            target = load_connector(Path(target))
+        return await smartconnector_engine.install(target)
+
+    return install
+
+
+@pytest.fixture
+def write_connector(tmp_path: Path) -> Callable[..., Path]:
+    """Write a connector folder: ``write_connector(manifest, functions_source)`` → its path.
+
+    ``manifest`` is ``connector.json`` as a dict; ``functions_source`` (optional) is the
+    text of its ``functions.py``. ``name`` picks the folder's name under ``tmp_path``.
+    """
+
+    def write(
+        manifest: dict[str, Any], functions: str | None = None, name: str = "connector"
+    ) -> Path:
+        return write_connector_folder(tmp_path / name, manifest, functions)
+
+    return write
+
+
+def write_connector_folder(
+    directory: Path, manifest: dict[str, Any], functions: str | None = None
+) -> Path:
+    """The folder behind :func:`write_connector`, for code that has no fixtures."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if functions is not None:
+        (directory / "functions.py").write_text(functions)
+    (directory / "connector.json").write_text(json.dumps(manifest, indent=2))
+    return directory
