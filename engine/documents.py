@@ -6,8 +6,8 @@ import re
 from typing import Any
 
 from engine.client import Document
-from engine.models import ConnectorManifest, InstallStep
-from engine.writer import RUN_FIELD, Owner, run_state
+from engine.run_state import RUN_FIELD, RunState
+from engine.writer import Owner
 from installers import Connector
 
 
@@ -27,8 +27,8 @@ def status_of(doc: Document) -> dict[str, Any]:
     ``error`` after a failed function, each ``None`` otherwise."""
     install = doc.get("install")
     steps = install if isinstance(install, list) else []
-    state = run_state(doc)
-    waiting, error = state.get("waiting"), state.get("error")
+    state = RunState.of(doc)
+    waiting, error = state.waiting, state.error
     return {
         "_id": doc.get("_id"),
         "mode": doc.get("mode"),
@@ -64,17 +64,5 @@ def new_integration(connector: Connector, owner: Owner, ttl: float) -> Document:
         "install": steps,
         "settings": manifest.settings,
         "updateInProgress": False,
-        RUN_FIELD: {"lease": owner.lease(ttl), "done": {}},
+        RUN_FIELD: RunState.initial(owner.lease(ttl)),
     }
-
-
-def waiting_or_error(doc: Document) -> dict[str, Any] | None:
-    """What stopped the last run, if anything: a step waiting for a person, or an error."""
-    state = run_state(doc)
-    return state.get("waiting") or state.get("error")
-
-
-def new_steps(doc: Document, manifest: ConnectorManifest) -> list[InstallStep]:
-    """The steps of the connector's version that the document does not have yet."""
-    present = {s.get("name") for s in doc.get("install") or [] if isinstance(s, dict)}
-    return [s for s in manifest.install if s.name not in present]

@@ -225,3 +225,39 @@ def error_for_status(
         )
     cls = _STATUS_ERRORS.get(status, ServerError if status >= 500 else ApiError)
     return cls(message, method=method, path=path, status=status, errors=errors)
+
+
+def to_wire(exc: SmartConnectorError) -> dict[str, Any]:
+    """An error as JSON, to cross a process boundary (a Temporal activity, a workflow
+    result): its class, message and every fact it carries."""
+    plain = (str, int, float, list, type(None))  # bool is an int
+    facts = {
+        k: v
+        for k, v in vars(exc).items()
+        if k not in ("message", "context") and isinstance(v, plain)
+    }
+    return {"type": type(exc).__name__, "message": exc.message, "context": exc.context} | {
+        "facts": facts
+    }
+
+
+def from_wire(data: dict[str, Any]) -> SmartConnectorError:
+    """The same class, message and facts as :func:`to_wire` was given, on this side."""
+    cls = _error_classes().get(str(data.get("type")), SmartConnectorError)
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, data.get("message", ""))
+    exc.message = str(data.get("message", ""))
+    exc.context = dict(data.get("context") or {})
+    for name, value in (data.get("facts") or {}).items():
+        setattr(exc, name, value)
+    return exc
+
+
+def _error_classes() -> dict[str, type[SmartConnectorError]]:
+    found: dict[str, type[SmartConnectorError]] = {}
+    pending: list[type[SmartConnectorError]] = [SmartConnectorError]
+    while pending:
+        cls = pending.pop()
+        found[cls.__name__] = cls
+        pending += cls.__subclasses__()
+    return found

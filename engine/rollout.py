@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from engine.client import Document
-from engine.errors import SmartConnectorError
+from engine.errors import Interrupted, SmartConnectorError
 from engine.runner import Engine
 from installers import Connector
 
-Status = Literal["updated", "skipped", "failed", "not attempted"]
+Status = Literal["updated", "skipped", "failed", "interrupted", "not attempted"]
+STATUSES: tuple[Status, ...] = ("updated", "skipped", "failed", "interrupted", "not attempted")
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,12 @@ class RolloutReport:
     version: str
     outcomes: list[Outcome] = field(default_factory=list)
     stopped: str | None = None
+    #: Ctrl-C stopped it (exit 130); running the same command again goes on.
+    interrupted: bool = False
 
     def counts(self) -> dict[str, int]:
         counted = Counter(o.status for o in self.outcomes)
-        return {s: counted.get(s, 0) for s in ("updated", "skipped", "failed", "not attempted")}
+        return {s: counted.get(s, 0) for s in STATUSES}
 
     @property
     def failed(self) -> list[Outcome]:
@@ -96,7 +99,7 @@ async def rollout(
     async def one(integration_id: str) -> Outcome:
         async with gate:
             if engine.stop.is_set():
-                return Outcome(integration_id, "not attempted", "interrupted")
+                return Outcome(integration_id, "interrupted", "not started: interrupted")
             try:
                 doc = known.get(integration_id) or await engine.api.get(
                     "integrations", integration_id
@@ -104,6 +107,8 @@ async def rollout(
                 if not engine.needs_update(doc, connector):
                     return Outcome(integration_id, "skipped", f"already at {version}")
                 await engine.update(integration_id, connector, doc=doc)
+            except Interrupted as exc:  # its progress is saved: the next rollout finishes it
+                return Outcome(integration_id, "interrupted", str(exc))
             except SmartConnectorError as exc:
                 return Outcome(integration_id, "failed", str(exc))
             return Outcome(integration_id, "updated")
@@ -116,6 +121,7 @@ async def rollout(
     phases = waves(integration_ids, phase_pct)
     with fleet_gc():
         await _run_phases(report, phases, noted, engine, max_failures)
+    report.interrupted = engine.stop.is_set()
     return report
 
 

@@ -1,51 +1,34 @@
-"""One integration's run: calls its functions in order and writes after every transition."""
+"""One integration's run: executes its plan, writing the document after every action.
+
+The plan (:func:`engine.plan.plan_run`) says what to do and in which order; this module
+says how each action is done: which function is called (:mod:`engine.calling`) and which
+one JSON Patch records it. Each action checks the document first, so applying it again
+(a Temporal activity retried after a lost worker) changes nothing.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
-import time
-from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any
 
 import structlog
 
+from engine.calling import Caller, StepObserver, idempotency_key
 from engine.client import ApiClient, Document
-from engine.documents import new_steps
-from engine.errors import (
-    AuthenticationFailed,
-    BadInput,
-    DocumentInvalid,
-    Interrupted,
-    PermissionDenied,
-    StepFailed,
-    WaitingForUser,
-)
-from engine.invoke import invoke, normalise, raised_at, settings_result
-from engine.journal import Call, Journal
-from engine.logs import redactor
+from engine.errors import DocumentInvalid, StepFailed
+from engine.invoke import normalise, settings_result
+from engine.journal import Journal
 from engine.machine import Mode, ModeMachine, Trigger
 from engine.models import InstallStep, Integration, StepPolicy, parse
-from engine.writer import RUN_FIELD, DocumentWriter, Op, pointer
-from installers import (
-    Connector,
-    RegisteredFunction,
-    StepContext,
-    StepResult,
-    UserActionRequired,
-)
+from engine.plan import Action, new_steps
+from engine.run_state import Op, RunState, pointer
+from engine.writer import DocumentWriter
+from installers import Connector, StepResult
 
-T = TypeVar("T")
+__all__ = ["IntegrationRun", "StepObserver", "idempotency_key"]
 
-#: Called with (event, step name or None, function name, seconds or None) as a run goes.
-StepObserver = Callable[[str, str | None, str, float | None], None]
-
-
-def idempotency_key(integration_id: str, phase: str, function: str, step: str | None) -> str:
-    """Stable for every retry and resume of the same call, unique across integrations."""
-    raw = "\x1f".join((integration_id, phase, function, step or ""))
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+_MODE_TRIGGERS = {Mode.SETTINGS: Trigger.FINISH_INSTALL, Mode.UNINSTALL: Trigger.START_UNINSTALL}
 
 
 class IntegrationRun:
@@ -70,17 +53,22 @@ class IntegrationRun:
         self.writer = writer
         self.connector = connector
         self.api = api
-        self.journal = journal
         self.machine = machine
-        self.stop = stop
-        #: Set by a second Ctrl-C: the functions running (their tasks in ``calling``) are
-        #: cancelled and not recorded, so resume runs them again.
-        self.abandon = abandon or asyncio.Event()
-        self.calling = calling if calling is not None else set()
-        self.observe = observe
-        self.default_policy = default_policy
         self._typed: tuple[Document, Integration] | None = None
         self.log = structlog.get_logger("smartconnector.run").bind(integration_id=writer.id)
+        self.calls = Caller(
+            writer=writer,
+            connector=connector,
+            api=api,
+            journal=journal,
+            stop=stop,
+            abandon=abandon or asyncio.Event(),
+            calling=calling if calling is not None else set(),
+            observe=observe,
+            default_policy=default_policy,
+            integration=self.integration,
+            log=self.log,
+        )
 
     @property
     def doc(self) -> Document:
@@ -95,90 +83,86 @@ class IntegrationRun:
             self._typed = (doc, Integration.model_validate(doc))
         return self._typed[1]
 
-    # -- transitions ----------------------------------------------------------------------
+    # -- the plan -------------------------------------------------------------------------
+
+    async def execute(self, actions: list[Action]) -> None:
+        """Do ``actions`` in order: the local executor."""
+        for action in actions:
+            if action.action == "call":
+                await self.record(action, await self.call(action))
+            else:
+                await self.apply(action)
+
+    async def call(self, action: Action) -> Any:
+        """Run the action's function (once per success) and return what it returned."""
+        step = self._step(action.step) if action.step is not None else None
+        assert action.function is not None and action.phase is not None
+
+        def checked(raw: Any, function: str) -> Any:  # a result of the wrong shape fails it
+            normalise(raw, function)
+            return raw
+
+        return await self.calls.call(action.function, step, action.phase, checked)
+
+    async def record(self, action: Action, raw: Any) -> None:
+        """Write a function's success: the step marked (or the connector function done),
+        with what its ``stepsToUpdate`` changed, in one PATCH."""
+        assert action.function is not None
+        result = normalise(raw, action.function)
+        if action.step is None:
+            assert action.kind is not None
+            ops = [RunState.mark_done(action.kind), *self._updates(result, exclude=None)]
+        else:
+            index = self._index(action.step)
+            step = self.integration().install[index]
+            ops = self._step_ops(index, step, bool(action.completes), result)
+        await self.writer.write(ops)
+
+    async def apply(self, action: Action) -> None:
+        """Do an action that calls no function; nothing if the document shows it done."""
+        kind, doc = action.action, self.doc
+        if kind == "mode":
+            target = Mode(str(action.to))
+            if doc.get("mode") != target.value:
+                await self.machine.fire(self, _MODE_TRIGGERS[target])
+        elif kind == "delete":
+            await self.machine.fire(self, Trigger.REMOVE)
+        elif kind == "begin_update":
+            if doc.get("updateInProgress") is not True:
+                await self.writer.write(
+                    [
+                        {"op": "add", "path": "/updateInProgress", "value": True},
+                        RunState.note_update(str(action.to)),
+                    ]
+                )
+        elif kind == "add_steps":
+            await self._add_new_steps()
+        elif kind == "finish_update":
+            await self.calls.stop_if_asked()
+            if doc.get("updateInProgress") is True or doc.get("version") != action.to:
+                await self._finish_update(str(action.to))
+        elif kind == "release":
+            if RunState.of(doc).lease_owner == self.writer.owner.run_id:
+                await self.writer.write([RunState.remove()], release=True)
+        else:
+            raise ValueError(f"unknown action {kind!r}")
+
+    # -- writes ---------------------------------------------------------------------------
 
     async def persist(self, trigger: Trigger, source: Mode, dest: Mode) -> None:
         """Write a mode change before it takes effect (called by the machine)."""
         self.log.info("mode change", source=source.value, dest=dest.value)
+        mode = {"op": "replace", "path": "/mode", "value": dest.value}
         if trigger is Trigger.FINISH_INSTALL:
-            await self.writer.write(
-                [
-                    {"op": "replace", "path": "/mode", "value": dest.value},
-                    {"op": "remove", "path": pointer(RUN_FIELD)},
-                ],
-                release=True,
-            )
+            await self.writer.write([mode, RunState.remove()], release=True)
         elif trigger is Trigger.START_UNINSTALL:
-            await self.writer.write(
-                [
-                    {"op": "replace", "path": "/mode", "value": dest.value},
-                    {"op": "add", "path": pointer(RUN_FIELD, "done"), "value": {}},
-                ]
-            )
-        else:
+            await self.writer.write([mode, RunState.reset_done()])
+        elif trigger is Trigger.REMOVE:
             await self.api.delete("integrations", self.writer.id)
+        else:  # pragma: no cover - the machine has no other triggers
+            raise ValueError(f"no write for trigger {trigger!r}")
 
-    # -- the two directions -----------------------------------------------------------------
-
-    async def install(self) -> None:
-        manifest = self.connector.manifest
-        if manifest.installer_function:
-            await self._connector_function(
-                "installerFunction", manifest.installer_function, "installer"
-            )
-        for index, step in enumerate(self.integration().install):
-            if not step.completed:
-                result = await self._call(step.installer_function, step, "install", normalise)
-                await self.writer.write(self._step_ops(index, step, True, result))
-        await self.machine.fire(self, Trigger.FINISH_INSTALL)
-
-    async def uninstall(self) -> None:
-        if self.machine.mode(self) is not Mode.UNINSTALL:
-            await self.machine.fire(self, Trigger.START_UNINSTALL)
-        manifest = self.connector.manifest
-        if manifest.pre_uninstall_function:
-            await self._connector_function(
-                "preUninstallFunction", manifest.pre_uninstall_function, "uninstall"
-            )
-        steps = self.integration().install
-        for index in reversed(range(len(steps))):
-            step = self.integration().install[index]
-            if step.completed:
-                result = await self._call(step.uninstaller_function, step, "uninstall", normalise)
-                await self.writer.write(self._step_ops(index, step, False, result))
-        if manifest.uninstaller_function:
-            await self._connector_function(
-                "uninstallerFunction", manifest.uninstaller_function, "uninstall"
-            )
-        await self.machine.fire(self, Trigger.REMOVE)
-
-    async def update(self, version: str) -> None:
-        """Flag the update, run ``updateFunction`` and the steps the version adds, then
-        record the new version and clear the flag as the last act."""
-        phase = f"update:{version}"
-        await self.begin_update(version)
-        manifest = self.connector.manifest
-        if manifest.update_function:
-            await self._connector_function("updateFunction", manifest.update_function, phase)
-        await self.add_new_steps()
-        for index, step in enumerate(self.integration().install):
-            if not step.completed:
-                result = await self._call(step.installer_function, step, phase, normalise)
-                await self.writer.write(self._step_ops(index, step, True, result))
-        await self._stop_if_asked()
-        await self.finish_update(version)
-
-    async def begin_update(self, version: str) -> None:
-        """Set ``updateInProgress`` (once) and note the version it is for."""
-        if not self.doc.get("updateInProgress"):
-            await self.writer.write(
-                [
-                    {"op": "add", "path": "/updateInProgress", "value": True},
-                    {"op": "add", "path": pointer(RUN_FIELD, "update"), "value": {"to": version}},
-                ]
-            )
-
-    async def add_new_steps(self) -> None:
+    async def _add_new_steps(self) -> None:
         """Append the new version's steps, not completed, in one tested write."""
         steps = list(self.doc.get("install") or [])
         added = [
@@ -193,13 +177,13 @@ class IntegrationRun:
                 ]
             )
 
-    async def finish_update(self, version: str) -> None:
+    async def _finish_update(self, version: str) -> None:
         """Record the version and clear the flag, freeing the lease: the update's last act."""
         await self.writer.write(
             [
                 {"op": "add", "path": "/version", "value": version},
                 {"op": "add", "path": "/updateInProgress", "value": False},
-                {"op": "remove", "path": pointer(RUN_FIELD)},
+                RunState.remove(),
             ],
             release=True,
         )
@@ -209,7 +193,7 @@ class IntegrationRun:
         function = self.connector.manifest.persist_settings_function
         if function:
             key = f"settings:{hashlib.sha256(repr(pending).encode()).hexdigest()[:16]}"
-            pending = await self._call(
+            pending = await self.calls.call(
                 function,
                 None,
                 key,
@@ -217,176 +201,20 @@ class IntegrationRun:
                 pending=pending,
             )
         await self.writer.write(
-            [
-                {"op": "add", "path": "/settings", "value": pending},
-                {"op": "remove", "path": pointer(RUN_FIELD)},
-            ],
+            [{"op": "add", "path": "/settings", "value": pending}, RunState.remove()],
             release=True,
         )
 
-    # -- calling functions ----------------------------------------------------------------
-
-    async def _connector_function(self, kind: str, function: str, phase: str) -> None:
-        if self.writer.state.get("done", {}).get(kind):
-            return
-        result = await self._call(function, None, phase, normalise)
-        ops = [{"op": "add", "path": pointer(RUN_FIELD, "done", kind), "value": True}]
-        await self.writer.write(ops + self._updates(result, exclude=None))
-
-    def context(
-        self,
-        function: str,
-        step: InstallStep | None,
-        key: str,
-        pending: dict[str, Any] | None = None,
-    ) -> StepContext:
-        """What ``function`` gets: the document as it is now (typed when first read)."""
-        return StepContext(
-            integration=functools.partial(self.integration, self.doc),
-            step=step,
-            api=self.api,
-            idempotency_key=key,
-            log=self.log.bind(
-                step=step.name if step else None, function=function, mode=self.doc.get("mode")
-            ),
-            settings=pending if pending is not None else dict(self.doc.get("settings") or {}),
-            options={} if pending is None else {"pending": pending},
-        )
-
-    async def _stop_if_asked(self) -> None:
-        """After Ctrl-C: free the lease (progress is already written), then exit 130."""
-        if self.stop.is_set():
-            await self.writer.write([], release=True)
-            raise Interrupted(
-                f"integration {self.writer.id} stopped; its progress is saved",
-                integration_id=self.writer.id,
-            )
-
-    async def _call(
-        self,
-        function: str,
-        step: InstallStep | None,
-        phase: str,
-        interpret: Callable[[Any, str], T],
-        *,
-        pending: dict[str, Any] | None = None,
-    ) -> T:
-        """Run ``function`` once per success: replay a journalled result instead of rerunning.
-
-        ``interpret`` turns what the function returned into what the caller needs; a result
-        it rejects fails the step and is not journalled as a success.
-        """
-        await self._stop_if_asked()
-        name = step.name if step else None
-        key = idempotency_key(self.writer.id, phase, function, name)
-        recorded = self.journal.succeeded(key)
-        if recorded is not None:
-            self.log.info("replaying journalled result", step=name, function=function)
-            return interpret(recorded.result, function)
-        registered = self.connector.registry.get(function)
-        if registered is None:  # validated before the run; a changed document can still miss
-            raise BadInput(
-                f"function {function!r} is not in registry {self.connector.registry.name!r}",
-                field=function,
-            )
-        ctx = self.context(function, step, key, pending)
-        log = ctx.log
-        call = Call(key, self.writer.id, name, function, time.time())
-        self.observe("started", name, function, None)
-        began = time.monotonic()
-        try:
-            raw = await self._invoke(registered, ctx, step)
-            result = interpret(raw, function)
-        except asyncio.CancelledError:
-            if not self.abandon.is_set():
-                raise
-            await self._abandoned(call)
-        except Exception as exc:
-            await self._stopped_by(call, exc)
-        self.journal.record(call, "succeeded", result=raw)
-        seconds = time.monotonic() - began
-        self.observe("succeeded", name, function, seconds)
-        log.info("function succeeded", seconds=round(seconds, 3))
-        return result
-
-    async def _invoke(
-        self, registered: RegisteredFunction, ctx: StepContext, step: InstallStep | None
-    ) -> Any:
-        """Call the function; while it runs, a second Ctrl-C may cancel this task."""
-        policy = (step.policy if step else None) or self.default_policy
-        task = asyncio.current_task()
-        if task is not None:
-            self.calling.add(task)
-        try:
-            return await invoke(registered, ctx, policy)
-        finally:
-            if task is not None:
-                self.calling.discard(task)
-
-    async def _abandoned(self, call: Call) -> NoReturn:
-        """A second Ctrl-C cut ``call`` off: nothing is recorded, so resume runs it again."""
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        self.log.warning("function abandoned", step=call.step, function=call.function)
-        await self.writer.write([], release=True)
-        raise Interrupted(
-            f"integration {self.writer.id} stopped; function {call.function!r} was abandoned"
-            " and runs again on resume",
-            integration_id=self.writer.id,
-            step=call.step,
-            function=call.function,
-            abandoned=True,
-        )
-
-    async def _stopped_by(self, call: Call, exc: Exception) -> NoReturn:
-        """Record why a function did not succeed, free the lease, raise what the CLI reports."""
-        name, function = call.step, call.function
-        where: dict[str, Any] = {
-            "integration_id": self.writer.id,
-            "step": name,
-            "function": function,
-        }
-        if isinstance(exc, UserActionRequired):
-            await self._stop_for(call, "waiting", redactor.scrub(exc.message), url=exc.url)
-            raise WaitingForUser(
-                f"step {name or '(connector)'!r} waits for you: {exc.message}", url=exc.url, **where
-            ) from None
-        message = redactor.scrub(f"{type(exc).__name__}: {exc}")
-        registered = self.connector.registry.get(function)
-        at = raised_at(exc, registered, self.connector.directory) if registered else None
-        await self._stop_for(call, "error", message, at=at)
-        if isinstance(exc, AuthenticationFailed | PermissionDenied):
-            exc.context.update(where)
-            raise exc
-        raise StepFailed(
-            f"step {name or '(connector)'!r}: function {function!r} failed: {message}",
-            raised_at=at,
-            **where,
-        ) from exc
-
-    async def _stop_for(
-        self,
-        call: Call,
-        status: str,
-        message: str,
-        *,
-        url: str | None = None,
-        at: str | None = None,
-    ) -> None:
-        """Record why the run stops, in the journal and the document, and free the lease."""
-        self.journal.record(call, status, message=message)
-        self.observe(status, call.step, call.function, None)
-        record = {"step": call.step, "function": call.function, "message": message}
-        if url is not None:
-            record["url"] = url
-        if at is not None:
-            record["raisedAt"] = at
-        await self.writer.write(
-            [{"op": "add", "path": pointer(RUN_FIELD, status), "value": record}], release=True
-        )
-
     # -- patches --------------------------------------------------------------------------
+
+    def _index(self, name: str) -> int:
+        for index, step in enumerate(self.doc.get("install") or []):
+            if isinstance(step, dict) and step.get("name") == name:
+                return index
+        raise StepFailed(f"the document has no step {name!r}", integration_id=self.writer.id)
+
+    def _step(self, name: str) -> InstallStep:
+        return self.integration().install[self._index(name)]
 
     def _step_ops(
         self, index: int, step: InstallStep, completed: bool, result: StepResult
@@ -396,10 +224,7 @@ class IntegrationRun:
             *self._updates(result, exclude=step.name),
             {"op": "replace", "path": pointer("install", index, "completed"), "value": completed},
         ]
-        for stale in ("waiting", "error"):
-            if stale in self.writer.state:
-                ops.append({"op": "remove", "path": pointer(RUN_FIELD, stale)})
-        return ops
+        return ops + self.writer.state.clear_stops()
 
     def _updates(self, result: StepResult, *, exclude: str | None) -> list[Op]:
         """``stepsToUpdate`` as patch operations, each checked against the step model."""

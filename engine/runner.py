@@ -24,9 +24,10 @@ from engine.functions import resolve_functions
 from engine.journal import Journal
 from engine.machine import Mode, ModeMachine
 from engine.models import Integration, StepPolicy, parse
-from engine.plan import Plan, install_plan
+from engine.plan import Intent, Plan, install_plan, plan_run
 from engine.run import IntegrationRun, StepObserver
-from engine.writer import RUN_FIELD, DocumentWriter, LeaseKeeper, Owner, pointer, run_state
+from engine.run_state import RunState
+from engine.writer import DocumentWriter, LeaseKeeper, Owner
 from installers import Connector, find_installed, load_connector
 from installers.remote import ExtensionServer
 
@@ -145,7 +146,7 @@ class Engine:
             writer, connector = await self._take(integration_id, connector, owner, doc)
             self.journal.remember_connector(integration_id, connector.directory)
         try:
-            return await self._drive(writer, connector, IntegrationRun.install)
+            return await self._run_plan(writer, connector, Intent.INSTALL)
         except StepFailed as failure:
             if not atomic:
                 raise
@@ -164,7 +165,7 @@ class Engine:
         }
         try:
             await writer.acquire()
-            await self._drive(writer, connector, IntegrationRun.uninstall)
+            await self._run_plan(writer, connector, Intent.UNINSTALL)
         except SmartConnectorError as undo_failure:
             raise StepFailed(
                 f"{failure}; rolling back failed too: {undo_failure}. The integration is left"
@@ -189,17 +190,10 @@ class Engine:
         doc = await self.api.get("integrations", integration_id)
         connector = connector or self.find_connector(integration_id, doc)
         writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
-        mode = Mode(writer.doc["mode"])
-        if mode is Mode.INSTALL:
-            return await self._drive(writer, connector, IntegrationRun.install)
-        if mode is Mode.UNINSTALL:
-            return await self._drive(writer, connector, IntegrationRun.uninstall)
-        if writer.doc.get("updateInProgress"):
+        version = None
+        if writer.doc.get("mode") == Mode.SETTINGS.value and writer.doc.get("updateInProgress"):
             version = self._update_target(writer.doc, connector)
-            return await self._drive(writer, connector, lambda run: run.update(version))
-        # installed and no update to finish: nothing to do, and nothing of the run left behind
-        await writer.write([{"op": "remove", "path": pointer(RUN_FIELD)}], release=True)
-        return writer.doc
+        return await self._run_plan(writer, connector, Intent.RESUME, version)
 
     async def update(
         self,
@@ -226,7 +220,7 @@ class Engine:
         self, integration_id: str, connector: Connector, doc: Document, target: str
     ) -> Document:
         writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
-        return await self._drive(writer, connector, lambda run: run.update(target))
+        return await self._run_plan(writer, connector, Intent.UPDATE, target)
 
     def update_target(
         self, doc: Document, connector: Connector, *, allow_downgrade: bool = False
@@ -287,7 +281,7 @@ class Engine:
 
     @staticmethod
     def _update_target(doc: Document, connector: Connector) -> str:
-        started_for = run_state(doc).get("update", {}).get("to")
+        started_for = RunState.of(doc).update_to
         version = connector.manifest.version
         if started_for not in (None, version):
             raise BadInput(
@@ -302,7 +296,7 @@ class Engine:
         doc = await self.api.get("integrations", integration_id)
         connector = connector or self.find_connector(integration_id, doc)
         writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
-        await self._drive(writer, connector, IntegrationRun.uninstall)
+        await self._run_plan(writer, connector, Intent.UNINSTALL)
 
     def find_connector(self, integration_id: str, doc: Document) -> Connector:
         """From this process, what install recorded here, else an installed package."""
@@ -362,6 +356,17 @@ class Engine:
         )
         self._extension_healthy |= any(f.remote for f in connector.registry)
         return connector
+
+    async def _run_plan(
+        self,
+        writer: DocumentWriter,
+        connector: Connector,
+        intent: Intent,
+        version: str | None = None,
+    ) -> Document:
+        """Plan from the document as it is now, then run the plan."""
+        actions = plan_run(writer.doc, connector.manifest, intent, version)
+        return await self._drive(writer, connector, lambda run: run.execute(actions))
 
     async def _drive(
         self,

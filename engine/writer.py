@@ -1,17 +1,8 @@
 """Writing a run's progress to the integration, under a lease held in the document itself.
 
-The engine's own state lives in one field of the integration, ``smartconnector``::
-
-    "smartconnector": {
-        "lease":   {"owner": run id, "host": ..., "pid": ..., "expiresAt": ISO time},
-        "done":    {"installerFunction": true, ...},   # connector-level functions done
-        "waiting": {"step", "function", "message", "url"},   # a person must act
-        "error":   {"step", "function", "message"}            # the last failure
-    }
-
-It is in the document (not only on this machine) so two engines on two machines see each
-other: the lease is taken with a compare-and-swap on ``lastModified`` and every later
-write tests that the lease is still ours. The field is removed when install finishes.
+The lease is in the document's ``smartconnector`` field (:mod:`engine.run_state`), so two
+engines on two machines see each other: it is taken with a compare-and-swap on
+``lastModified`` and every later write tests that the lease is still ours.
 """
 
 from __future__ import annotations
@@ -27,17 +18,7 @@ from typing import Any
 
 from engine.client import ApiClient, Document
 from engine.errors import Conflict, LeaseHeld
-
-RUN_FIELD = "smartconnector"
-LEASE = f"/{RUN_FIELD}/lease"
-LEASE_OWNER = f"{LEASE}/owner"
-LEASE_EXPIRES = f"{LEASE}/expiresAt"
-Op = dict[str, Any]
-
-
-def pointer(*parts: str | int) -> str:
-    """A JSON Pointer, escaping ``~`` and ``/`` in keys."""
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+from engine.run_state import Op, RunState
 
 
 def _iso(moment: datetime) -> str:
@@ -87,15 +68,10 @@ class Owner:
         }
 
 
-def run_state(doc: Document) -> dict[str, Any]:
-    state = doc.get(RUN_FIELD)
-    return state if isinstance(state, dict) else {}
-
-
 def check_lease(doc: Document, owner: Owner) -> None:
     """Raise :class:`LeaseHeld` when someone else holds a live lease on ``doc``."""
-    lease = run_state(doc).get("lease")
-    if not isinstance(lease, dict) or lease.get("owner") == owner.run_id:
+    lease = RunState.of(doc).lease
+    if lease is None or lease.get("owner") == owner.run_id:
         return
     if lease.get("host") == owner.host and not _pid_alive(lease.get("pid")):
         return  # its holder was a process on this host that is gone
@@ -128,18 +104,16 @@ class DocumentWriter:
         return str(self.doc["_id"])
 
     @property
-    def state(self) -> dict[str, Any]:
-        return run_state(self.doc)
+    def state(self) -> RunState:
+        return RunState.of(self.doc)
 
     async def acquire(self) -> None:
         """Take the lease: compare-and-swap on ``lastModified``; exit 4 if someone holds it."""
         check_lease(self.doc, self.owner)
-        state = {**self.state, "lease": self.owner.lease(self.ttl)}
-        state.setdefault("done", {})
         ops: list[Op] = []
         if "lastModified" in self.doc:
             ops.append({"op": "test", "path": "/lastModified", "value": self.doc["lastModified"]})
-        ops.append({"op": "add", "path": pointer(RUN_FIELD), "value": state})
+        ops += self.state.take(self.owner.lease(self.ttl), self.doc)
         try:
             await self._patch(ops)
         except Conflict:
@@ -152,25 +126,11 @@ class DocumentWriter:
 
     async def write(self, ops: list[Op], *, release: bool = False) -> Document:
         """Apply ``ops`` if the lease is still ours, renewing it (or releasing it)."""
-        guarded: list[Op] = [
-            {
-                "op": "test",
-                "path": LEASE_OWNER,
-                "value": self.owner.run_id,
-            },
-            *ops,
-        ]
-        if release:
-            if not any(op["path"] == pointer(RUN_FIELD) for op in ops):
-                guarded.append({"op": "remove", "path": LEASE})
-        else:
-            guarded.append(
-                {
-                    "op": "replace",
-                    "path": LEASE_EXPIRES,
-                    "value": self.owner.lease(self.ttl)["expiresAt"],
-                }
-            )
+        guarded: list[Op] = [RunState.held_by(self.owner.run_id), *ops]
+        if not release:
+            guarded.append(RunState.renew(self.owner.lease(self.ttl)["expiresAt"]))
+        elif not RunState.removes_all(ops):
+            guarded.append(RunState.release())
         try:
             return await self._patch(guarded)
         except Conflict as exc:

@@ -171,3 +171,16 @@ def run_cli(
     return subprocess.run(
         [*CLI, *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=ROOT
     )
+
+
+def run_pytest(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m pytest -q ARGS`` in ``cwd``, as a connector developer would run it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCONNECTOR_")}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )

@@ -6,14 +6,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from engine.pytest_plugin import write_connector_folder
 
-from .conftest import CLI, ROOT, run_cli
+from .conftest import CLI, ROOT, run_cli, run_pytest
 from .test_cli import stored
 
 ACME = """
@@ -140,30 +139,14 @@ def test_connector_tests_run_in_a_bare_folder(
     (tmp_path / "test_acme.py").write_text(CONNECTOR_TEST)
     if config:
         (tmp_path / "pytest.ini").write_text(config)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMARTCONNECTOR_", "COV"))}
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=300,
-    )
+    out = run_pytest(*options, cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "2 passed" in out.stdout
 
 
 def test_pytest_examples_works_from_the_project_root() -> None:
     """`python -m pytest examples`, as the example's docstring says, passes here."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCONNECTOR_")}
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "examples"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=300,
-    )
+    out = run_pytest("examples", cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "passed" in out.stdout
 

@@ -13,8 +13,8 @@ from engine.client import ApiClient
 from engine.documents import compare_versions
 from engine.errors import BadInput, Interrupted, StepFailed
 from engine.rollout import rollout, waves
+from engine.run_state import RUN_FIELD
 from engine.runner import Engine
-from engine.writer import RUN_FIELD
 from installers.fakes import FakeConnector, fails, succeeds
 
 from .conftest import EXAMPLE, run_cli
@@ -186,7 +186,13 @@ async def test_rollout_updates_skips_and_reports(
         concurrency=4,
         on_outcome=lambda o: seen.append(o.status),
     )
-    assert report.counts() == {"updated": 7, "skipped": 0, "failed": 2, "not attempted": 0}
+    assert report.counts() == {
+        "updated": 7,
+        "skipped": 0,
+        "failed": 2,
+        "interrupted": 0,
+        "not attempted": 0,
+    }
     assert {o.integration_id for o in report.failed} == bad
     assert all("quota" in (o.reason or "") for o in report.failed)
     assert len(seen) == 9
@@ -194,7 +200,13 @@ async def test_rollout_updates_skips_and_reports(
 
     bad.clear()
     again = await rollout(smartconnector_engine, v2.connector(), concurrency=4)
-    assert again.counts() == {"updated": 2, "skipped": 7, "failed": 0, "not attempted": 0}
+    assert again.counts() == {
+        "updated": 2,
+        "skipped": 7,
+        "failed": 0,
+        "interrupted": 0,
+        "not attempted": 0,
+    }
     assert update_fn.successes == 9
 
 
@@ -205,7 +217,13 @@ async def test_phases_stop_when_failures_pass_the_limit(smartconnector_engine: E
     v2 = versions(["a", "b"], "2.0.0")
     v2.functions["updateFunction"].behaviour = fails()
     report = await rollout(smartconnector_engine, v2.connector(), phase_pct=20, max_failures=1)
-    assert report.counts() == {"updated": 0, "skipped": 0, "failed": 2, "not attempted": 8}
+    assert report.counts() == {
+        "updated": 0,
+        "skipped": 0,
+        "failed": 2,
+        "interrupted": 0,
+        "not attempted": 8,
+    }
     assert report.stopped and "after phase 1 of 5" in report.stopped
 
 
@@ -287,3 +305,24 @@ def test_cli_update_settings_and_rollout(tmp_path: Path) -> None:
     settings_file.write_text("[1, 2]")
     bad = run_cli("settings", ids[2], "--file", str(settings_file), home=home)
     assert bad.returncode == 2 and "JSON object" in bad.stderr
+
+
+async def test_ctrl_c_stops_a_rollout_as_interrupted_and_a_second_finishes(
+    smartconnector_engine: Engine,
+) -> None:
+    """Ctrl-C during a rollout: the update running finishes or is left to finish, none is
+    counted as failed, the report says interrupted (exit 130); the same rollout again ends it."""
+    for _ in range(4):
+        await installed(smartconnector_engine)
+    v2 = versions(["a", "b"], "2.0.0")
+    v2.functions["updateFunction"].behaviour = lambda call: (
+        smartconnector_engine.stop.set() if call == 1 else None
+    )
+    report = await rollout(smartconnector_engine, v2.connector(), concurrency=1)
+    assert report.interrupted
+    assert report.failed == []
+    assert report.counts()["interrupted"] == 4
+    smartconnector_engine.stop.clear()
+    again = await rollout(smartconnector_engine, v2.connector(), concurrency=1)
+    assert not again.interrupted
+    assert again.counts()["updated"] == 4

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -11,31 +10,13 @@ import engine
 import installers
 import sandbox
 
-from .conftest import EXAMPLE, ROOT
+from .conftest import EXAMPLE, ROOT, run_pytest
 
 
 def test_example_connector_tests_pass_with_the_installed_plugin() -> None:
     """The example's own tests run through the pytest11 entry point, with no conftest."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCONNECTOR_")}
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-o",
-            "addopts=",
-            "--rootdir",
-            str(EXAMPLE),
-            str(EXAMPLE / "test_connector.py"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=EXAMPLE,
-        env=env,
-        timeout=300,
+    out = run_pytest(
+        "-o", "addopts=", "--rootdir", str(EXAMPLE), str(EXAMPLE / "test_connector.py"), cwd=EXAMPLE
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "2 passed" in out.stdout

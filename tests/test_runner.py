@@ -21,8 +21,8 @@ from engine.errors import (
 )
 from engine.journal import Journal
 from engine.pytest_plugin import fast_retry
+from engine.run_state import RUN_FIELD
 from engine.runner import Engine
-from engine.writer import RUN_FIELD
 from installers import StepContext
 from installers.fakes import FakeConnector, fails, succeeds, waits_for_user
 from sandbox import Store, create_app

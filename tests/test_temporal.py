@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -191,6 +192,7 @@ def test_install_failure_resume_and_uninstall_on_temporal(setup: Setup) -> None:
         out = setup.run("install", str(setup.directory))
         assert out.returncode == 1, out.stderr
         assert "the ERP refused the credentials" in out.stderr
+        assert re.search(r"raised at .*functions\.py:\d+, in make", out.stderr), out.stderr
         integration_id = out.stdout.strip().splitlines()[-1]
         status = json.loads(
             run_cli("status", integration_id, "--json", home=setup.home, env=setup.env).stdout
@@ -209,6 +211,18 @@ def test_install_failure_resume_and_uninstall_on_temporal(setup: Setup) -> None:
         assert run_cli("status", integration_id, home=setup.home, env=setup.env).returncode == 6
     finally:
         stop(worker)
+
+
+def test_temporal_executes_the_plan_that_plan_prints(setup: Setup) -> None:
+    """The calls a Temporal install makes are the plan's calls, in the plan's order."""
+    planned = json.loads(run_cli("plan", str(setup.directory), "--json", home=setup.home).stdout)
+    worker = setup.worker()
+    try:
+        assert setup.run("install", str(setup.directory)).returncode == 0
+    finally:
+        stop(worker)
+    made = [c[1] for c in calls(setup.directory) if c[0] == "start"]
+    assert made == [a["step"] for a in planned if a["action"] == "call"]
 
 
 def test_a_killed_worker_is_replaced_mid_step(setup: Setup) -> None:

@@ -370,7 +370,8 @@ def load(directory: Path) -> Connector:
 
 
 def print_status(doc: dict[str, Any], as_json: bool) -> None:
-    from engine.documents import status_of, waiting_or_error
+    from engine.documents import status_of
+    from engine.run_state import RunState
 
     status = status_of(doc)
     if as_json:
@@ -382,7 +383,7 @@ def print_status(doc: dict[str, Any], as_json: bool) -> None:
     )
     for step in status["install"]:
         typer.echo(f"  [{'x' if step['completed'] is True else ' '}] {step['name']}")
-    stopped = waiting_or_error(doc)
+    stopped = RunState.of(doc).stopped
     if stopped:
         where = f" — {stopped['url']}" if stopped.get("url") else ""
         label = "waiting" if status["waiting"] else "failed"

@@ -253,10 +253,10 @@ def rollout(
 
     report = with_engine(settings, job, creates=False)
     _summarise(report, as_json)
-    if report.failed:
+    if report.interrupted:
+        raise typer.Exit(130)
+    if report.failed or report.stopped:
         raise typer.Exit(1)
-    if report.stopped:
-        raise typer.Exit(130 if "interrupted" in report.stopped else 1)
 
 
 class _progress:
@@ -312,6 +312,7 @@ def _summarise(report: RolloutReport, as_json: bool) -> None:
                     "version": report.version,
                     "counts": counts,
                     "stopped": report.stopped,
+                    "interrupted": report.interrupted,
                     "failed": [
                         {"_id": o.integration_id, "reason": o.reason} for o in report.failed
                     ],

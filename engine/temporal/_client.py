@@ -5,21 +5,13 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
 
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
 from engine.client import ApiClient, Document
-from engine.errors import (
-    AuthenticationFailed,
-    BadInput,
-    LeaseHeld,
-    SmartConnectorError,
-    StepFailed,
-    WaitingForUser,
-)
+from engine.errors import BadInput, LeaseHeld, from_wire
 from engine.models import Integration, parse
 from engine.runner import Engine
 from engine.temporal._activities import Activities, owner_of
@@ -63,7 +55,7 @@ class TemporalEngine(Engine):
             self.check_installable(doc)
             await self._validate(integration_id, connector, doc)
         self.journal.remember_connector(request.integration_id, connector.directory)
-        return await self._execute(request)
+        return await self._start(request)
 
     async def resume(self, integration_id: str, connector: Connector | None = None) -> Document:
         doc = await self.api.get("integrations", integration_id)
@@ -71,11 +63,11 @@ class TemporalEngine(Engine):
         request = self._request("resume", integration_id, connector)
         if doc.get("updateInProgress"):
             request.version = self._update_target(doc, connector)
-        return await self._execute(request)
+        return await self._start(request)
 
     async def uninstall(self, integration_id: str, connector: Connector | None = None) -> None:
         connector = await self._validate(integration_id, connector)
-        await self._execute(self._request("uninstall", integration_id, connector))
+        await self._start(self._request("uninstall", integration_id, connector))
 
     async def _update_to(
         self, integration_id: str, connector: Connector, doc: Document, target: str
@@ -83,7 +75,7 @@ class TemporalEngine(Engine):
         await self._validate(integration_id, connector, doc)
         request = self._request("update", integration_id, connector)
         request.version = target
-        return await self._execute(request)
+        return await self._start(request)
 
     def _request(self, action: str, integration_id: str, connector: Connector) -> RunRequest:
         return RunRequest(
@@ -107,7 +99,7 @@ class TemporalEngine(Engine):
         self.known[integration_id] = connector
         return connector
 
-    async def _execute(self, request: RunRequest) -> Document:
+    async def _start(self, request: RunRequest) -> Document:
         assert self.temporal is not None, "TemporalEngine needs a connected Client"
         try:
             result: RunResult = await self.temporal.execute_workflow(
@@ -123,24 +115,11 @@ class TemporalEngine(Engine):
                 f" {workflow_id(request.integration_id)}",
                 integration_id=request.integration_id,
             ) from None
-        if result.exit_code:
-            raise _error_for(result)
+        if result.error is not None:
+            raise from_wire(result.error)
         if request.action == "uninstall":
             return {"_id": request.integration_id}
         return await self.api.get("integrations", request.integration_id)
-
-
-def _error_for(result: RunResult) -> SmartConnectorError:
-    context: dict[str, Any] = {"integration_id": result.integration_id}
-    if result.exit_code == 7:
-        return WaitingForUser(result.message, url=result.url, **context)
-    if result.exit_code == 3:
-        return AuthenticationFailed(result.message, method="POST", path="(connector function)")
-    if result.exit_code == 4:
-        return LeaseHeld(result.message, **context)
-    if result.exit_code == 2:
-        return BadInput(result.message, **context)
-    return StepFailed(result.message, **context)
 
 
 async def connect(address: str) -> Client:
@@ -170,8 +149,7 @@ async def run_worker(
             activities.begin,
             activities.call,
             activities.record,
-            activities.transition,
-            activities.stop,
+            activities.apply,
         ],
     )
     await worker.run()

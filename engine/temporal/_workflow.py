@@ -1,9 +1,12 @@
 """The Temporal workflow that drives one integration: deterministic, no I/O of its own.
 
-The plan comes from the ``begin`` activity (it reads the document); each connector
-function is one ``call`` activity and each write one ``record`` or ``transition`` activity.
-A function's success is in the workflow history as soon as its activity completes, so a
-worker lost after that point never makes the workflow call it again.
+It executes the same plan as the local engine (:func:`engine.plan.plan_run`), which the
+``begin`` activity makes from the document: each function call is a ``call`` activity
+followed by a ``record`` of its success, every other action one ``apply``. A function's
+success is in the workflow history as soon as its activity completes, so a worker lost
+after that point never makes the workflow call it again. Errors come back typed: the
+activity raises an ``ApplicationError`` whose type is the engine's error class and whose
+details are its facts, and the command raises that same class again.
 """
 
 from __future__ import annotations
@@ -16,15 +19,12 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+with workflow.unsafe.imports_passed_through():
+    from engine.plan import Action
+
 WORKFLOW_NAME = "smartconnector.integration"
-#: Failure types a ``call`` activity raises that retrying cannot fix.
-FINAL_FAILURES = [
-    "StepFailed",
-    "UserActionRequired",
-    "AuthenticationFailed",
-    "BadInput",
-    "LeaseHeld",
-]
+#: Error classes an activity raises that retrying cannot fix (everything the engine raises).
+FINAL = "final"
 HEARTBEAT = timedelta(seconds=10)
 
 
@@ -32,7 +32,7 @@ HEARTBEAT = timedelta(seconds=10)
 class RunRequest:
     """What a command asks a workflow to do with one integration."""
 
-    action: str  # install | resume | uninstall | update
+    action: str  # an engine.plan.Intent: install | resume | uninstall | update
     integration_id: str
     connector_id: str
     run_id: str
@@ -41,121 +41,92 @@ class RunRequest:
 
 
 @dataclass
-class PlanItem:
-    """One thing to do: call a function (``call``) or change the mode/flags (``transition``)."""
+class Planned:
+    """One action of the plan, with the activity options its step's policy asks for."""
 
-    kind: str
-    name: str  # function name, or transition name
-    step: str | None = None
-    phase: str = "install"
-    done_marker: str | None = None  # connector-level function kind, e.g. installerFunction
-    completed: bool = True  # what the step becomes once its function succeeded
-    timeout: float = 300.0
-    retries: int = 0
+    action: Action
+    timeout: float
     retry_delay: float = 1.0
 
 
 @dataclass
 class Plan:
     integration_id: str
-    items: list[PlanItem] = field(default_factory=list)
+    actions: list[Planned] = field(default_factory=list)
 
 
 @dataclass
-class CallRequest:
+class ActionRequest:
     run: RunRequest
-    item: PlanItem
-
-
-@dataclass
-class RecordRequest:
-    run: RunRequest
-    item: PlanItem
+    action: Action
     result: Any = None
 
 
 @dataclass
-class StopRequest:
-    run: RunRequest
-    item: PlanItem
-    status: str  # error | waiting
-    message: str
-    url: str | None = None
-
-
-@dataclass
 class RunResult:
-    """How the run ended, as the CLI reports it (exit code and message)."""
+    """How the run ended: ``error`` is the engine's error as :func:`engine.errors.to_wire`
+    made it, ``None`` when the run finished."""
 
     integration_id: str
-    exit_code: int = 0
-    message: str = ""
-    url: str | None = None
-    failure: str | None = None
+    error: dict[str, Any] | None = None
 
 
 API_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=10,
-    non_retryable_error_types=FINAL_FAILURES,
+    non_retryable_error_types=[FINAL],
 )
+
+
+def _wire(exc: ActivityError) -> dict[str, Any]:
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and cause.type == FINAL and cause.details:
+        return dict(cause.details[0])
+    message = str(cause.message if isinstance(cause, ApplicationError) else cause or exc)
+    return {"type": "StepFailed", "message": message, "context": {}, "facts": {}}
 
 
 @workflow.defn(name=WORKFLOW_NAME)
 class IntegrationWorkflow:
     @workflow.run
     async def run(self, request: RunRequest) -> RunResult:
-        plan: Plan = await workflow.execute_activity(
-            "smartconnector.begin",
-            request,
-            result_type=Plan,
-            start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=API_RETRY,
-        )
-        for item in plan.items:
-            if item.kind == "transition":
-                await workflow.execute_activity(
-                    "smartconnector.transition",
-                    RecordRequest(request, item),
-                    start_to_close_timeout=timedelta(minutes=2),
-                    retry_policy=API_RETRY,
-                )
-                continue
-            try:
-                result = await workflow.execute_activity(
-                    "smartconnector.call",
-                    CallRequest(request, item),
-                    start_to_close_timeout=timedelta(seconds=item.timeout),
-                    heartbeat_timeout=HEARTBEAT,
-                    retry_policy=RetryPolicy(
-                        initial_interval=timedelta(seconds=max(item.retry_delay, 0.1)),
-                        maximum_attempts=0,  # a lost worker is always retried
-                        non_retryable_error_types=FINAL_FAILURES,
-                    ),
-                )
-            except ActivityError as exc:
-                return await self._stopped(request, item, exc)
-            await workflow.execute_activity(
-                "smartconnector.record",
-                RecordRequest(request, item, result),
+        try:
+            plan: Plan = await workflow.execute_activity(
+                "smartconnector.begin",
+                request,
+                result_type=Plan,
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=API_RETRY,
             )
+            for planned in plan.actions:
+                await self._do(request, planned)
+        except ActivityError as exc:
+            return RunResult(request.integration_id, _wire(exc))
         return RunResult(request.integration_id)
 
-    async def _stopped(self, request: RunRequest, item: PlanItem, exc: ActivityError) -> RunResult:
-        cause = exc.cause
-        kind = cause.type if isinstance(cause, ApplicationError) else "StepFailed"
-        message = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
-        details = list(cause.details) if isinstance(cause, ApplicationError) else []
-        url = details[0] if kind == "UserActionRequired" and details else None
-        status = "waiting" if kind == "UserActionRequired" else "error"
+    async def _do(self, request: RunRequest, planned: Planned) -> None:
+        action = planned.action
+        if action.action != "call":
+            await self._write("smartconnector.apply", ActionRequest(request, action))
+            return
+        result = await workflow.execute_activity(
+            "smartconnector.call",
+            ActionRequest(request, action),
+            start_to_close_timeout=timedelta(seconds=planned.timeout),
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=max(planned.retry_delay, 0.1)),
+                maximum_attempts=0,  # a lost worker is always retried
+                non_retryable_error_types=[FINAL],
+            ),
+        )
+        await self._write("smartconnector.record", ActionRequest(request, action, result))
+
+    async def _write(self, activity: str, request: ActionRequest) -> None:
         await workflow.execute_activity(
-            "smartconnector.stop",
-            StopRequest(request, item, status, message, url),
+            activity,
+            request,
             start_to_close_timeout=timedelta(minutes=2),
             retry_policy=API_RETRY,
         )
-        codes = {"UserActionRequired": 7, "AuthenticationFailed": 3, "BadInput": 2, "LeaseHeld": 4}
-        return RunResult(request.integration_id, codes.get(kind or "", 1), message, url, kind)

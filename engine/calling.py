@@ -1,0 +1,232 @@
+"""Calling a run's connector functions: once per success, stoppable, and recorded.
+
+A function whose success is in the journal is not run again (its result is replayed); a
+first Ctrl-C stops the run before the next call, a second abandons the call running; a
+function that raises or waits for a person is recorded, in the journal and the document,
+and ends the run with the error the CLI reports (naming the file and line it raised at).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+from engine.client import ApiClient, Document
+from engine.errors import (
+    AuthenticationFailed,
+    BadInput,
+    Interrupted,
+    PermissionDenied,
+    StepFailed,
+    WaitingForUser,
+)
+from engine.invoke import invoke, raised_at
+from engine.journal import Call, Journal
+from engine.logs import redactor
+from engine.models import InstallStep, Integration, StepPolicy
+from engine.run_state import RunState
+from engine.writer import DocumentWriter
+from installers import Connector, RegisteredFunction, StepContext, UserActionRequired
+
+T = TypeVar("T")
+
+#: Called with (event, step name or None, function name, seconds or None) as a run goes.
+StepObserver = Callable[[str, str | None, str, float | None], None]
+
+
+def idempotency_key(integration_id: str, phase: str, function: str, step: str | None) -> str:
+    """Stable for every retry and resume of the same call, unique across integrations."""
+    raw = "\x1f".join((integration_id, phase, function, step or ""))
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+class Caller:
+    """Calls the functions of one run, under its writer's lease."""
+
+    def __init__(
+        self,
+        *,
+        writer: DocumentWriter,
+        connector: Connector,
+        api: ApiClient,
+        journal: Journal,
+        stop: asyncio.Event,
+        abandon: asyncio.Event,
+        calling: set[asyncio.Task[Any]],
+        observe: StepObserver,
+        default_policy: StepPolicy | None,
+        integration: Callable[[Document], Integration],
+        log: Any,
+    ) -> None:
+        self.writer = writer
+        self.connector = connector
+        self.api = api
+        self.journal = journal
+        self.stop = stop
+        #: Set by a second Ctrl-C: the functions running (their tasks in ``calling``) are
+        #: cancelled and not recorded, so resume runs them again.
+        self.abandon = abandon
+        self.calling = calling
+        self.observe = observe
+        self.default_policy = default_policy
+        self.integration = integration
+        self.log = log
+
+    @property
+    def doc(self) -> Document:
+        return self.writer.doc
+
+    def context(
+        self,
+        function: str,
+        step: InstallStep | None,
+        key: str,
+        pending: dict[str, Any] | None = None,
+    ) -> StepContext:
+        """What ``function`` gets: the document as it is now (typed when first read)."""
+        return StepContext(
+            integration=functools.partial(self.integration, self.doc),
+            step=step,
+            api=self.api,
+            idempotency_key=key,
+            log=self.log.bind(
+                step=step.name if step else None, function=function, mode=self.doc.get("mode")
+            ),
+            settings=pending if pending is not None else dict(self.doc.get("settings") or {}),
+            options={} if pending is None else {"pending": pending},
+        )
+
+    async def stop_if_asked(self) -> None:
+        """After Ctrl-C: free the lease (progress is already written), then exit 130."""
+        if self.stop.is_set():
+            await self.writer.write([], release=True)
+            raise Interrupted(
+                f"integration {self.writer.id} stopped; its progress is saved",
+                integration_id=self.writer.id,
+            )
+
+    async def call(
+        self,
+        function: str,
+        step: InstallStep | None,
+        phase: str,
+        interpret: Callable[[Any, str], T],
+        *,
+        pending: dict[str, Any] | None = None,
+    ) -> T:
+        """Run ``function`` once per success: replay a journalled result instead of rerunning.
+
+        ``interpret`` turns what the function returned into what the caller needs; a result
+        it rejects fails the step and is not journalled as a success.
+        """
+        await self.stop_if_asked()
+        name = step.name if step else None
+        key = idempotency_key(self.writer.id, phase, function, name)
+        recorded = self.journal.succeeded(key)
+        if recorded is not None:
+            self.log.info("replaying journalled result", step=name, function=function)
+            return interpret(recorded.result, function)
+        registered = self.connector.registry.get(function)
+        if registered is None:  # validated before the run; a changed document can still miss
+            raise BadInput(
+                f"function {function!r} is not in registry {self.connector.registry.name!r}",
+                field=function,
+            )
+        ctx = self.context(function, step, key, pending)
+        log = ctx.log
+        call = Call(key, self.writer.id, name, function, time.time())
+        self.observe("started", name, function, None)
+        began = time.monotonic()
+        try:
+            raw = await self._invoke(registered, ctx, step)
+            result = interpret(raw, function)
+        except asyncio.CancelledError:
+            if not self.abandon.is_set():
+                raise
+            await self._abandoned(call)
+        except Exception as exc:
+            await self._stopped_by(call, exc)
+        self.journal.record(call, "succeeded", result=raw)
+        seconds = time.monotonic() - began
+        self.observe("succeeded", name, function, seconds)
+        log.info("function succeeded", seconds=round(seconds, 3))
+        return result
+
+    async def _invoke(
+        self, registered: RegisteredFunction, ctx: StepContext, step: InstallStep | None
+    ) -> Any:
+        """Call the function; while it runs, a second Ctrl-C may cancel this task."""
+        policy = (step.policy if step else None) or self.default_policy
+        task = asyncio.current_task()
+        if task is not None:
+            self.calling.add(task)
+        try:
+            return await invoke(registered, ctx, policy)
+        finally:
+            if task is not None:
+                self.calling.discard(task)
+
+    async def _abandoned(self, call: Call) -> NoReturn:
+        """A second Ctrl-C cut ``call`` off: nothing is recorded, so resume runs it again."""
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        self.log.warning("function abandoned", step=call.step, function=call.function)
+        await self.writer.write([], release=True)
+        raise Interrupted(
+            f"integration {self.writer.id} stopped; function {call.function!r} was abandoned"
+            " and runs again on resume",
+            integration_id=self.writer.id,
+            step=call.step,
+            function=call.function,
+            abandoned=True,
+        )
+
+    async def _stopped_by(self, call: Call, exc: Exception) -> NoReturn:
+        """Record why a function did not succeed, free the lease, raise what the CLI reports."""
+        name, function = call.step, call.function
+        where: dict[str, Any] = {
+            "integration_id": self.writer.id,
+            "step": name,
+            "function": function,
+        }
+        if isinstance(exc, UserActionRequired):
+            await self._stop_for(call, "waiting", redactor.scrub(exc.message), url=exc.url)
+            raise WaitingForUser(
+                f"step {name or '(connector)'!r} waits for you: {exc.message}", url=exc.url, **where
+            ) from None
+        message = redactor.scrub(f"{type(exc).__name__}: {exc}")
+        registered = self.connector.registry.get(function)
+        at = raised_at(exc, registered, self.connector.directory) if registered else None
+        await self._stop_for(call, "error", message, at=at)
+        if isinstance(exc, AuthenticationFailed | PermissionDenied):
+            exc.context.update(where)
+            raise exc
+        raise StepFailed(
+            f"step {name or '(connector)'!r}: function {function!r} failed: {message}",
+            raised_at=at,
+            **where,
+        ) from exc
+
+    async def _stop_for(
+        self,
+        call: Call,
+        status: str,
+        message: str,
+        *,
+        url: str | None = None,
+        at: str | None = None,
+    ) -> None:
+        """Record why the run stops, in the journal and the document, and free the lease."""
+        self.journal.record(call, status, message=message)
+        self.observe(status, call.step, call.function, None)
+        record = {"step": call.step, "function": call.function, "message": message}
+        if url is not None:
+            record["url"] = url
+        if at is not None:
+            record["raisedAt"] = at
+        await self.writer.write([RunState.stop(status, record)], release=True)

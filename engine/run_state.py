@@ -1,0 +1,137 @@
+"""The engine's own field of the integration document, ``smartconnector``, and its one owner.
+
+::
+
+    "smartconnector": {
+        "lease":   {"owner": run id, "host": ..., "pid": ..., "expiresAt": ISO time},
+        "done":    {"installerFunction": true, ...},   # connector-level functions done
+        "waiting": {"step", "function", "message", "url"},   # a person must act
+        "error":   {"step", "function", "message", "raisedAt"}   # the last failure
+        "update":  {"to": version}                              # an update in progress
+    }
+
+It is in the document (not only on this machine), so engines on two machines see each other,
+and any stopped run can be planned again from the document alone. :class:`RunState` reads
+it and makes every patch operation that changes it: no other module writes its paths.
+The field is removed when install, an update or a settings change finishes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.client import Document
+
+RUN_FIELD = "smartconnector"
+Op = dict[str, Any]
+
+
+def pointer(*parts: str | int) -> str:
+    """A JSON Pointer, escaping ``~`` and ``/`` in keys."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _at(*parts: str) -> str:
+    return pointer(RUN_FIELD, *parts)
+
+
+def _dict(value: Any) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
+
+
+@dataclass(frozen=True)
+class RunState:
+    """The ``smartconnector`` field of one document, typed."""
+
+    lease: dict[str, Any] | None = None
+    done: frozenset[str] = frozenset()
+    waiting: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    update_to: str | None = None
+    present: bool = False
+
+    @classmethod
+    def of(cls, doc: Document) -> RunState:
+        raw = doc.get(RUN_FIELD)
+        if not isinstance(raw, dict):
+            return cls()
+        done = _dict(raw.get("done")) or {}
+        update = _dict(raw.get("update")) or {}
+        to = update.get("to")
+        return cls(
+            lease=_dict(raw.get("lease")),
+            done=frozenset(k for k, v in done.items() if v is True),
+            waiting=_dict(raw.get("waiting")),
+            error=_dict(raw.get("error")),
+            update_to=to if isinstance(to, str) else None,
+            present=True,
+        )
+
+    @property
+    def lease_owner(self) -> str | None:
+        owner = (self.lease or {}).get("owner")
+        return owner if isinstance(owner, str) else None
+
+    @property
+    def stopped(self) -> dict[str, Any] | None:
+        """What stopped the last run: a step waiting for a person, or an error."""
+        return self.waiting or self.error
+
+    # -- the field's value, and each change as patch operations ------------------------------
+
+    @staticmethod
+    def initial(lease: dict[str, Any]) -> dict[str, Any]:
+        """The field of a document being created, under ``lease``."""
+        return {"lease": lease, "done": {}}
+
+    def take(self, lease: dict[str, Any], doc: Document) -> list[Op]:
+        """Take the lease: the whole field written at once (the rest kept as it is)."""
+        kept = doc.get(RUN_FIELD) if self.present else {}
+        return [{"op": "add", "path": _at(), "value": {"done": {}, **(kept or {}), "lease": lease}}]
+
+    @staticmethod
+    def held_by(run_id: str) -> Op:
+        """The test every write of a run begins with: the lease is still ours."""
+        return {"op": "test", "path": _at("lease", "owner"), "value": run_id}
+
+    @staticmethod
+    def renew(expires_at: str) -> Op:
+        return {"op": "replace", "path": _at("lease", "expiresAt"), "value": expires_at}
+
+    @staticmethod
+    def release() -> Op:
+        return {"op": "remove", "path": _at("lease")}
+
+    @staticmethod
+    def remove() -> Op:
+        """The whole field goes (and with it the lease): the run is over."""
+        return {"op": "remove", "path": _at()}
+
+    @staticmethod
+    def removes_all(ops: list[Op]) -> bool:
+        return any(op["path"] == _at() and op["op"] == "remove" for op in ops)
+
+    @staticmethod
+    def mark_done(kind: str) -> Op:
+        """A connector-level function (``installerFunction``, ...) succeeded."""
+        return {"op": "add", "path": _at("done", kind), "value": True}
+
+    @staticmethod
+    def reset_done() -> Op:
+        """Uninstalling starts over: the connector-level functions run again."""
+        return {"op": "add", "path": _at("done"), "value": {}}
+
+    @staticmethod
+    def note_update(version: str) -> Op:
+        return {"op": "add", "path": _at("update"), "value": {"to": version}}
+
+    @staticmethod
+    def stop(status: str, record: dict[str, Any]) -> Op:
+        """Why a run stopped: ``waiting`` for a person, or an ``error``."""
+        return {"op": "add", "path": _at(status), "value": record}
+
+    def clear_stops(self) -> list[Op]:
+        """A step succeeded: what stopped an earlier try is no longer true."""
+        stale = [name for name in ("waiting", "error") if getattr(self, name) is not None]
+        return [{"op": "remove", "path": _at(name)} for name in stale]
