@@ -1,7 +1,9 @@
 """smartconnector's engine: drives integrations through install → settings → uninstall.
 
 Every name is imported on first use, so that ``smartconnector --help`` and
-``import installers`` (which uses the engine's models and errors) stay light.
+``import installers`` (which uses the engine's models and errors) stay light. The
+``TYPE_CHECKING`` imports are for type checkers only; a test keeps them and :data:`_LAZY`
+the same.
 """
 
 import importlib
@@ -9,56 +11,55 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.client import (
-        ApiClient,
-        RateLimit,
-        RetryPolicy,
+        ApiClient as ApiClient,
+        RateLimit as RateLimit,
+        RetryPolicy as RetryPolicy,
     )
     from engine.errors import (
-        ApiError,
-        ApiUnavailable,
-        AuthenticationFailed,
-        BadInput,
-        BadRequest,
-        Conflict,
-        ConnectorInvalid,
-        DocumentInvalid,
-        IllegalTransition,
-        Interrupted,
-        LeaseHeld,
-        NotFound,
-        PermissionDenied,
-        RateLimited,
-        ServerError,
-        SmartConnectorError,
-        StepFailed,
-        Unprocessable,
-        WaitingForUser,
+        ApiError as ApiError,
+        ApiUnavailable as ApiUnavailable,
+        AuthenticationFailed as AuthenticationFailed,
+        BadInput as BadInput,
+        BadRequest as BadRequest,
+        Conflict as Conflict,
+        ConnectorInvalid as ConnectorInvalid,
+        DocumentInvalid as DocumentInvalid,
+        IllegalTransition as IllegalTransition,
+        Interrupted as Interrupted,
+        LeaseHeld as LeaseHeld,
+        NotFound as NotFound,
+        PermissionDenied as PermissionDenied,
+        RateLimited as RateLimited,
+        ServerError as ServerError,
+        SmartConnectorError as SmartConnectorError,
+        StepFailed as StepFailed,
+        Unprocessable as Unprocessable,
+        WaitingForUser as WaitingForUser,
     )
     from engine.journal import (
-        Journal,
+        Journal as Journal,
     )
     from engine.machine import (
-        Mode,
-        ModeMachine,
-        Trigger,
+        Mode as Mode,
+        ModeMachine as ModeMachine,
+        Trigger as Trigger,
     )
     from engine.models import (
-        ConnectorManifest,
-        InstallStep,
-        Integration,
-        StepPolicy,
+        ConnectorManifest as ConnectorManifest,
+        InstallStep as InstallStep,
+        Integration as Integration,
+        StepPolicy as StepPolicy,
     )
     from engine.plan import (
-        Plan,
+        Plan as Plan,
     )
     from engine.runner import (
-        Engine,
+        Engine as Engine,
     )
 
+#: Each public name and the module it lives in; ``__all__`` and the imports below follow.
 _LAZY = {
     "ApiClient": "engine.client",
-    "RateLimit": "engine.client",
-    "RetryPolicy": "engine.client",
     "ApiError": "engine.errors",
     "ApiUnavailable": "engine.errors",
     "AuthenticationFailed": "engine.errors",
@@ -66,28 +67,30 @@ _LAZY = {
     "BadRequest": "engine.errors",
     "Conflict": "engine.errors",
     "ConnectorInvalid": "engine.errors",
+    "ConnectorManifest": "engine.models",
     "DocumentInvalid": "engine.errors",
+    "Engine": "engine.runner",
     "IllegalTransition": "engine.errors",
+    "InstallStep": "engine.models",
+    "Integration": "engine.models",
     "Interrupted": "engine.errors",
+    "Journal": "engine.journal",
     "LeaseHeld": "engine.errors",
+    "Mode": "engine.machine",
+    "ModeMachine": "engine.machine",
     "NotFound": "engine.errors",
     "PermissionDenied": "engine.errors",
+    "Plan": "engine.plan",
+    "RateLimit": "engine.client",
     "RateLimited": "engine.errors",
+    "RetryPolicy": "engine.client",
     "ServerError": "engine.errors",
     "SmartConnectorError": "engine.errors",
     "StepFailed": "engine.errors",
+    "StepPolicy": "engine.models",
+    "Trigger": "engine.machine",
     "Unprocessable": "engine.errors",
     "WaitingForUser": "engine.errors",
-    "ConnectorManifest": "engine.models",
-    "InstallStep": "engine.models",
-    "Integration": "engine.models",
-    "StepPolicy": "engine.models",
-    "Journal": "engine.journal",
-    "Mode": "engine.machine",
-    "ModeMachine": "engine.machine",
-    "Trigger": "engine.machine",
-    "Engine": "engine.runner",
-    "Plan": "engine.plan",
 }
 
 
@@ -97,37 +100,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'engine' has no attribute {name!r}")
 
 
-__all__ = [
-    "ApiClient",
-    "ApiError",
-    "ApiUnavailable",
-    "AuthenticationFailed",
-    "BadInput",
-    "BadRequest",
-    "Conflict",
-    "ConnectorInvalid",
-    "ConnectorManifest",
-    "DocumentInvalid",
-    "Engine",
-    "IllegalTransition",
-    "InstallStep",
-    "Integration",
-    "Interrupted",
-    "Journal",
-    "LeaseHeld",
-    "Mode",
-    "ModeMachine",
-    "NotFound",
-    "PermissionDenied",
-    "Plan",
-    "RateLimit",
-    "RateLimited",
-    "RetryPolicy",
-    "ServerError",
-    "SmartConnectorError",
-    "StepFailed",
-    "StepPolicy",
-    "Trigger",
-    "Unprocessable",
-    "WaitingForUser",
-]
+__all__ = sorted(_LAZY)

@@ -130,7 +130,7 @@ def extension_serve(
     """
     import uvicorn
 
-    from installers.extension_server import create_extension_app
+    from engine.extension_server import create_extension_app
 
     resolve_settings(None, None, DEFAULT_HOME, log_format)
     token = os.environ.get("SMARTCONNECTOR_EXTENSION_TOKEN")
