@@ -359,7 +359,7 @@ async def requests(sizes: Sizes) -> list[Row]:
 
 
 def fleet(sizes: Sizes) -> list[Row]:
-    from engine.rollout import fleet_gc
+    from engine.cli._fleet import fleet_gc
 
     memory = asyncio.run(_fleet_memory(sizes.fleet))
     rows = [

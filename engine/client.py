@@ -27,6 +27,7 @@ import jsonpointer
 import structlog
 from aiolimiter import AsyncLimiter
 
+from engine.defaults import API_BURST, API_RATE, RETRY_BUDGET
 from engine.errors import (
     ApiError,
     ApiUnavailable,
@@ -51,10 +52,23 @@ class RetryPolicy:
     """How hard the client tries before giving up (SPEC §5: ≥ 8 tries within ~60 s)."""
 
     attempts: int = 10
-    budget: float = 60.0
+    budget: float = RETRY_BUDGET
     wait_initial: float = 0.1
     wait_max: float = 5.0
     wait_jitter: float = 0.5
+
+    def wait_before(self, attempt: int, failure: Exception, elapsed: float) -> float | None:
+        """Seconds to wait before try number ``attempt`` after ``failure``, or ``None`` when
+        the tries or the time budget are spent: a 429's ``Retry-After`` if it gave one,
+        else exponential backoff with jitter."""
+        if attempt > self.attempts:
+            return None
+        if isinstance(failure, RateLimited) and failure.retry_after is not None:
+            wait = failure.retry_after
+        else:
+            backoff = self.wait_initial * 2 ** max(attempt - 2, 0)
+            wait = min(self.wait_max, backoff) + random.uniform(0, self.wait_jitter)
+        return wait if elapsed + wait <= self.budget else None
 
 
 @dataclass(frozen=True)
@@ -65,8 +79,8 @@ class RateLimit:
     measures departures, and the two clocks never agree exactly.
     """
 
-    rate: float = 300.0
-    burst: float = 1000.0
+    rate: float = API_RATE
+    burst: float = API_BURST
     headroom: float = 0.9
 
     def limiter(self) -> AsyncLimiter:
@@ -91,13 +105,6 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None
-
-
-def _should_retry(exc: Exception) -> bool | float:
-    """stamina's backoff hook: which failures are worth another try, and how soon."""
-    if isinstance(exc, RateLimited):
-        return exc.retry_after if exc.retry_after is not None else True
-    return isinstance(exc, ServerError | httpx.TransportError)
 
 
 def _gave_up(exc: Exception, method: str, url: str, attempts: int) -> Exception:
@@ -265,52 +272,21 @@ class ApiClient:
     ) -> httpx.Response:
         """One logical request: rate-limited, retried where safe, errors mapped.
 
-        The first attempt goes straight out; the retry machinery is only set up once it
-        failed in a way worth retrying (most requests never need it).
+        5xx, 429, timeouts and resets are tried again as :meth:`RetryPolicy.wait_before`
+        says; anything else, or a failure that outlasts the policy, is raised.
         """
         began = time.monotonic()
-        try:
-            return await self._attempt(method, path, json, params, headers, 1)
-        except (ServerError, RateLimited, httpx.TransportError) as exc:
-            if self.retry.attempts < 2:
-                raise _gave_up(exc, method, self.base_url + path, 1) from None
-            wait = _should_retry(exc)
-        return await self._retry(method, path, json, params, headers, wait, began)
-
-    async def _retry(
-        self,
-        method: str,
-        path: str,
-        json: Any,
-        params: Mapping[str, str] | None,
-        headers: Mapping[str, str] | None,
-        wait: bool | float,
-        began: float,
-    ) -> httpx.Response:
-        """Attempts 2 and on, with jittered backoff, within what is left of the budget."""
-        import stamina  # only here: importing it costs start-up time most runs never need
-
-        policy = self.retry
-        if wait is True:
-            wait = policy.wait_initial + random.uniform(0, policy.wait_jitter)
-        await asyncio.sleep(float(wait))
-        attempt_no = 1
-        try:
-            async for attempt in stamina.retry_context(
-                on=_should_retry,
-                attempts=policy.attempts - 1,
-                timeout=max(policy.budget - (time.monotonic() - began), 0.001),
-                wait_initial=policy.wait_initial,
-                wait_max=policy.wait_max,
-                wait_jitter=policy.wait_jitter,
-            ):
-                with attempt:
-                    attempt_no += 1
-                    log.info("retrying request", method=method, path=path, attempt=attempt_no)
-                    return await self._attempt(method, path, json, params, headers, attempt_no)
-        except httpx.TransportError as exc:
-            raise _gave_up(exc, method, self.base_url + path, attempt_no) from None
-        raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+        attempt = 1
+        while True:
+            try:
+                return await self._attempt(method, path, json, params, headers, attempt)
+            except (ServerError, RateLimited, httpx.TransportError) as exc:
+                wait = self.retry.wait_before(attempt + 1, exc, time.monotonic() - began)
+                if wait is None:
+                    raise _gave_up(exc, method, self.base_url + path, attempt) from None
+            attempt += 1
+            log.info("retrying request", method=method, path=path, attempt=attempt)
+            await asyncio.sleep(wait)
 
     async def _attempt(
         self,

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from engine.defaults import FUNCTION_TIMEOUT
 from engine.models import StepPolicy
 from installers import RegisteredFunction, RetryableError, StepContext, StepResult
 
-#: Timeout for a function whose step sets none (SPEC §6: 300 s for remote calls).
-DEFAULT_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = FUNCTION_TIMEOUT
 
 
 class FunctionFailed(Exception):

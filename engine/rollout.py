@@ -9,11 +9,9 @@ stay under the platform's rate limit.
 from __future__ import annotations
 
 import asyncio
-import gc
 import math
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -50,22 +48,6 @@ class RolloutReport:
     @property
     def failed(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.status == "failed"]
-
-
-@contextmanager
-def fleet_gc() -> Iterator[None]:
-    """Collect reference cycles less often while many runs are in flight.
-
-    Thousands of concurrent runs keep a large heap alive, and every full collection scans
-    all of it: with the default thresholds that halves throughput (see benchmarks/RESULTS.md).
-    Cycles still get collected, later; the thresholds are restored afterwards.
-    """
-    before = gc.get_threshold()
-    gc.set_threshold(50_000, 50, 100)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
 
 
 def waves(ids: list[str], phase_pct: float | None) -> list[list[str]]:
@@ -119,8 +101,7 @@ async def rollout(
         return outcome
 
     phases = waves(integration_ids, phase_pct)
-    with fleet_gc():
-        await _run_phases(report, phases, noted, engine, max_failures)
+    await _run_phases(report, phases, noted, engine, max_failures)
     report.interrupted = engine.stop.is_set()
     return report
 

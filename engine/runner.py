@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from engine.client import ApiClient, Document
+from engine.defaults import LEASE_TTL
 from engine.documents import compare_versions, new_integration
 from engine.errors import (
     BadInput,
@@ -42,7 +43,7 @@ class Engine:
 
     api: ApiClient
     journal: Journal
-    lease_ttl: float = 30.0
+    lease_ttl: float = LEASE_TTL
     #: Set by a first Ctrl-C: runs stop after the function that is running, recorded.
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set by a second: the functions still running are abandoned (see :mod:`engine.interrupts`).

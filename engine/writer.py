@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.client import ApiClient, Document
+from engine.defaults import LEASE_TTL
 from engine.errors import Conflict, LeaseHeld
 from engine.run_state import Op, RunState
 
@@ -91,7 +92,7 @@ def check_lease(doc: Document, owner: Owner) -> None:
 class DocumentWriter:
     """Every change a run makes to its integration goes through here, one PATCH each."""
 
-    def __init__(self, api: ApiClient, doc: Document, owner: Owner, ttl: float = 30.0) -> None:
+    def __init__(self, api: ApiClient, doc: Document, owner: Owner, ttl: float = LEASE_TTL) -> None:
         self.api = api
         self.doc = doc
         self.owner = owner

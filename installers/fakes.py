@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonpatch
+import jsonpointer
+
 from engine.models import ConnectorManifest
 from installers._loading import Connector
 from installers._registry import Registry
@@ -207,9 +210,13 @@ class MemoryApi:
         if id not in self._docs.get(resource, {}):
             raise self._missing("PATCH", resource, id)
         current = self._docs[resource][id]
-        try:
-            patched = _merge(current, ops) if isinstance(ops, dict) else _json_patch(current, ops)
-        except (KeyError, IndexError, ValueError, TypeError) as exc:
+        try:  # the same RFC 6902 library as the sandbox
+            patched = (
+                _merge(current, ops)
+                if isinstance(ops, dict)
+                else jsonpatch.apply_patch(current, ops)
+            )
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
             raise Conflict(
                 f"PATCH /{resource}/{id} → 409: {exc}",
                 method="PATCH",
@@ -236,44 +243,3 @@ def _merge(doc: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = copy.deepcopy(value)
     return merged
-
-
-def _json_patch(doc: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
-    """RFC 6902 (add, replace, remove, test), copying only the containers on each path.
-
-    Raises ``ValueError`` for a failed test and ``KeyError``/``IndexError`` for a missing
-    path, so a patch that fails leaves the stored document as it was.
-    """
-    root: dict[str, Any] = dict(doc)
-    for op in ops:
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
-        if op["op"] == "test":
-            found: Any = root
-            for part in parts:
-                found = found[int(part)] if isinstance(found, list) else found[part]
-            if found != op["value"]:
-                raise ValueError(f"test failed at {op['path']}")
-            continue
-        parent: Any = root
-        for part in parts[:-1]:
-            key: Any = int(part) if isinstance(parent, list) else part
-            child = parent[key]
-            parent[key] = child = dict(child) if isinstance(child, dict) else list(child)
-            parent = child
-        last: Any = parts[-1]
-        if isinstance(parent, list):
-            last = len(parent) if last == "-" else int(last)
-        if op["op"] == "remove":
-            del parent[last]
-        elif op["op"] == "replace":
-            parent[last]
-            parent[last] = copy.deepcopy(op["value"])
-        elif op["op"] == "add":
-            value = copy.deepcopy(op["value"])
-            if isinstance(parent, list):
-                parent.insert(last, value)
-            else:
-                parent[last] = value
-        else:
-            raise ValueError(f"unsupported op {op['op']!r}")
-    return root

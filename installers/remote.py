@@ -17,6 +17,7 @@ import html
 import re
 from dataclasses import dataclass, field
 from types import TracebackType
+from engine.defaults import FUNCTION_TIMEOUT
 from typing import Any, Self
 
 import httpx
@@ -27,7 +28,7 @@ from installers._registry import Registry
 from installers._types import RetryableError, StepContext, UserActionRequired
 
 #: How long a remote function may take when its step sets no timeout.
-DEFAULT_REMOTE_TIMEOUT = 300.0
+DEFAULT_REMOTE_TIMEOUT = FUNCTION_TIMEOUT
 
 
 class RemoteUnavailable(RetryableError):

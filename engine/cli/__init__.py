@@ -45,15 +45,6 @@ def _leave(code: int) -> None:
     would wait for an abandoned function's thread."""
     sys.stdout.flush()
     sys.stderr.flush()
-    try:  # keep a measuring run's data, which teardown would have written
-        import coverage
-
-        current = coverage.Coverage.current()
-        if current is not None:
-            current.stop()
-            current.save()
-    except ImportError:
-        pass
     os._exit(code)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import json
 import os
 import sys
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from engine.defaults import RETRY_BUDGET
+
 if TYPE_CHECKING:
     from engine.config import Settings
     from engine.runner import Engine
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from installers.remote import ExtensionServer
 
 T = TypeVar("T")
+DEFAULT_HOME = Path(".smartconnector")
 
 app = typer.Typer(
     name="smartconnector",
@@ -161,7 +165,6 @@ RetryBudget = Annotated[
         rich_help_panel="API",
     ),
 ]
-DEFAULT_HOME = Path(".smartconnector")
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -173,15 +176,15 @@ def fail(message: str, code: int) -> NoReturn:
 
 
 def resolve_settings(
-    api_url: str | None,
-    token_file: Path | None,
-    home: Path,
-    log_format: str | None,
+    *,
+    api_url: str | None = None,
+    token_file: Path | None = None,
+    home: Path = DEFAULT_HOME,
+    log_format: str | None = None,
     step_timeout: float | None = None,
     step_retries: int = 0,
-    retry_budget: float = 60.0,
+    retry_budget: float = RETRY_BUDGET,
     extension_url: str | None = None,
-    *,
     engine: str = "local",
     temporal_address: str | None = None,
     task_queue: str = "smartconnector",
@@ -223,6 +226,13 @@ def resolve_settings(
         step_policy=policy,
         retry=RetryPolicy(budget=retry_budget),
     )
+
+
+def settings_from(parameters: dict[str, Any]) -> Settings:
+    """A command's common options, from its parameters by name (its ``locals()`` on entry):
+    each command declares the options it takes, this resolves them the same way for all."""
+    wanted = inspect.signature(resolve_settings).parameters
+    return resolve_settings(**{k: v for k, v in parameters.items() if k in wanted})
 
 
 def guard(action: Callable[[], T], looked_in: str | None = None) -> T:

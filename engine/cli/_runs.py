@@ -32,8 +32,10 @@ from engine.cli._app import (
     print_status,
     report_outcome,
     resolve_settings,
+    settings_from,
     with_engine,
 )
+from engine.defaults import RETRY_BUDGET
 
 if TYPE_CHECKING:
     from engine.config import Settings
@@ -74,7 +76,7 @@ def install(
     engine: EngineOpt = "local",
     temporal_address: TemporalAddress = None,
     task_queue: TaskQueue = "smartconnector",
-    retry_budget: RetryBudget = 60.0,
+    retry_budget: RetryBudget = RETRY_BUDGET,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
@@ -84,19 +86,7 @@ def install(
     Prints the integration id as the last line (with --json: its status). A failed step
     leaves the integration resumable: fix the cause, then `smartconnector resume ID`.
     """
-    settings = resolve_settings(
-        api_url,
-        token_file,
-        home,
-        log_format,
-        step_timeout,
-        step_retries,
-        retry_budget,
-        extension_url,
-        engine=engine,
-        temporal_address=temporal_address,
-        task_queue=task_queue,
-    )
+    settings = settings_from(locals())
     connector = load(connector_dir)
     if dry_run:
         show_plan(connector, settings, as_json)
@@ -125,7 +115,7 @@ def resume(
     engine: EngineOpt = "local",
     temporal_address: TemporalAddress = None,
     task_queue: TaskQueue = "smartconnector",
-    retry_budget: RetryBudget = 60.0,
+    retry_budget: RetryBudget = RETRY_BUDGET,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
@@ -135,19 +125,7 @@ def resume(
     The integration document says where: steps already done are not run again. A step that
     waited for a person runs again, now that they have acted.
     """
-    settings = resolve_settings(
-        api_url,
-        token_file,
-        home,
-        log_format,
-        step_timeout,
-        step_retries,
-        retry_budget,
-        extension_url,
-        engine=engine,
-        temporal_address=temporal_address,
-        task_queue=task_queue,
-    )
+    settings = settings_from(locals())
     loaded = load(connector) if connector else None
     report_outcome(settings, lambda e: e.resume(integration_id, loaded), as_json, verbose)
 
@@ -166,7 +144,7 @@ def uninstall(
     engine: EngineOpt = "local",
     temporal_address: TemporalAddress = None,
     task_queue: TaskQueue = "smartconnector",
-    retry_budget: RetryBudget = 60.0,
+    retry_budget: RetryBudget = RETRY_BUDGET,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
@@ -176,19 +154,7 @@ def uninstall(
     Runs the connector's preUninstallFunction, each completed step's uninstallerFunction
     (last step first) and the connector's uninstallerFunction, then deletes the integration.
     """
-    settings = resolve_settings(
-        api_url,
-        token_file,
-        home,
-        log_format,
-        step_timeout,
-        step_retries,
-        retry_budget,
-        extension_url,
-        engine=engine,
-        temporal_address=temporal_address,
-        task_queue=task_queue,
-    )
+    settings = settings_from(locals())
     loaded = load(connector) if connector else None
 
     async def job(engine: Engine) -> dict[str, Any]:
@@ -205,7 +171,7 @@ def status(
     integration_id: Annotated[str, typer.Argument(help="The integration to show.")],
     as_json: JsonOut = False,
     api_url: ApiUrl = None,
-    retry_budget: RetryBudget = 60.0,
+    retry_budget: RetryBudget = RETRY_BUDGET,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
@@ -214,7 +180,7 @@ def status(
 
     Exit 6 if it does not exist (the message says where it looked).
     """
-    settings = resolve_settings(api_url, token_file, home, log_format, retry_budget=retry_budget)
+    settings = settings_from(locals())
     doc = with_engine(settings, lambda e: e.status(integration_id), creates=False)
     print_status(doc, as_json)
 
@@ -262,5 +228,5 @@ def plan(
     With --extension-url, functions not defined in Python are expected on that server,
     which must answer its health check (the protocol cannot list functions).
     """
-    settings = resolve_settings(None, None, DEFAULT_HOME, log_format, extension_url=extension_url)
+    settings = resolve_settings(log_format=log_format, extension_url=extension_url)
     show_plan(load(connector_dir), settings, as_json)

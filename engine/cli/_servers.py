@@ -29,6 +29,7 @@ from engine.cli._app import (
     open_extension,
     resolve_settings,
     sandbox_app,
+    settings_from,
     token_app,
 )
 
@@ -70,7 +71,7 @@ def sandbox_serve(
     """Serve the sandbox API at http://HOST:PORT/v1 (GET /healthz answers once ready)."""
     from engine.sandbox_cli import serve
 
-    resolve_settings(None, None, home, log_format)
+    resolve_settings(home=home, log_format=log_format)
     guard(
         lambda: serve(
             host=host,
@@ -132,7 +133,7 @@ def extension_serve(
 
     from engine.extension_server import create_extension_app
 
-    resolve_settings(None, None, DEFAULT_HOME, log_format)
+    resolve_settings(log_format=log_format)
     token = os.environ.get("SMARTCONNECTOR_EXTENSION_TOKEN")
     if not token:
         fail("set SMARTCONNECTOR_EXTENSION_TOKEN: the token callers must present", 2)
@@ -177,7 +178,7 @@ def worker(
     """
     if not temporal_address:
         fail("worker needs --temporal-address HOST:PORT (or SMARTCONNECTOR_TEMPORAL_ADDRESS)", 2)
-    settings = resolve_settings(api_url, token_file, home, log_format, extension_url=extension_url)
+    settings = settings_from(locals())
     connectors = {c.manifest.connector_id: c for c in (load(d) for d in connector or [])}
 
     async def main() -> None:

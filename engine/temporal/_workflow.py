@@ -20,6 +20,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from engine.defaults import LEASE_TTL
     from engine.plan import Action
 
 WORKFLOW_NAME = "smartconnector.integration"
@@ -36,7 +37,7 @@ class RunRequest:
     integration_id: str
     connector_id: str
     run_id: str
-    lease_ttl: float = 30.0
+    lease_ttl: float = LEASE_TTL
     version: str | None = None
 
 
