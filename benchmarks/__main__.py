@@ -14,7 +14,7 @@ import os
 import platform
 from pathlib import Path
 
-from benchmarks import cases
+from benchmarks import _common, fleet, overhead, requests, rollout, startup
 
 HERE = Path(__file__).parent
 
@@ -29,15 +29,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
-    sizes = cases.QUICK if args.quick else cases.FULL
-    cases.compile_packages()
-    rows: list[cases.Row] = []
-    rows += cases.overhead(sizes)
-    rows += asyncio.run(cases.requests(sizes))
-    rows += cases.fleet(sizes)
-    rows += cases.rollout_rate(sizes)
-    rows += cases.startup(sizes)
-    table = cases.render(rows)
+    sizes = _common.QUICK if args.quick else _common.FULL
+    _common.compile_packages()
+    rows: list[_common.Row] = []
+    rows += overhead.overhead(sizes)
+    rows += asyncio.run(requests.requests(sizes))
+    rows += fleet.fleet(sizes)
+    rows += rollout.rollout_rate(sizes)
+    rows += startup.startup(sizes)
+    table = _common.render(rows)
     header = (
         f"Machine: {os.cpu_count()} cores, Python {platform.python_version()},"
         f" {platform.machine()}. Sizes: {'quick' if args.quick else 'full'}.\n\n"

@@ -17,11 +17,11 @@ import html
 import re
 from dataclasses import dataclass, field
 from types import TracebackType
-from engine.defaults import FUNCTION_TIMEOUT
 from typing import Any, Self
 
 import httpx
 
+from engine.defaults import FUNCTION_TIMEOUT
 from engine.errors import ApiUnavailable, AuthenticationFailed
 from installers._loading import Connector
 from installers._registry import Registry

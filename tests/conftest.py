@@ -8,14 +8,14 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+
+from benchmarks._common import wait_until_ready
 
 pytest_plugins = ["tests.extension_fixtures"]
 
@@ -136,16 +136,7 @@ def start_server(tmp: Path, *extra: str) -> Server:
         env=env,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"sandbox server did not start:\n{log.read_text()}")
-        time.sleep(0.1)
+    wait_until_ready(base, process, log)
     return Server(f"{base}/v1", db, process, log)
 
 

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import asyncio
 
-from benchmarks import cases
+from benchmarks import _common, overhead, requests
 
-TINY = cases.Sizes(
+TINY = _common.Sizes(
     overhead_steps=3, repeats=1, request_steps=(1, 4), fleet=10, fleet_steps=2, rollout=3
 )
 
 
 def test_overhead_benchmark_runs_against_a_real_server() -> None:
-    rows = cases.overhead(TINY)
+    rows = overhead.overhead(TINY)
     assert rows[0].target == "ratio ≤ 1.10"
     assert rows[0].result.startswith("ratio ")
     assert len(rows) == 6
 
 
 def test_request_counts_are_exactly_n_plus_2() -> None:
-    rows = asyncio.run(cases.requests(TINY))
+    rows = asyncio.run(requests.requests(TINY))
     assert [(r.ours, r.result) for r in rows] == [("3", "exactly"), ("6", "exactly")]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.pytest_plugin import write_connector_folder
 from sandbox import Store
 
 from .conftest import CLI, EXAMPLE, ROOT, Server, run_cli
@@ -47,10 +48,6 @@ def boom(ctx):
 
 
 def connector_dir(tmp_path: Path, steps: list[tuple[str, str]], delay: float = 0) -> Path:
-    directory = tmp_path / "connector"
-    directory.mkdir()
-    (directory / "functions.py").write_text(WAITING_CONNECTOR)
-    (directory / "delay").write_text(str(delay))
     manifest = {
         "name": "Test",
         "_connectorId": "test-connector",
@@ -59,7 +56,8 @@ def connector_dir(tmp_path: Path, steps: list[tuple[str, str]], delay: float = 0
             {"name": n, "installerFunction": f, "uninstallerFunction": "noop"} for n, f in steps
         ],
     }
-    (directory / "connector.json").write_text(json.dumps(manifest))
+    directory = write_connector_folder(tmp_path / "connector", manifest, WAITING_CONNECTOR)
+    (directory / "delay").write_text(str(delay))
     return directory
 
 

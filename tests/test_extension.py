@@ -16,6 +16,7 @@ import pytest_asyncio
 from engine.client import ApiClient
 from engine.errors import ApiUnavailable, AuthenticationFailed, StepFailed
 from engine.journal import Journal
+from engine.pytest_plugin import write_connector_folder
 from engine.runner import Engine
 from installers import load_connector
 from installers.remote import ExtensionServer, RemoteFunctionFailed, RemoteUnavailable
@@ -47,10 +48,7 @@ def connector_dir(
         ],
         **extra,
     }
-    (directory / "connector.json").write_text(json.dumps(manifest))
-    if functions is not None:
-        (directory / "functions.py").write_text(functions)
-    return directory
+    return write_connector_folder(directory, manifest, functions)
 
 
 @pytest.fixture

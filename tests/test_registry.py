@@ -11,6 +11,7 @@ import pytest
 
 from engine.errors import ConnectorInvalid
 from engine.functions import check_functions
+from engine.pytest_plugin import write_connector_folder
 from installers import DuplicateFunction, Registry, StepContext, load_connector
 
 from .conftest import EXAMPLE
@@ -38,12 +39,12 @@ def remove_a(ctx):
 def write_connector(
     tmp_path: Path, manifest: Any = None, functions: str | None = FUNCTIONS, raw: str | None = None
 ) -> Path:
-    (tmp_path / "connector.json").write_text(
-        raw if raw is not None else json.dumps(manifest or MANIFEST)
-    )
-    if functions is not None:
-        (tmp_path / "functions.py").write_text(functions)
-    return tmp_path
+    if raw is not None:  # a connector.json that is not a manifest at all
+        (tmp_path / "connector.json").write_text(raw)
+        if functions is not None:
+            (tmp_path / "functions.py").write_text(functions)
+        return tmp_path
+    return write_connector_folder(tmp_path, manifest or MANIFEST, functions)
 
 
 def test_duplicate_names_both_places() -> None:

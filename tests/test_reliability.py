@@ -17,6 +17,7 @@ import structlog
 from engine.client import ApiClient
 from engine.errors import StepFailed
 from engine.logs import REDACTED, Redactor
+from engine.pytest_plugin import write_connector_folder
 from engine.runner import Engine
 from installers.fakes import FakeConnector, fails
 from sandbox import Store
@@ -61,25 +62,20 @@ async def test_atomic_rollback_that_fails_is_a_resumable_uninstall(
 
 def test_atomic_from_the_cli(tmp_path: Path) -> None:
     """install --atomic exits 1, reports what was undone and leaves nothing behind."""
-    directory = tmp_path / "c"
-    directory.mkdir()
-    (directory / "functions.py").write_text(
+    directory = write_connector_folder(
+        tmp_path / "c",
+        {
+            "name": "n",
+            "_connectorId": "c",
+            "version": "1",
+            "install": [
+                {"name": "one", "installerFunction": "ok", "uninstallerFunction": "ok"},
+                {"name": "two", "installerFunction": "bad", "uninstallerFunction": "ok"},
+            ],
+        },
         "from installers import Registry\nregistry = Registry('r')\n"
         "@registry.function('ok')\ndef ok(ctx): return None\n"
-        "@registry.function('bad')\ndef bad(ctx): raise ValueError('no licence')\n"
-    )
-    (directory / "connector.json").write_text(
-        json.dumps(
-            {
-                "name": "n",
-                "_connectorId": "c",
-                "version": "1",
-                "install": [
-                    {"name": "one", "installerFunction": "ok", "uninstallerFunction": "ok"},
-                    {"name": "two", "installerFunction": "bad", "uninstallerFunction": "ok"},
-                ],
-            }
-        )
+        "@registry.function('bad')\ndef bad(ctx): raise ValueError('no licence')\n",
     )
     out = run_cli("install", str(directory), "--atomic", home=tmp_path)
     assert out.returncode == 1

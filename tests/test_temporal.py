@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.pytest_plugin import write_connector_folder
+
 from .conftest import CLI, ROOT, Server, free_port, run_cli
 from .extension_fixtures import CONNECTOR_ID, TOKEN, Extension
 
@@ -53,23 +55,17 @@ registry.add("connectorUpdate", update)
 
 
 def connector(directory: Path, version: str = "1.0.0", steps: str = "ABC") -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "functions.py").write_text(FUNCTIONS)
-    (directory / "connector.json").write_text(
-        json.dumps(
-            {
-                "name": "Temporal test",
-                "_connectorId": "temporal-test",
-                "version": version,
-                "updateFunction": "connectorUpdate",
-                "install": [
-                    {"name": s, "installerFunction": f"make{s}", "uninstallerFunction": "undo"}
-                    for s in steps
-                ],
-            }
-        )
-    )
-    return directory
+    manifest = {
+        "name": "Temporal test",
+        "_connectorId": "temporal-test",
+        "version": version,
+        "updateFunction": "connectorUpdate",
+        "install": [
+            {"name": s, "installerFunction": f"make{s}", "uninstallerFunction": "undo"}
+            for s in steps
+        ],
+    }
+    return write_connector_folder(directory, manifest, FUNCTIONS)
 
 
 def calls(directory: Path) -> list[list[str]]:

@@ -1,0 +1,188 @@
+"""What the benchmarks share: sizes, the table, timing, a no-op connector, a real server."""
+
+from __future__ import annotations
+
+import compileall
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "engine"]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    overhead_steps: int
+    repeats: int
+    request_steps: tuple[int, ...]
+    fleet: int
+    fleet_steps: int
+    rollout: int
+
+
+FULL = Sizes(
+    overhead_steps=200,
+    repeats=5,
+    request_steps=(1, 10, 50, 200),
+    fleet=10_000,
+    fleet_steps=5,
+    rollout=1_000,
+)
+QUICK = Sizes(
+    overhead_steps=50, repeats=2, request_steps=(1, 10), fleet=1_000, fleet_steps=3, rollout=100
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    benchmark: str
+    ours: str
+    baseline: str
+    result: str
+    target: str
+
+
+def render(rows: list[Row]) -> str:
+    lines = ["| benchmark | smartconnector | baseline | result | target |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {r.benchmark} | {r.ours} | {r.baseline} | {r.result} | {r.target} |" for r in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def median_time(run: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+NOOP_FUNCTIONS = """
+from installers import Registry
+registry = Registry("bench")
+
+@registry.function("noop")
+async def noop(ctx):
+    return None
+"""
+
+
+def noop_connector(directory: Path, steps: int) -> Path:
+    from engine.pytest_plugin import write_connector_folder
+
+    manifest = {
+        "name": "bench",
+        "_connectorId": "bench",
+        "version": "1",
+        "install": [
+            {"name": f"s{i}", "installerFunction": "noop", "uninstallerFunction": "noop"}
+            for i in range(steps)
+        ],
+    }
+    return write_connector_folder(directory, manifest, NOOP_FUNCTIONS)
+
+
+def compile_packages() -> None:
+    """Byte-compile the engine's packages, as a regular (non-editable) install does.
+
+    An editable install compiles them on first import, unless ``PYTHONDONTWRITEBYTECODE`` is
+    set: then every process would compile them again, and start-up would be measured for a
+    way of running the CLI that no installed copy has.
+    """
+    for package in ("engine", "installers", "sandbox"):
+        compileall.compile_dir(ROOT / package, quiet=1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_ready(
+    base: str, process: subprocess.Popen[Any], log: Path, within: float = 30
+) -> None:
+    """Until ``base``/healthz answers 200; a server that died or never answers is an error
+    that shows its log (for the benchmarks and the tests alike)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"sandbox server did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
+class SandboxServer:
+    """`smartconnector sandbox serve` on a loopback port, for the duration of a benchmark."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.db = tmp / "bench.db"
+        self.log = tmp / "server.log"
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}/v1"
+        env = {**os.environ, "SMARTCONNECTOR_LOG_FORMAT": "json"}
+        self.process = subprocess.Popen(
+            [*CLI, "sandbox", "serve", "--port", str(port), "--db", str(self.db)],
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )
+        wait_until_ready(self.url.removesuffix("/v1"), self.process, self.log)
+
+    def api_requests(self) -> list[dict[str, Any]]:
+        """The access log's API requests so far."""
+        lines = [json.loads(x) for x in self.log.read_text().splitlines() if x.startswith("{")]
+        return [x for x in lines if str(x.get("path", "")).startswith("/v1/")]
+
+    def token(self) -> str:
+        out = subprocess.run(
+            [*CLI, "sandbox", "token", "create", "--scopes", "all.User", "--db", str(self.db)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+        return out.stdout.strip()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+#: The packages the design asks for, besides httpx: their import alone is the least start-up
+#: any engine built on them can have.
+DESIGN_PACKAGES = "httpx, pydantic.main, structlog, transitions"
+
+#: What the engine is built on, imported before its first request (typer._adapters is what
+#: typer loads to run a command; pydantic.main is BaseModel, as ``import pydantic`` is lazy).
+#: The baseline needs httpx alone.
+ENGINE_LIBRARIES = (
+    "httpx, asyncio, anyio._backends._asyncio, typer.main, typer._adapters, pydantic.main,"
+    " structlog, transitions.extensions.asyncio, sqlite3, aiolimiter, jsonpointer"
+)
+
+
+def import_time(libraries: str, cwd: Path, repeats: int) -> float:
+    """Median wall time of a fresh interpreter importing ``libraries`` (frozen before exit,
+    as the CLI and the baseline script are)."""
+    command = [sys.executable, "-c", f"import {libraries}; import gc; gc.freeze()"]
+    return median_time(lambda: subprocess.run(command, check=True, cwd=cwd), repeats)
