@@ -32,10 +32,10 @@ from engine.cli._app import (
     app,
     fail,
     load,
-    report_outcome,
     settings_from,
     with_engine,
 )
+from engine.cli._report import report_outcome
 from engine.defaults import RETRY_BUDGET
 
 if TYPE_CHECKING:

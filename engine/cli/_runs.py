@@ -29,12 +29,11 @@ from engine.cli._app import (
     guard,
     load,
     open_extension,
-    print_status,
-    report_outcome,
     resolve_settings,
     settings_from,
     with_engine,
 )
+from engine.cli._report import print_status, report_outcome
 from engine.defaults import RETRY_BUDGET
 
 if TYPE_CHECKING:
