@@ -138,7 +138,7 @@ class Caller:
             )
         ctx = self.context(function, step, key, pending)
         log = ctx.log
-        call = Call(key, self.writer.id, name, function, time.time())
+        call = Call(key, self.writer.id, name, function, time.time(), phase)
         self.observe("started", name, function, None)
         began = time.monotonic()
         try:

@@ -13,6 +13,7 @@ Retrying is only done where repeating is safe:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import random
 import secrets
 import ssl
@@ -21,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 import jsonpointer
@@ -117,6 +119,14 @@ def _gave_up(exc: Exception, method: str, url: str, attempts: int) -> Exception:
         method=method,
         path=url,
     )
+
+
+def _state_path(key: str | None, resource: str | None, id: str | None) -> str:
+    """``/state[/key]``, or the same under ``/resource/id``; keys are escaped."""
+    if (resource is None) != (id is None):
+        raise ValueError("state under a document needs both resource= and id=")
+    base = f"/{resource}/{quote(str(id), safe='')}/state" if resource else "/state"
+    return base if key is None else f"{base}/{quote(key, safe='')}"
 
 
 def _already_applied(doc: Any, ops: list[dict[str, Any]]) -> bool:
@@ -241,6 +251,37 @@ class ApiClient:
             await self._send("DELETE", f"/{resource}/{id}")
         except NotFound as exc:
             if exc.attempt == 1:
+                raise
+
+    # -- the State API: small values by key, the account's or under a document -------------
+
+    async def state_keys(
+        self, *, resource: str | None = None, id: str | None = None
+    ) -> builtins.list[str]:
+        """The keys kept for the account (or under ``resource``/``id``)."""
+        response = await self._send("GET", _state_path(None, resource, id))
+        return list(response.json().get("keys", []))
+
+    async def get_state(
+        self, key: str, *, resource: str | None = None, id: str | None = None
+    ) -> Any:
+        """The value under ``key``; a missing key raises :class:`~engine.errors.NotFound`."""
+        return (await self._send("GET", _state_path(key, resource, id))).json()
+
+    async def put_state(
+        self, key: str, value: Any, *, resource: str | None = None, id: str | None = None
+    ) -> None:
+        """Keep ``value`` (any JSON) under ``key``, replacing what was there."""
+        await self._send("PUT", _state_path(key, resource, id), json=value)
+
+    async def delete_state(
+        self, key: str, *, resource: str | None = None, id: str | None = None
+    ) -> None:
+        """Remove ``key``; a missing key raises :class:`~engine.errors.NotFound`."""
+        try:
+            await self._send("DELETE", _state_path(key, resource, id))
+        except NotFound as exc:
+            if exc.attempt == 1:  # a retry finding nothing: the first try deleted it
                 raise
 
     # -- application-scoped integration actions (second seed) -----------------------------

@@ -50,34 +50,12 @@ def _token_of(request: Request, body: Any) -> str | None:
 
 
 def _invalid(body: Any, connector: Connector) -> JSONResponse | None:
-    """The SDK's checks of a call, in its order, with its codes and messages."""
-    if not isinstance(body, dict) or not body.get("_connectorId"):
-        return _errors(
-            422,
-            "missing_required_field",
-            "Need to set either the diy or _connectorId field in extension options.",
-        )
-    if body["_connectorId"] != connector.manifest.connector_id:
-        return _errors(
-            422,
-            "invalid_field",
-            "The _connectorId set in the extension options does't match any of the"
-            " _connectorId's present in extension configuration.",
-        )
-    if not body.get("function"):
-        return _errors(
-            422,
-            "missing_required_field",
-            "Missing required field function in the extension options.",
-        )
-    if not isinstance(body["function"], str):
-        return _errors(
-            422,
-            "invalid_field",
-            "The function field in the extension options must be of type string.",
-        )
-    if not isinstance(body.get("options"), dict):
-        return _errors(422, "missing_required_field", "Function options haven't been provided.")
+    """The SDK's checks of a call, in its order, with its codes and messages: first every
+    error of the call's shape together (as the SDK lists them), then the function's."""
+    body = body if isinstance(body, dict) else {}
+    errors = _shape_errors(body, connector)
+    if errors:
+        return JSONResponse({"errors": errors}, 422)
     kind = body.get("type")
     if kind is not None and kind not in FUNCTION_TYPES:
         return _errors(422, "object_not_found", f"The object {kind} doesn't exist in the module.")
@@ -90,6 +68,45 @@ def _invalid(body: Any, connector: Connector) -> JSONResponse | None:
             "The function passed in the extension options doesn't map to a function.",
         )
     return None
+
+
+def _shape_errors(body: dict[str, Any], connector: Connector) -> list[dict[str, str]]:
+    errors = []
+    if _given(body.get("diy")):  # this server serves one connector, as the SDK's connector-only
+        errors.append(_error("missing_required_field", DIY_MISSING))
+    elif not _given(body.get("_connectorId")):
+        errors.append(_error("missing_required_field", CONNECTOR_OR_DIY))
+    elif body["_connectorId"] != connector.manifest.connector_id:
+        errors.append(_error("invalid_field", UNKNOWN_CONNECTOR))
+    if not _given(body.get("function")):
+        errors.append(_error("missing_required_field", NO_FUNCTION))
+    elif not isinstance(body["function"], str):
+        errors.append(_error("invalid_field", FUNCTION_NOT_STRING))
+    if not isinstance(body.get("options"), dict):
+        errors.append(_error("missing_required_field", NO_OPTIONS))
+    return errors
+
+
+def _given(value: Any) -> bool:
+    """JavaScript's truthiness, which the SDK's checks use: ``{}`` and ``[]`` are given."""
+    if isinstance(value, bool):
+        return value
+    return value is not None and value != "" and not (isinstance(value, int | float) and value == 0)
+
+
+def _error(code: str, message: str) -> dict[str, str]:
+    return {"code": code, "message": message}
+
+
+CONNECTOR_OR_DIY = "Need to set either the diy or _connectorId field in extension options."
+DIY_MISSING = "DIY is not configured in the extension configuration."
+UNKNOWN_CONNECTOR = (
+    "The _connectorId set in the extension options does't match any of the _connectorId's"
+    " present in extension configuration."
+)
+NO_FUNCTION = "Missing required field function in the extension options."
+FUNCTION_NOT_STRING = "The function field in the extension options must be of type string."
+NO_OPTIONS = "Function options haven't been provided."
 
 
 def _type(kind: str) -> str:
@@ -128,7 +145,7 @@ async def _context(connector: Connector, options: dict[str, Any], api: ApiClient
         api=api,
         idempotency_key=str(key),
         log=log.bind(integration_id=integration_id, step=options.get("stepName")),
-        options=dict(options.get("opts") or {}),
+        options=options,  # exactly as the caller sent them, as the SDK hands them on
         settings=dict(integration.settings or {}),
     )
 

@@ -1,8 +1,9 @@
-"""The local journal: which function runs succeeded, with their results.
+"""The local journal: every function call, how it ended, and what a success returned.
 
 A function whose success is journalled is never run again, even when the process died
 before the PATCH that records it reached the API: resume replays the journalled result.
-The journal also remembers which connector directory installed which integration.
+The calls are kept in order, for ``smartconnector history``. The journal also remembers
+which connector directory installed which integration.
 
 Durability: SQLite in WAL mode with ``synchronous=NORMAL``. A committed record is in the
 write-ahead log before the engine goes on, so it survives the process dying in any way
@@ -18,13 +19,16 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    key TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS calls (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL,
     integration_id TEXT NOT NULL,
+    phase TEXT,
     step TEXT,
     function TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -33,11 +37,17 @@ CREATE TABLE IF NOT EXISTS runs (
     started REAL NOT NULL,
     finished REAL
 );
+CREATE INDEX IF NOT EXISTS calls_by_key ON calls (key, status);
+CREATE INDEX IF NOT EXISTS calls_by_integration ON calls (integration_id, seq);
 CREATE TABLE IF NOT EXISTS connectors (
     integration_id TEXT PRIMARY KEY,
     directory TEXT NOT NULL
 );
 """
+
+
+#: How ``history`` names the statuses the engine records.
+_OUTCOMES = {"succeeded": "succeeded", "error": "failed", "waiting": "waiting"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,7 @@ class Call:
     step: str | None
     function: str
     started: float
+    phase: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,16 +79,53 @@ class Journal:
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.executescript(_SCHEMA)
+        self._adopt_older_journal()
 
     def close(self) -> None:
         self._db.close()
 
+    def _adopt_older_journal(self) -> None:
+        """A journal from before calls were kept in order had one row per key, in ``runs``."""
+        old = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'"
+        ).fetchone()
+        if old:
+            self._db.executescript(
+                "BEGIN; INSERT INTO calls (key, integration_id, step, function, status, result,"
+                " message, started, finished) SELECT key, integration_id, step, function, status,"
+                " result, message, started, finished FROM runs ORDER BY started;"
+                " DROP TABLE runs; COMMIT;"
+            )
+
     def succeeded(self, key: str) -> Recorded | None:
-        """The recorded result of the run with ``key``, if it succeeded."""
+        """The recorded result of the call with ``key``, if it succeeded."""
         row = self._db.execute(
-            "SELECT result FROM runs WHERE key = ? AND status = 'succeeded'", (key,)
+            "SELECT result FROM calls WHERE key = ? AND status = 'succeeded'"
+            " ORDER BY seq DESC LIMIT 1",
+            (key,),
         ).fetchone()
         return Recorded(json.loads(row[0])) if row else None
+
+    def history(self, integration_id: str) -> list[dict[str, Any]]:
+        """The calls made on ``integration_id``, oldest first, as ``history --json`` shows
+        them: ``time`` (ISO 8601), ``phase``, ``step``, ``function``, ``outcome``
+        (``succeeded``, ``failed`` or ``waiting``) and ``seconds``."""
+        rows = self._db.execute(
+            "SELECT started, finished, phase, step, function, status FROM calls"
+            " WHERE integration_id = ? ORDER BY seq",
+            (integration_id,),
+        ).fetchall()
+        return [
+            {
+                "time": datetime.fromtimestamp(started, UTC).isoformat(timespec="milliseconds"),
+                "phase": phase,
+                "step": step,
+                "function": function,
+                "outcome": _OUTCOMES.get(status, status),
+                "seconds": round(finished - started, 3) if finished is not None else None,
+            }
+            for started, finished, phase, step, function, status in rows
+        ]
 
     def record(
         self,
@@ -87,17 +135,18 @@ class Journal:
         result: Any = None,
         message: str | None = None,
     ) -> None:
-        """Record how a function run ended: one durable write per run, after it ends.
+        """Record how a call ended: one durable write per call, after it ends.
 
-        Only a success must survive a crash (it is what stops a rerun); a run that was
+        Only a success must survive a crash (it is what stops a rerun); a call that was
         cut off needs no record, as it will simply run again.
         """
         self._db.execute(
-            "INSERT OR REPLACE INTO runs (key, integration_id, step, function, status, result,"
-            " message, started, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO calls (key, integration_id, phase, step, function, status, result,"
+            " message, started, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 call.key,
                 call.integration_id,
+                call.phase,
                 call.step,
                 call.function,
                 status,

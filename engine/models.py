@@ -8,6 +8,7 @@ changed and written back loses nothing the platform or another tool put there.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -143,11 +144,7 @@ def parse(model: type[M], data: Any, *, what: str, error: type[BadInput] = BadIn
         )
     size = len(json.dumps(data, separators=(",", ":")))
     if size > MAX_DOCUMENT_BYTES:
-        raise error(
-            f"{what}: document is {size} bytes, over the {MAX_DOCUMENT_BYTES} byte limit"
-            f" (largest field: {_largest_field(data)})",
-            field=_largest_field(data),
-        )
+        raise oversized(data, size, what, error)
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:
@@ -157,6 +154,29 @@ def parse(model: type[M], data: Any, *, what: str, error: type[BadInput] = BadIn
         raise error(f"{what}: {path}: {first['msg']}{more}", field=path) from None
     _check_unique_step_names(parsed, what, error)
     return parsed
+
+
+def oversized(data: Any, size: int, what: str, error: type[BadInput] = BadInput) -> BadInput:
+    """The error for a document over the limit: it names the field that makes it so."""
+    path = _largest_field(data)
+    field = _dig_path(data, path)
+    field_size = len(json.dumps(field, separators=(",", ":")))
+    return error(
+        f"{what}: {path}: {_mb(field_size)}, which makes the document {size} bytes, over the"
+        f" {MAX_DOCUMENT_BYTES} byte ({_mb(MAX_DOCUMENT_BYTES)}) limit",
+        field=path,
+    )
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB" if size >= 100 * 1024 else f"{size / 1024:.1f} KB"
+
+
+def _dig_path(data: Any, path: str) -> Any:
+    """The value at a :func:`field_path` (``install[0].description``)."""
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path):
+        data = data[int(index)] if index else data[name]
+    return data
 
 
 def _check_unique_step_names(parsed: WireModel, what: str, error: type[BadInput]) -> None:

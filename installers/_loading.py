@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 from engine.errors import ConnectorInvalid
-from engine.models import MAX_DOCUMENT_BYTES, ConnectorManifest, parse
+from engine.models import MAX_DOCUMENT_BYTES, ConnectorManifest, oversized, parse
 from installers._registry import Registry
 
 ENTRY_POINT_GROUP = "smartconnector.connectors"
@@ -39,6 +39,10 @@ def load_connector(directory: str | Path) -> Connector:
     return Connector(manifest, registry, path, str(path))
 
 
+#: A connector.json larger than this is not even read to find its largest field.
+READ_AT_MOST = 64 * MAX_DOCUMENT_BYTES
+
+
 def read_manifest(directory: Path) -> ConnectorManifest:
     file = directory / MANIFEST
     if not directory.is_dir():
@@ -47,7 +51,7 @@ def read_manifest(directory: Path) -> ConnectorManifest:
         raw = file.read_bytes()
     except OSError as exc:
         raise ConnectorInvalid(f"{file}: cannot read: {exc.strerror}", field=MANIFEST) from None
-    if len(raw) > MAX_DOCUMENT_BYTES:
+    if len(raw) > READ_AT_MOST:
         raise ConnectorInvalid(
             f"{file}: {len(raw)} bytes, over the {MAX_DOCUMENT_BYTES} byte limit", field=MANIFEST
         )
@@ -55,6 +59,8 @@ def read_manifest(directory: Path) -> ConnectorManifest:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConnectorInvalid(f"{file}: not valid JSON: {exc}", field=MANIFEST) from None
+    if len(raw) > MAX_DOCUMENT_BYTES:  # say which field makes it so
+        raise oversized(data, len(raw), str(file), ConnectorInvalid)
     return parse(ConnectorManifest, data, what=str(file), error=ConnectorInvalid)
 
 

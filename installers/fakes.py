@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import copy
 import itertools
 from collections.abc import Callable
@@ -152,6 +153,7 @@ class MemoryApi:
         #: Set to a list to record every create and patch, to replay them (:meth:`replay`).
         self.recorded: list[tuple[str, tuple[Any, ...]]] | None = None
         self._docs: dict[str, dict[str, dict[str, Any]]] = {}
+        self._state: dict[tuple[str | None, str | None], dict[str, Any]] = {}
         self._ids = itertools.count(1)
 
     async def replay(self, calls: list[tuple[str, tuple[Any, ...]]]) -> None:
@@ -230,6 +232,39 @@ class MemoryApi:
         self.requests_sent += 1
         if self._docs.get(resource, {}).pop(id, None) is None:
             raise self._missing("DELETE", resource, id)
+        self._state.pop((resource, id), None)
+
+    # -- the State API, as the sandbox keeps it -------------------------------------------
+
+    def _state_of(self, method: str, resource: str | None, id: str | None) -> dict[str, Any]:
+        self.requests_sent += 1
+        if resource is not None and id not in self._docs.get(resource, {}):
+            raise self._missing(method, resource, str(id))
+        return self._state.setdefault((resource, id), {})
+
+    async def state_keys(
+        self, *, resource: str | None = None, id: str | None = None
+    ) -> builtins.list[str]:
+        return sorted(self._state_of("GET", resource, id))
+
+    async def get_state(
+        self, key: str, *, resource: str | None = None, id: str | None = None
+    ) -> Any:
+        kept = self._state_of("GET", resource, id)
+        if key not in kept:
+            raise self._missing("GET", "state", key)
+        return copy.deepcopy(kept[key])
+
+    async def put_state(
+        self, key: str, value: Any, *, resource: str | None = None, id: str | None = None
+    ) -> None:
+        self._state_of("PUT", resource, id)[key] = copy.deepcopy(value)
+
+    async def delete_state(
+        self, key: str, *, resource: str | None = None, id: str | None = None
+    ) -> None:
+        if self._state_of("DELETE", resource, id).pop(key, None) is None:
+            raise self._missing("DELETE", "state", key)
 
 
 def _merge(doc: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

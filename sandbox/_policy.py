@@ -29,7 +29,7 @@ KNOWN_SCOPES = frozenset(
 
 def required_scope(resource: str, method: str, *, item: bool) -> str:
     """The action's own scope, as in the integration actions seed."""
-    if resource != "integrations":
+    if resource != "integrations":  # other resources, and the account's own state
         return "resources.*"
     if item:
         return f"integration.{method.lower()}"

@@ -6,6 +6,7 @@ compare-and-swap (JSON Patch ``test``) holds across threads and processes sharin
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -37,6 +38,12 @@ CREATE TABLE IF NOT EXISTS tokens (
     label TEXT NOT NULL DEFAULT '',
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS state (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (scope, key)
+);
 CREATE TABLE IF NOT EXISTS idempotency (
     token_hash TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -50,6 +57,11 @@ CREATE TABLE IF NOT EXISTS idempotency (
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def state_scope(resource: str | None = None, id: str | None = None) -> str:
+    """Where state lives: ``""`` for the account's own keys, ``resource/id`` under a document."""
+    return f"{resource}/{id}" if resource and id else ""
 
 
 def new_id() -> str:
@@ -205,10 +217,41 @@ class Store:
         return doc
 
     def delete(self, resource: str, id: str) -> bool:
+        """Delete a document, and the state kept under it."""
         with self._transaction() as db:
             cursor = db.execute(
                 "DELETE FROM documents WHERE resource = ? AND id = ?", (resource, id)
             )
+            db.execute("DELETE FROM state WHERE scope = ?", (state_scope(resource, id),))
+            return cursor.rowcount > 0
+
+    # -- the State API: small values by key, global or under a document -------------------
+
+    def state_keys(self, scope: str) -> builtins.list[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key FROM state WHERE scope = ? ORDER BY key", (scope,)
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def state_get(self, scope: str, key: str) -> tuple[bool, Any]:
+        """``(found, value)``: a stored ``null`` is found."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT value FROM state WHERE scope = ? AND key = ?", (scope, key)
+            ).fetchone()
+        return (True, json.loads(row[0])) if row else (False, None)
+
+    def state_put(self, scope: str, key: str, value: Any) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO state (scope, key, value) VALUES (?, ?, ?)",
+                (scope, key, json.dumps(value, separators=(",", ":"), ensure_ascii=False)),
+            )
+
+    def state_delete(self, scope: str, key: str) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM state WHERE scope = ? AND key = ?", (scope, key))
             return cursor.rowcount > 0
 
     @staticmethod

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from sandbox._http import PAGE_SIZE, RESOURCES, ApiProblem, install_error_handlers
 from sandbox._policy import LeakyBucket
 from sandbox._routes import Handling, add_application_routes, add_resource_routes
+from sandbox._state import add_state_routes
 from sandbox._store import Store
 
 
@@ -30,7 +31,9 @@ def create_app(
     )
     install_error_handlers(app)
     api = Handling(store, LeakyBucket(capacity=burst, rate=rate), page_size)
+    add_state_routes(app, api, None)
     for resource in RESOURCES:
+        add_state_routes(app, api, resource)  # before the resource's own /{id} routes
         add_resource_routes(app, api, resource)
     add_application_routes(app, api)
 

@@ -44,6 +44,10 @@ def reports_failure(ctx):
 @registry.function("noop")
 def noop(ctx):
     return {"success": True}
+
+@registry.function("echoOptions")
+def echo_options(ctx):
+    return {"success": True, "options": ctx.options}
 """
 
 

@@ -246,6 +246,22 @@ PROTOCOL_CASES: list[tuple[str, dict[str, Any], dict[str, str], str]] = [
         {"authorization": f"Bearer {TOKEN}"},
         "",
     ),
+    (
+        "options as sent",
+        {
+            **body("echoOptions"),
+            "options": {"_integrationId": "i1", "opts": {"edition": "premium"}, "custom": [1]},
+        },
+        {"authorization": f"Bearer {TOKEN}"},
+        "",
+    ),
+    ("a DIY module", {**NOOP, "diy": True}, {"authorization": f"Bearer {TOKEN}"}, ""),
+    (
+        "every error of the shape at once",
+        {"options": {}, "function": 3},
+        {"authorization": f"Bearer {TOKEN}"},
+        "",
+    ),
     ("bad token", NOOP, {"authorization": "Bearer nope"}, ""),
     ("no token", NOOP, {}, ""),
     ("token in body", {**NOOP, "access_token": TOKEN}, {}, ""),

@@ -28,6 +28,9 @@ module.exports = {
       record('connectorInstaller', options)
       return callback()
     },
+    echoOptions: function (options, callback) {
+      return callback(null, { success: true, options: options })
+    },
     createConnection: function (options, callback) {
       record('createConnection', options)
       api(options, 'POST', '/connections', { type: 'http', name: 'JS', key: options.idempotencyKey })

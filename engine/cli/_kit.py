@@ -1,0 +1,188 @@
+"""The connector developer's everyday commands: new, list, history."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from engine.cli._app import (
+    DEFAULT_HOME,
+    ApiUrl,
+    Home,
+    LogFormat,
+    RetryBudget,
+    TokenFile,
+    app,
+    fail,
+    guard,
+    load,
+    settings_from,
+    with_engine,
+)
+from engine.defaults import RETRY_BUDGET
+
+if TYPE_CHECKING:
+    from engine.runner import Engine
+
+
+@app.command(
+    "new",
+    epilog="Example:  smartconnector new acme_connector --name 'Acme - NetSuite'",
+)
+def new_command(
+    directory: Annotated[
+        Path, typer.Argument(help="A folder that does not exist yet, or is empty.")
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", help="The connector's name (default: from DIR).")
+    ] = None,
+) -> None:
+    """Write a new connector that installs and passes its test as written.
+
+    connector.json with one step, functions.py showing the idioms (the idempotency key,
+    stepsToUpdate, UserActionRequired) and test_connector.py using the pytest plugin's
+    fixtures. Then: `smartconnector plan DIR`, `smartconnector install DIR`, `pytest DIR`.
+    """
+    from engine.scaffold import new_connector
+
+    written = guard(lambda: new_connector(directory, name))
+    for path in written:
+        typer.echo(f"wrote {path}", err=True)
+    typer.echo(
+        f"next: smartconnector install {directory}   ·   python -m pytest {directory}", err=True
+    )
+    typer.echo(str(directory))
+
+
+@app.command(
+    "list",
+    epilog="Examples:  smartconnector list   ·   smartconnector list --connector my_dir --json",
+)
+def list_command(
+    connector: Annotated[
+        Path | None, typer.Option("--connector", help="Only this connector's integrations.")
+    ] = None,
+    connector_id: Annotated[
+        str | None, typer.Option("--connector-id", help="Only integrations with this _connectorId.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print an array of `status --json` objects.")
+    ] = False,
+    api_url: ApiUrl = None,
+    retry_budget: RetryBudget = RETRY_BUDGET,
+    token_file: TokenFile = None,
+    home: Home = DEFAULT_HOME,
+    log_format: LogFormat = None,
+) -> None:
+    """List the integrations the API holds: the install base.
+
+    One line each: name, id, connector, version, mode, steps done of total, and whether it
+    waits for a person or failed.
+    """
+    if connector is not None and connector_id is not None:
+        fail("give at most one of --connector or --connector-id", 2)
+    settings = settings_from(locals())
+    wanted = load(connector).manifest.connector_id if connector is not None else connector_id
+
+    async def job(engine: Engine) -> list[dict[str, Any]]:
+        filters = {"_connectorId": wanted} if wanted else {}
+        return await engine.api.list("integrations", **filters)
+
+    if settings.embedded and not settings.sandbox_db.exists():
+        docs: list[dict[str, Any]] = []  # nothing was installed with this home
+    else:
+        docs = with_engine(settings, job, creates=False)
+    _show_integrations(docs, as_json)
+
+
+def _show_integrations(docs: list[dict[str, Any]], as_json: bool) -> None:
+    from engine.documents import status_of
+
+    statuses = [status_of(d) for d in docs]
+    if as_json:
+        typer.echo(json.dumps(statuses))
+        return
+    if not docs:
+        typer.echo("no integrations", err=True)
+    for doc, status in zip(docs, statuses, strict=True):
+        steps = status["install"]
+        done = sum(1 for s in steps if s["completed"] is True)
+        badge = "  waiting" if status["waiting"] else "  failed" if status["error"] else ""
+        typer.echo(
+            f"{doc.get('name') or '(no name)'}  {status['_id']}  {doc.get('_connectorId')}"
+            f"  {status['version']}  {status['mode']}  {done}/{len(steps)}{badge}"
+        )
+
+
+@app.command(
+    "history",
+    epilog="Example:  smartconnector history 6b0480442d82113bd629b566 --json",
+)
+def history_command(
+    integration_id: Annotated[str, typer.Argument(help="The integration.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the calls as a JSON array.")
+    ] = False,
+    api_url: ApiUrl = None,
+    retry_budget: RetryBudget = RETRY_BUDGET,
+    token_file: TokenFile = None,
+    home: Home = DEFAULT_HOME,
+    log_format: LogFormat = None,
+) -> None:
+    """What ran on an integration, oldest first, from this home's journal.
+
+    Each function call: time, phase, step, function, outcome (succeeded, failed or waiting)
+    and seconds; then what the integration's document says now (waiting on, last error).
+    Runs on Temporal are in Temporal's history, not here.
+    """
+    from engine.errors import NotFound
+    from engine.journal import Journal
+
+    settings = settings_from(locals())
+    journal_path = settings.home / "journal.db"
+    calls = Journal(journal_path).history(integration_id) if journal_path.exists() else []
+
+    async def job(engine: Engine) -> dict[str, Any] | None:
+        try:
+            return await engine.status(integration_id)
+        except NotFound:
+            return None
+
+    has_api = not settings.embedded or settings.sandbox_db.exists()
+    doc = with_engine(settings, job, creates=False) if has_api else None
+    if doc is None and not calls:
+        fail(
+            f"integration {integration_id} not found: no calls in the journal of home"
+            f" {settings.home.resolve()} and no such integration in the API",
+            6,
+        )
+    if as_json:
+        typer.echo(json.dumps(calls))
+        return
+    _show_history(integration_id, calls, doc)
+
+
+def _show_history(
+    integration_id: str, calls: list[dict[str, Any]], doc: dict[str, Any] | None
+) -> None:
+    from engine.run_state import RunState
+
+    for call in calls:
+        took = f"{call['seconds']:.2f}s" if call["seconds"] is not None else "-"
+        typer.echo(
+            f"{call['time']}  {call['phase']:<12} {call['step'] or '(connector)'}:"
+            f" {call['function']}  {call['outcome']}  {took}"
+        )
+    if doc is None:
+        typer.echo(f"integration {integration_id} no longer exists")
+        return
+    state = RunState.of(doc)
+    if state.waiting:
+        typer.echo(f"now: waiting at {state.waiting.get('step')}: {state.waiting.get('message')}")
+    elif state.error:
+        typer.echo(f"now: failed at {state.error.get('step')}: {state.error.get('message')}")
+    else:
+        typer.echo(f"now: mode {doc.get('mode')}")
