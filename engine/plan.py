@@ -40,8 +40,9 @@ class Action:
     ``action`` is one of ``create`` (the integration, in mode install), ``call`` (a
     function: connector-level when ``step`` is ``None``, else a step's, whose success marks
     the step ``completes`` in the same write), ``mode`` (change to ``to``),
-    ``begin_update`` / ``finish_update`` (the update flag, for version ``to``),
-    ``add_steps`` (the new version's ``steps``, not completed), ``delete`` and ``release``
+    ``begin_update`` (set the update flag for version ``to`` and add the version's new
+    ``steps``, not completed), ``finish_update`` (write the version, clear the flag),
+    ``delete`` and ``release``
     (free the lease: nothing else to do). ``kind`` is the manifest key a connector-level
     function comes from (``installerFunction``, ...); ``phase`` keys its idempotency.
     """
@@ -154,12 +155,16 @@ def _update(doc: Document, manifest: ConnectorManifest, version: str) -> list[Ac
     phase = f"update:{version}"
     state = RunState.of(doc)
     added = new_steps(doc, manifest)
-    begin = [] if doc.get("updateInProgress") is True else [Action("begin_update", to=version)]
+    started = doc.get("updateInProgress") is True
+    begin = (
+        []
+        if started and not added
+        else [Action("begin_update", to=version, steps=[s.name for s in added])]
+    )
     pending = [s for s in _steps(doc) if s.get("completed") is not True]
     return [
         *begin,
         *_connector_call("updateFunction", manifest.update_function, phase, state.done),
-        *([Action("add_steps", steps=[s.name for s in added])] if added else []),
         *(_step_call(s, "installerFunction", phase, True) for s in pending),
         *(_step_call(s.to_wire(), "installerFunction", phase, True) for s in added),
         Action("finish_update", to=version),

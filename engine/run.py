@@ -20,15 +20,34 @@ from engine.errors import DocumentInvalid, StepFailed
 from engine.invoke import normalise, settings_result
 from engine.journal import Journal
 from engine.machine import Mode, ModeMachine, Trigger
-from engine.models import InstallStep, Integration, StepPolicy, parse
+from engine.models import ConnectorManifest, InstallStep, Integration, StepPolicy, parse
 from engine.plan import Action, new_steps
 from engine.run_state import Op, RunState, pointer
 from engine.writer import DocumentWriter
 from installers import Connector, StepResult
 
-__all__ = ["IntegrationRun", "StepObserver", "idempotency_key"]
+__all__ = ["IntegrationRun", "StepObserver", "begin_update_ops", "idempotency_key"]
 
 _MODE_TRIGGERS = {Mode.SETTINGS: Trigger.FINISH_INSTALL, Mode.UNINSTALL: Trigger.START_UNINSTALL}
+
+
+def begin_update_ops(doc: Document, manifest: ConnectorManifest, action: Action) -> list[Op]:
+    """Flag the update and note its version, and add the version's new steps (not
+    completed) in the same write, the whole list tested: a retry cannot add them twice."""
+    ops: list[Op] = []
+    if doc.get("updateInProgress") is not True:
+        ops += [
+            {"op": "add", "path": "/updateInProgress", "value": True},
+            RunState.note_update(str(action.to)),
+        ]
+    added = [{**s.to_wire(), "completed": False} for s in new_steps(doc, manifest)]
+    if added:
+        steps = list(doc.get("install") or [])
+        ops += [
+            {"op": "test", "path": "/install", "value": steps},
+            {"op": "replace", "path": "/install", "value": steps + added},
+        ]
+    return ops
 
 
 class IntegrationRun:
@@ -55,6 +74,8 @@ class IntegrationRun:
         self.api = api
         self.machine = machine
         self._typed: tuple[Document, Integration] | None = None
+        #: Writes that go with the update's last act (what updateFunction returned).
+        self._with_finish: list[Op] = []
         self.log = structlog.get_logger("smartconnector.run").bind(integration_id=writer.id)
         self.calls = Caller(
             writer=writer,
@@ -86,12 +107,18 @@ class IntegrationRun:
     # -- the plan -------------------------------------------------------------------------
 
     async def execute(self, actions: list[Action]) -> None:
-        """Do ``actions`` in order: the local executor."""
+        """Do ``actions`` in order: the local executor.
+
+        ``updateFunction``'s result is written with the update's last act rather than on its
+        own (the journal keeps it meanwhile), so an update costs a PATCH less.
+        """
         for action in actions:
-            if action.action == "call":
-                await self.record(action, await self.call(action))
-            else:
+            if action.action != "call":
                 await self.apply(action)
+            elif action.kind == "updateFunction":
+                self._with_finish += self.record_ops(action, await self.call(action))
+            else:
+                await self.record(action, await self.call(action))
 
     async def call(self, action: Action) -> Any:
         """Run the action's function (once per success) and return what it returned."""
@@ -105,18 +132,20 @@ class IntegrationRun:
         return await self.calls.call(action.function, step, action.phase, checked)
 
     async def record(self, action: Action, raw: Any) -> None:
-        """Write a function's success: the step marked (or the connector function done),
-        with what its ``stepsToUpdate`` changed, in one PATCH."""
+        """Write a function's success in one PATCH."""
+        await self.writer.write(self.record_ops(action, raw))
+
+    def record_ops(self, action: Action, raw: Any) -> list[Op]:
+        """A function's success: the step marked (or the connector function done), with what
+        its ``stepsToUpdate`` changed."""
         assert action.function is not None
         result = normalise(raw, action.function)
         if action.step is None:
             assert action.kind is not None
-            ops = [RunState.mark_done(action.kind), *self._updates(result, exclude=None)]
-        else:
-            index = self._index(action.step)
-            step = self.integration().install[index]
-            ops = self._step_ops(index, step, bool(action.completes), result)
-        await self.writer.write(ops)
+            return [RunState.mark_done(action.kind), *self._updates(result, exclude=None)]
+        index = self._index(action.step)
+        step = self.integration().install[index]
+        return self._step_ops(index, step, bool(action.completes), result)
 
     async def apply(self, action: Action) -> None:
         """Do an action that calls no function; nothing if the document shows it done."""
@@ -128,15 +157,9 @@ class IntegrationRun:
         elif kind == "delete":
             await self.machine.fire(self, Trigger.REMOVE)
         elif kind == "begin_update":
-            if doc.get("updateInProgress") is not True:
-                await self.writer.write(
-                    [
-                        {"op": "add", "path": "/updateInProgress", "value": True},
-                        RunState.note_update(str(action.to)),
-                    ]
-                )
-        elif kind == "add_steps":
-            await self._add_new_steps()
+            ops = begin_update_ops(doc, self.connector.manifest, action)
+            if ops:  # nothing when the flag is set and the steps are there
+                await self.writer.write(ops)
         elif kind == "finish_update":
             await self.calls.stop_if_asked()
             if doc.get("updateInProgress") is True or doc.get("version") != action.to:
@@ -162,31 +185,18 @@ class IntegrationRun:
         else:  # pragma: no cover - the machine has no other triggers
             raise ValueError(f"no write for trigger {trigger!r}")
 
-    async def _add_new_steps(self) -> None:
-        """Append the new version's steps, not completed, in one tested write."""
-        steps = list(self.doc.get("install") or [])
-        added = [
-            {**s.to_wire(), "completed": False}
-            for s in new_steps(self.doc, self.connector.manifest)
-        ]
-        if added:  # the whole list, tested: a retried write cannot add the steps twice
-            await self.writer.write(
-                [
-                    {"op": "test", "path": "/install", "value": steps},
-                    {"op": "replace", "path": "/install", "value": steps + added},
-                ]
-            )
-
     async def _finish_update(self, version: str) -> None:
         """Record the version and clear the flag, freeing the lease: the update's last act."""
         await self.writer.write(
             [
+                *self._with_finish,
                 {"op": "add", "path": "/version", "value": version},
                 {"op": "add", "path": "/updateInProgress", "value": False},
                 RunState.remove(),
             ],
             release=True,
         )
+        self._with_finish = []
 
     async def save_settings(self, pending: dict[str, Any]) -> None:
         """Run ``persistSettings`` (it may correct the settings), then write them."""

@@ -26,8 +26,8 @@ from engine.journal import Journal
 from engine.machine import Mode, ModeMachine
 from engine.models import Integration, StepPolicy, parse
 from engine.plan import Intent, Plan, install_plan, plan_run
-from engine.run import IntegrationRun, StepObserver
-from engine.run_state import RunState
+from engine.run import IntegrationRun, StepObserver, begin_update_ops
+from engine.run_state import Op, RunState
 from engine.writer import DocumentWriter, LeaseKeeper, Owner
 from installers import Connector, find_installed, load_connector
 from installers.remote import ExtensionServer
@@ -220,8 +220,18 @@ class Engine:
     async def _update_to(
         self, integration_id: str, connector: Connector, doc: Document, target: str
     ) -> Document:
-        writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
-        return await self._run_plan(writer, connector, Intent.UPDATE, target)
+        """The update's first write takes the lease too: 2 + k requests from a held document
+        (k the steps the version adds), the second being the update's last act."""
+        writer, connector = await self._take(
+            integration_id, connector, Owner.here(), doc, acquire=False
+        )
+        actions = plan_run(writer.doc, connector.manifest, Intent.UPDATE, target)
+        first: list[Op] = []
+        if actions and actions[0].action == "begin_update":
+            first = begin_update_ops(writer.doc, connector.manifest, actions[0])
+            actions = actions[1:]
+        await writer.acquire(first)
+        return await self._drive(writer, connector, lambda run: run.execute(actions))
 
     def update_target(
         self, doc: Document, connector: Connector, *, allow_downgrade: bool = False
@@ -317,9 +327,16 @@ class Engine:
         return found
 
     async def _take(
-        self, integration_id: str, connector: Connector, owner: Owner, doc: Document | None = None
+        self,
+        integration_id: str,
+        connector: Connector,
+        owner: Owner,
+        doc: Document | None = None,
+        *,
+        acquire: bool = True,
     ) -> tuple[DocumentWriter, Connector]:
-        """Validate the document and the connector against it, then take the lease."""
+        """Validate the document and the connector against it, then take the lease (unless
+        the caller takes it with its own first write)."""
         doc = doc if doc is not None else await self.api.get("integrations", integration_id)
         integration = parse(
             Integration, doc, what=f"integration {integration_id}", error=DocumentInvalid
@@ -333,7 +350,8 @@ class Engine:
             )
         writer = DocumentWriter(self.api, doc, owner, self.lease_ttl)
         self._refuse_if_stopped()
-        await writer.acquire()
+        if acquire:
+            await writer.acquire()
         return writer, connector
 
     async def _resolved(self, connector: Connector) -> Connector:

@@ -108,13 +108,17 @@ class DocumentWriter:
     def state(self) -> RunState:
         return RunState.of(self.doc)
 
-    async def acquire(self) -> None:
-        """Take the lease: compare-and-swap on ``lastModified``; exit 4 if someone holds it."""
+    async def acquire(self, also: list[Op] | None = None) -> None:
+        """Take the lease: compare-and-swap on ``lastModified``; exit 4 if someone holds it.
+
+        ``also`` rides on the same PATCH: a run's first change costs no request of its own.
+        """
         check_lease(self.doc, self.owner)
         ops: list[Op] = []
         if "lastModified" in self.doc:
             ops.append({"op": "test", "path": "/lastModified", "value": self.doc["lastModified"]})
         ops += self.state.take(self.owner.lease(self.ttl), self.doc)
+        ops += also or []
         try:
             await self._patch(ops)
         except Conflict:

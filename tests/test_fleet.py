@@ -326,3 +326,41 @@ async def test_ctrl_c_stops_a_rollout_as_interrupted_and_a_second_finishes(
     again = await rollout(smartconnector_engine, v2.connector(), concurrency=1)
     assert not again.interrupted
     assert again.counts()["updated"] == 4
+
+
+@pytest.mark.parametrize("added", [0, 1, 3])
+async def test_an_update_from_a_held_document_makes_2_plus_k_requests(
+    smartconnector_engine: Engine, sandbox_api: ApiClient, added: int
+) -> None:
+    """A rollout that holds the documents from its list makes one PATCH taking the lease and
+    setting the flag, k for the steps the version adds, one writing the version; `update
+    ID` reads first (N + 3 at most)."""
+    base = [await installed(smartconnector_engine) for _ in range(3)]
+    v2 = versions(["a", "b", *[f"new{i}" for i in range(added)]], "2.0.0")
+    before = sandbox_api.requests_sent
+    report = await rollout(smartconnector_engine, v2.connector(), concurrency=2)
+    assert report.counts()["updated"] == 3
+    assert sandbox_api.requests_sent - before == 1 + 3 * (2 + added)  # one list, then 2 + k
+    doc = await sandbox_api.get("integrations", base[0]["_id"])
+    assert doc["version"] == "2.0.0" and doc["updateInProgress"] is False
+    assert [s["completed"] for s in doc["install"]] == [True] * (2 + added)
+    assert RUN_FIELD not in doc
+
+    v3 = versions(["a", "b", *[f"new{i}" for i in range(added)]], "3.0.0")
+    before = sandbox_api.requests_sent
+    await smartconnector_engine.update(base[0]["_id"], v3.connector())
+    assert sandbox_api.requests_sent - before == 3  # GET, then the two PATCHes
+
+
+async def test_update_function_results_land_with_the_last_write(
+    smartconnector_engine: Engine, sandbox_api: ApiClient
+) -> None:
+    """What updateFunction returns (stepsToUpdate) is in the document after the update."""
+    doc = await installed(smartconnector_engine)
+    v2 = versions(["a", "b"], "2.0.0")
+    v2.functions["updateFunction"].behaviour = succeeds(
+        {"stepsToUpdate": [{"name": "a", "_connectionId": "c-2"}]}
+    )
+    await smartconnector_engine.update(doc["_id"], v2.connector())
+    updated = await sandbox_api.get("integrations", doc["_id"])
+    assert updated["install"][0]["_connectionId"] == "c-2"

@@ -123,13 +123,20 @@ def test_a_run_stopped_after_any_action_ends_where_an_unbroken_one_does(
     direction: str, steps: int, data: Any
 ) -> None:
     """Stop after any action in any direction, plan again from the document: the end is the
-    unbroken run's, and nothing the document records as done is planned again."""
+    unbroken run's, nothing the document records as done is planned again, and no function
+    runs twice (what only the journal holds is replayed)."""
     unbroken, plan, _ = asyncio.run(run_stopped_after(direction, steps, None))
     stop_after = data.draw(st.integers(0, len(plan)))
     ended, first, again = asyncio.run(run_stopped_after(direction, steps, stop_after))
     assert comparable(ended) == comparable(unbroken)
-    done_before = {(a.function, a.step) for a in first[:stop_after] if a.action == "call"}
-    assert not done_before & {(a.function, a.step) for a in again if a.action == "call"}
+    # updateFunction's result is written with the update's last act, so until then only the
+    # journal has it: planned again, it is replayed, not run (successes <= 1, checked above)
+    recorded = {
+        (a.function, a.step)
+        for a in first[:stop_after]
+        if a.action == "call" and a.kind != "updateFunction"
+    }
+    assert not recorded & {(a.function, a.step) for a in again if a.action == "call"}
 
 
 def test_install_plan_of_a_fresh_document() -> None:
