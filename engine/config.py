@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from engine.client import ApiClient, RetryPolicy
+from engine.client import ApiClient, RateLimit, RetryPolicy
 from engine.errors import BadInput
 from engine.models import StepPolicy
 
@@ -29,6 +29,8 @@ class Settings:
     api_url: str | None = None
     token: str | None = field(default=None, repr=False)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: The budget of requests the engine keeps under (``--api-rate``, ``--api-burst``).
+    rate_limit: RateLimit = field(default_factory=RateLimit)
     #: The extension server for functions a connector does not define locally (SPEC §6).
     extension_url: str | None = None
     extension_token: str | None = field(default=None, repr=False)
@@ -72,7 +74,9 @@ def open_client(settings: Settings) -> ApiClient:
                 field="token",
             )
         assert settings.api_url is not None
-        return ApiClient(settings.api_url, settings.token, retry=settings.retry)
+        return ApiClient(
+            settings.api_url, settings.token, retry=settings.retry, rate_limit=settings.rate_limit
+        )
     from sandbox import Store, create_app  # the embedded default only
 
     store = Store(settings.sandbox_db)
@@ -80,5 +84,10 @@ def open_client(settings: Settings) -> ApiClient:
     token = store.create_token(ADMIN_SCOPES, label=EMBEDDED_TOKEN_LABEL)
     transport = httpx.ASGITransport(app=create_app(store))
     return ApiClient(
-        EMBEDDED_URL, token, transport=transport, retry=settings.retry, reachable=False
+        EMBEDDED_URL,
+        token,
+        transport=transport,
+        retry=settings.retry,
+        rate_limit=settings.rate_limit,
+        reachable=False,
     )

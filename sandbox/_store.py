@@ -77,8 +77,8 @@ def _iso(ms: int) -> str:
 def _ms(iso: Any) -> int:
     if not isinstance(iso, str):
         return 0
-    try:
-        moment = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    try:  # fromisoformat, not strptime: this runs on every write
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     except ValueError:
         return 0
     return int(moment.timestamp() * 1000)
@@ -97,6 +97,7 @@ class Store:
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._scopes: dict[str, frozenset[str]] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -126,13 +127,25 @@ class Store:
         return token
 
     def token_scopes(self, token: str) -> frozenset[str] | None:
+        """The token's scopes, or ``None`` for a token the store does not know.
+
+        Known tokens are remembered (a token's scopes never change, and tokens are only
+        pruned by age, between processes): every request asks, so this is its hot path. An
+        unknown one is looked up each time, as ``token create`` may have just made it.
+        """
+        hashed = hash_token(token)
+        known = self._scopes.get(hashed)
+        if known is not None:
+            return known
         with self._lock:
-            row = self._db.execute(
-                "SELECT scopes FROM tokens WHERE hash = ?", (hash_token(token),)
-            ).fetchone()
-        return frozenset(row[0].split()) if row else None
+            row = self._db.execute("SELECT scopes FROM tokens WHERE hash = ?", (hashed,)).fetchone()
+        if row is None:
+            return None
+        scopes = self._scopes[hashed] = frozenset(row[0].split())
+        return scopes
 
     def forget_tokens(self, label: str, older_than: float) -> None:
+        self._scopes.clear()
         with self._transaction() as db:
             db.execute(
                 "DELETE FROM tokens WHERE label = ? AND created < ?",

@@ -31,11 +31,13 @@ def create_app(
     )
     install_error_handlers(app)
     api = Handling(store, LeakyBucket(capacity=burst, rate=rate), page_size)
-    add_state_routes(app, api, None)
+    # Routes are matched in order, so the busiest come first: documents, then the rest.
     for resource in RESOURCES:
-        add_state_routes(app, api, resource)  # before the resource's own /{id} routes
         add_resource_routes(app, api, resource)
     add_application_routes(app, api)
+    add_state_routes(app, api, None)
+    for resource in RESOURCES:
+        add_state_routes(app, api, resource)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, bool]:

@@ -152,3 +152,39 @@ def test_an_oversized_connector_json_names_the_field(tmp_path: Path) -> None:
 def test_each_kit_command_has_help_with_an_example(command: str) -> None:
     """--help teaches: each ends with an example."""
     assert "Example" in help_of(command)
+
+
+def test_api_rate_keeps_a_run_under_the_tokens_limit(tmp_path: Path) -> None:
+    """Against a sandbox limited to 10 requests/s (bucket 10), an install of 25 steps given
+    --api-rate 10 --api-burst 10 is never answered 429; without them it is."""
+    from .conftest import start_server
+
+    server = start_server(tmp_path, "--rate", "10", "--burst", "10")
+    try:
+        token = server.token()
+        directory = acme(tmp_path, *["noop"] * 25)
+        env = {"SMARTCONNECTOR_API_TOKEN": token, "SMARTCONNECTOR_API_URL": server.url}
+
+        def statuses() -> list[int]:
+            lines = [
+                json.loads(x) for x in server.log.read_text().splitlines() if x.startswith("{")
+            ]
+            return [int(x["status"]) for x in lines if "status" in x]
+
+        slow = run_cli(
+            "install",
+            str(directory),
+            "--api-rate",
+            "10",
+            "--api-burst",
+            "10",
+            home=tmp_path / "a",
+            env=env,
+        )
+        assert slow.returncode == 0, slow.stderr
+        assert 429 not in statuses()
+        fast = run_cli("install", str(directory), home=tmp_path / "b", env=env)
+        assert fast.returncode == 0, fast.stderr
+        assert 429 in statuses()  # the test can fail: the default rate overruns this token
+    finally:
+        server.stop()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from engine.defaults import RETRY_BUDGET
+from engine.defaults import API_BURST, API_RATE, RETRY_BUDGET
 
 if TYPE_CHECKING:
     from engine.config import Settings
@@ -154,6 +154,27 @@ TaskQueue = Annotated[
         rich_help_panel="Temporal",
     ),
 ]
+ApiRate = Annotated[
+    float,
+    typer.Option(
+        "--api-rate",
+        envvar="SMARTCONNECTOR_API_RATE",
+        min=0.1,
+        help="Requests per second the token may make; the engine keeps under it (with"
+        " --engine temporal, all workers of a task queue together).",
+        rich_help_panel="API",
+    ),
+]
+ApiBurst = Annotated[
+    float,
+    typer.Option(
+        "--api-burst",
+        envvar="SMARTCONNECTOR_API_BURST",
+        min=1,
+        help="The token's bucket: requests it may make at once before the rate applies.",
+        rich_help_panel="API",
+    ),
+]
 RetryBudget = Annotated[
     float,
     typer.Option(
@@ -183,13 +204,15 @@ def resolve_settings(
     step_timeout: float | None = None,
     step_retries: int = 0,
     retry_budget: float = RETRY_BUDGET,
+    api_rate: float = API_RATE,
+    api_burst: float = API_BURST,
     extension_url: str | None = None,
     engine: str = "local",
     temporal_address: str | None = None,
     task_queue: str = "smartconnector",
 ) -> Settings:
     from engine import logs
-    from engine.client import RetryPolicy
+    from engine.client import RateLimit, RetryPolicy
     from engine.config import Settings, read_token
     from engine.models import StepPolicy
 
@@ -224,6 +247,7 @@ def resolve_settings(
         token=token,
         step_policy=policy,
         retry=RetryPolicy(budget=retry_budget),
+        rate_limit=RateLimit(rate=api_rate, burst=api_burst),
     )
 
 

@@ -14,6 +14,8 @@ import typer
 
 from engine.cli._app import (
     DEFAULT_HOME,
+    ApiBurst,
+    ApiRate,
     ApiUrl,
     ConnectorDir,
     ConnectorOpt,
@@ -36,7 +38,7 @@ from engine.cli._app import (
     with_engine,
 )
 from engine.cli._report import report_outcome
-from engine.defaults import RETRY_BUDGET
+from engine.defaults import API_BURST, API_RATE, RETRY_BUDGET
 
 if TYPE_CHECKING:
     from engine.rollout import Outcome, RolloutReport
@@ -71,6 +73,8 @@ def settings_command(
     api_url: ApiUrl = None,
     extension_url: ExtensionUrl = None,
     retry_budget: RetryBudget = RETRY_BUDGET,
+    api_rate: ApiRate = API_RATE,
+    api_burst: ApiBurst = API_BURST,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
@@ -110,6 +114,8 @@ def update(
     temporal_address: TemporalAddress = None,
     task_queue: TaskQueue = "smartconnector",
     retry_budget: RetryBudget = RETRY_BUDGET,
+    api_rate: ApiRate = API_RATE,
+    api_burst: ApiBurst = API_BURST,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
@@ -192,6 +198,8 @@ def rollout(
     temporal_address: TemporalAddress = None,
     task_queue: TaskQueue = "smartconnector",
     retry_budget: RetryBudget = RETRY_BUDGET,
+    api_rate: ApiRate = API_RATE,
+    api_burst: ApiBurst = API_BURST,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,

@@ -10,6 +10,8 @@ import typer
 
 from engine.cli._app import (
     DEFAULT_HOME,
+    ApiBurst,
+    ApiRate,
     ApiUrl,
     ConnectorDir,
     ConnectorOpt,
@@ -34,7 +36,7 @@ from engine.cli._app import (
     with_engine,
 )
 from engine.cli._report import print_status, report_outcome
-from engine.defaults import RETRY_BUDGET
+from engine.defaults import API_BURST, API_RATE, RETRY_BUDGET
 
 if TYPE_CHECKING:
     from engine.config import Settings
@@ -76,6 +78,8 @@ def install(
     temporal_address: TemporalAddress = None,
     task_queue: TaskQueue = "smartconnector",
     retry_budget: RetryBudget = RETRY_BUDGET,
+    api_rate: ApiRate = API_RATE,
+    api_burst: ApiBurst = API_BURST,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
@@ -115,6 +119,8 @@ def resume(
     temporal_address: TemporalAddress = None,
     task_queue: TaskQueue = "smartconnector",
     retry_budget: RetryBudget = RETRY_BUDGET,
+    api_rate: ApiRate = API_RATE,
+    api_burst: ApiBurst = API_BURST,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
@@ -144,6 +150,8 @@ def uninstall(
     temporal_address: TemporalAddress = None,
     task_queue: TaskQueue = "smartconnector",
     retry_budget: RetryBudget = RETRY_BUDGET,
+    api_rate: ApiRate = API_RATE,
+    api_burst: ApiBurst = API_BURST,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
@@ -171,6 +179,8 @@ def status(
     as_json: JsonOut = False,
     api_url: ApiUrl = None,
     retry_budget: RetryBudget = RETRY_BUDGET,
+    api_rate: ApiRate = API_RATE,
+    api_burst: ApiBurst = API_BURST,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,

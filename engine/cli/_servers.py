@@ -13,6 +13,8 @@ import typer
 
 from engine.cli._app import (
     DEFAULT_HOME,
+    ApiBurst,
+    ApiRate,
     ApiUrl,
     ConnectorDir,
     ExtensionUrl,
@@ -32,6 +34,7 @@ from engine.cli._app import (
     settings_from,
     token_app,
 )
+from engine.defaults import API_BURST, API_RATE
 
 
 @app.command()
@@ -164,6 +167,8 @@ def worker(
         ),
     ] = None,
     api_url: ApiUrl = None,
+    api_rate: ApiRate = API_RATE,
+    api_burst: ApiBurst = API_BURST,
     extension_url: ExtensionUrl = None,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
@@ -192,7 +197,7 @@ def worker(
             structlog.get_logger("smartconnector.worker").info(
                 "worker started", task_queue=task_queue, connectors=sorted(connectors)
             )
-            await run_worker(api, client, task_queue, connectors, ext)
+            await run_worker(api, client, task_queue, connectors, ext, api_rate=api_rate)
 
     # asyncio's own Ctrl-C handling (cancel, then shut the worker down) suits a worker:
     # a killed worker's activities go on elsewhere

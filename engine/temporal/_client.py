@@ -11,6 +11,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
 from engine.client import ApiClient, Document
+from engine.defaults import API_RATE
 from engine.errors import BadInput, LeaseHeld, from_wire
 from engine.models import Integration, parse
 from engine.runner import Engine
@@ -122,6 +123,17 @@ class TemporalEngine(Engine):
         return await self.api.get("integrations", request.integration_id)
 
 
+#: Requests an activity makes: it reads the document, then writes it once.
+REQUESTS_PER_ACTIVITY = 2
+#: The share of the token's rate the workers take; the rest is for commands and renewals.
+WORKER_SHARE = 0.8
+
+
+def activities_per_second(api_rate: float) -> float:
+    """The task queue's activity rate that keeps its workers under ``api_rate`` requests/s."""
+    return api_rate * WORKER_SHARE / REQUESTS_PER_ACTIVITY
+
+
 async def connect(address: str) -> Client:
     """A Temporal client; an unreachable server is exit 5, like an unreachable API."""
     from engine.errors import ApiUnavailable
@@ -138,12 +150,20 @@ async def run_worker(
     task_queue: str,
     connectors: dict[str, Connector],
     extension: ExtensionServer | None = None,
+    *,
+    api_rate: float = API_RATE,
 ) -> None:
-    """Run workflows and activities from ``task_queue`` until cancelled."""
+    """Run workflows and activities from ``task_queue`` until cancelled.
+
+    The task queue's activity rate is what keeps every worker of the queue together under
+    the token's rate: Temporal's server enforces it across all of them, sized from the
+    requests an activity makes.
+    """
     activities = Activities(api, connectors, extension)
     worker = Worker(
         client,
         task_queue=task_queue,
+        max_task_queue_activities_per_second=activities_per_second(api_rate),
         workflows=[IntegrationWorkflow],
         activities=[
             activities.begin,
