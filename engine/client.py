@@ -18,7 +18,7 @@ import random
 import secrets
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -205,15 +205,18 @@ class ApiClient:
 
     async def list(self, resource: str, **filters: str) -> list[Document]:
         """Every document of ``resource`` matching ``filters``, following ``Link: rel=next``."""
-        documents: list[Document] = []
+        return [doc async for page in self.pages(resource, **filters) for doc in page]
+
+    async def pages(self, resource: str, **filters: str) -> AsyncIterator[builtins.list[Document]]:
+        """The documents of ``resource`` matching ``filters``, a page at a time: a fleet
+        is read without holding all of it."""
         url: str | None = f"/{resource}"
         params: Mapping[str, str] | None = filters or None
         while url is not None:
             response = await self._send("GET", url, params=params)
-            documents.extend(response.json())
+            yield response.json()
             url = response.links.get("next", {}).get("url")
             params = None
-        return documents
 
     async def get(self, resource: str, id: str) -> Document:
         return (await self._send("GET", f"/{resource}/{id}")).json()  # type: ignore[no-any-return]

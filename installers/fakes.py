@@ -12,7 +12,7 @@ import asyncio
 import builtins
 import copy
 import itertools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,6 +195,12 @@ class MemoryApi:
             for d in self._docs.get(resource, {}).values()
             if all(str(d.get(k)) == v for k, v in filters.items())
         ]
+
+    async def pages(
+        self, resource: str, **filters: str
+    ) -> AsyncIterator[builtins.list[dict[str, Any]]]:
+        """As the client's: here every page is the whole list."""
+        yield await self.list(resource, **filters)
 
     async def replace(self, resource: str, id: str, doc: dict[str, Any]) -> dict[str, Any]:
         self.requests_sent += 1

@@ -364,3 +364,50 @@ async def test_update_function_results_land_with_the_last_write(
     await smartconnector_engine.update(doc["_id"], v2.connector())
     updated = await sandbox_api.get("integrations", doc["_id"])
     assert updated["install"][0]["_connectionId"] == "c-2"
+
+
+async def test_rollout_all_pages_through_the_fleet_with_bounded_documents_in_flight(
+    sandbox_store: Any, sandbox_token: str, tmp_path: Path
+) -> None:
+    """--all reads the list a page at a time and has at most --concurrency updates going;
+    every integration is updated once."""
+    import httpx
+
+    from engine.journal import Journal
+    from engine.pytest_plugin import fast_retry
+    from sandbox import create_app
+
+    transport = httpx.ASGITransport(app=create_app(sandbox_store, page_size=5))
+    api = ApiClient("http://s/v1", sandbox_token, transport=transport, retry=fast_retry())
+    in_flight, peak = 0, 0
+
+    class Counting(Engine):
+        async def update(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            try:
+                return await super().update(*args, **kwargs)
+            finally:
+                in_flight -= 1
+
+    engine = Counting(api, Journal(tmp_path / "j.db"))
+    for _ in range(23):
+        await installed(engine)
+    pages_read: list[int] = []
+    real_pages = api.pages
+
+    async def pages(resource: str, **filters: str) -> Any:
+        async for page in real_pages(resource, **filters):
+            pages_read.append(len(page))
+            yield page
+
+    api.pages = pages  # type: ignore[method-assign]
+    v2 = versions(["a", "b"], "2.0.0")
+    v2.functions["updateFunction"].delay = 0.01  # each update waits, so they overlap
+    report = await rollout(engine, v2.connector(), concurrency=3)
+    assert report.counts()["updated"] == 23
+    assert pages_read == [5, 5, 5, 5, 3]
+    assert peak == 3
+    assert v2.functions["updateFunction"].successes == 23
+    await api.aclose()
