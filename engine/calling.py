@@ -61,6 +61,7 @@ class Caller:
         default_policy: StepPolicy | None,
         integration: Callable[[Document], Integration],
         log: Any,
+        answers: dict[str, str] | None = None,
     ) -> None:
         self.writer = writer
         self.connector = connector
@@ -75,6 +76,9 @@ class Caller:
         self.default_policy = default_policy
         self.integration = integration
         self.log = log
+        #: The person's answers, for the try of the call that asked for them (once).
+        waiting = RunState.of(writer.doc).waiting or {}
+        self._answers = (waiting.get("step"), waiting.get("function"), dict(answers or {}))
 
     @property
     def doc(self) -> Document:
@@ -98,7 +102,16 @@ class Caller:
             ),
             settings=pending if pending is not None else dict(self.doc.get("settings") or {}),
             options={} if pending is None else {"pending": pending},
+            input=self._input_for(step.name if step else None, function),
         )
+
+    def _input_for(self, step: str | None, function: str) -> dict[str, str]:
+        """The answers, if this is the call that asked for them; nobody else sees them."""
+        asked_step, asked_function, answers = self._answers
+        if not answers or (step, function) != (asked_step, asked_function):
+            return {}
+        self._answers = (None, None, {})
+        return answers
 
     async def stop_if_asked(self) -> None:
         """After Ctrl-C: free the lease (progress is already written), then exit 130."""
@@ -195,9 +208,15 @@ class Caller:
             "function": function,
         }
         if isinstance(exc, UserActionRequired):
-            await self._stop_for(call, "waiting", redactor.scrub(exc.message), url=exc.url)
+            fields = [f.to_wire() for f in exc.fields]
+            await self._stop_for(
+                call, "waiting", redactor.scrub(exc.message), url=exc.url, fields=fields
+            )
             raise WaitingForUser(
-                f"step {name or '(connector)'!r} waits for you: {exc.message}", url=exc.url, **where
+                f"step {name or '(connector)'!r} waits for you: {exc.message}",
+                url=exc.url,
+                fields=fields,
+                **where,
             ) from None
         message = redactor.scrub(f"{type(exc).__name__}: {exc}")
         registered = self.connector.registry.get(function)
@@ -220,13 +239,16 @@ class Caller:
         *,
         url: str | None = None,
         at: str | None = None,
+        fields: list[dict[str, Any]] | None = None,
     ) -> None:
         """Record why the run stops, in the journal and the document, and free the lease."""
         self.journal.record(call, status, message=message)
         self.observe(status, call.step, call.function, None)
-        record = {"step": call.step, "function": call.function, "message": message}
+        record: dict[str, Any] = {"step": call.step, "function": call.function, "message": message}
         if url is not None:
             record["url"] = url
         if at is not None:
             record["raisedAt"] = at
+        if fields:  # what is asked, never what was answered
+            record["fields"] = fields
         await self.writer.write([RunState.stop(status, record)], release=True)

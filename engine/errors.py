@@ -173,13 +173,22 @@ class StepFailed(SmartConnectorError):
 
 
 class WaitingForUser(SmartConnectorError):
-    """A step needs a person to act before ``resume`` can go on."""
+    """A step needs a person to act before ``resume`` can go on; ``fields`` (each
+    ``{"name", "label", "secret"}``) are the answers it asks for."""
 
     exit_code = 7
 
-    def __init__(self, message: str, *, url: str | None = None, **context: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        fields: list[dict[str, Any]] | None = None,
+        **context: Any,
+    ) -> None:
         super().__init__(message, url=url, **context)
         self.url = url
+        self.fields = fields or []
 
 
 class Interrupted(SmartConnectorError):

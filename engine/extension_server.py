@@ -147,6 +147,7 @@ async def _context(connector: Connector, options: dict[str, Any], api: ApiClient
         log=log.bind(integration_id=integration_id, step=options.get("stepName")),
         options=options,  # exactly as the caller sent them, as the SDK hands them on
         settings=dict(integration.settings or {}),
+        input={k: str(v) for k, v in (options.get("input") or {}).items()},
     )
 
 
@@ -187,7 +188,9 @@ def create_extension_app(connector: Connector, token: str) -> FastAPI:
             try:
                 result = await _run(function, await _context(connector, options, api))
             except UserActionRequired as exc:
-                return _errors(422, "user_action_required", exc.message, url=exc.url)
+                fields = [f.to_wire() for f in exc.fields]
+                extra = {"fields": fields} if fields else {}
+                return _errors(422, "user_action_required", exc.message, url=exc.url, **extra)
             except Exception as exc:
                 log.info("function failed", function=function.name, error=str(exc))
                 code = getattr(exc, "code", None) or type(exc).__name__

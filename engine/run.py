@@ -68,6 +68,7 @@ class IntegrationRun:
         default_policy: StepPolicy | None = None,
         abandon: asyncio.Event | None = None,
         calling: set[asyncio.Task[Any]] | None = None,
+        answers: dict[str, str] | None = None,
     ) -> None:
         self.writer = writer
         self.connector = connector
@@ -89,6 +90,7 @@ class IntegrationRun:
             default_policy=default_policy,
             integration=self.integration,
             log=self.log,
+            answers=answers,
         )
 
     @property

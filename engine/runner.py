@@ -33,6 +33,18 @@ from installers import Connector, find_installed, load_connector
 from installers.remote import ExtensionServer
 
 
+def _keep_secrets(doc: Document, answers: dict[str, str]) -> None:
+    """The answers to secret fields go to the function and nowhere else: scrubbed from
+    every log line and error message from now on."""
+    from engine.logs import redactor
+
+    waiting = RunState.of(doc).waiting or {}
+    for asked in waiting.get("fields") or []:
+        answer = answers.get(str(asked.get("name"))) if isinstance(asked, dict) else None
+        if answer and asked.get("secret"):
+            redactor.add(answer)
+
+
 def _ignore(event: str, step: str | None, function: str, seconds: float | None) -> None:
     """The default observer: the runs' structlog events say enough."""
 
@@ -186,15 +198,27 @@ class Engine:
             **where,
         ) from failure
 
-    async def resume(self, integration_id: str, connector: Connector | None = None) -> Document:
-        """Go on from the document: finish an install or an uninstall."""
+    async def resume(
+        self,
+        integration_id: str,
+        connector: Connector | None = None,
+        *,
+        input: dict[str, str] | None = None,
+    ) -> Document:
+        """Go on from the document: finish an install, an uninstall or an update.
+
+        ``input`` answers the fields the waiting step asked for: its function's next try
+        gets them as ``ctx.input``, and nothing else does (secret ones are scrubbed from
+        every log line and error).
+        """
         doc = await self.api.get("integrations", integration_id)
         connector = connector or self.find_connector(integration_id, doc)
         writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
         version = None
         if writer.doc.get("mode") == Mode.SETTINGS.value and writer.doc.get("updateInProgress"):
             version = self._update_target(writer.doc, connector)
-        return await self._run_plan(writer, connector, Intent.RESUME, version)
+        _keep_secrets(writer.doc, input or {})
+        return await self._run_plan(writer, connector, Intent.RESUME, version, answers=input)
 
     async def update(
         self,
@@ -382,16 +406,20 @@ class Engine:
         connector: Connector,
         intent: Intent,
         version: str | None = None,
+        answers: dict[str, str] | None = None,
     ) -> Document:
         """Plan from the document as it is now, then run the plan."""
         actions = plan_run(writer.doc, connector.manifest, intent, version)
-        return await self._drive(writer, connector, lambda run: run.execute(actions))
+        return await self._drive(
+            writer, connector, lambda run: run.execute(actions), answers=answers
+        )
 
     async def _drive(
         self,
         writer: DocumentWriter,
         connector: Connector,
         action: Callable[[IntegrationRun], Awaitable[None]],
+        answers: dict[str, str] | None = None,
     ) -> Document:
         self.known[writer.id] = connector
         run = IntegrationRun(
@@ -405,6 +433,7 @@ class Engine:
             default_policy=self.default_policy,
             abandon=self.abandon,
             calling=self._calling,
+            answers=answers,
         )
         self.machine.add(run, Mode(writer.doc["mode"]))
         self._leases.add(writer)

@@ -2,11 +2,12 @@
 
 from installers._loading import Connector, find_installed, load_connector
 from installers._registry import DuplicateFunction, RegisteredFunction, Registry
-from installers._types import RetryableError, StepContext, StepResult, UserActionRequired
+from installers._types import Field, RetryableError, StepContext, StepResult, UserActionRequired
 
 __all__ = [
     "Connector",
     "DuplicateFunction",
+    "Field",
     "RegisteredFunction",
     "Registry",
     "RetryableError",

@@ -13,17 +13,35 @@ if TYPE_CHECKING:
     from engine.models import InstallStep, Integration
 
 
+@dataclass(frozen=True)
+class Field:
+    """An answer a waiting step asks the person for: ``name`` is its key in ``ctx.input``,
+    ``label`` what the person reads; a ``secret`` one is typed hidden and is handed to the
+    function and nothing else (never logged, journalled, written or shown again)."""
+
+    name: str
+    label: str
+    secret: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"name": self.name, "label": self.label, "secret": self.secret}
+
+
 class UserActionRequired(Exception):
     """Raised by a function whose step needs a person (credentials, a bundle at ``url``).
 
     The step stays incomplete; the engine shows ``message`` and ``url`` and exits 7, and
-    ``smartconnector resume`` runs the function again once the person has acted.
+    ``smartconnector resume`` runs the function again once the person has acted. ``fields``
+    asks for answers, which the next try finds in ``ctx.input``.
     """
 
-    def __init__(self, message: str, url: str | None = None) -> None:
+    def __init__(
+        self, message: str, url: str | None = None, fields: tuple[Field, ...] | list[Field] = ()
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.url = url
+        self.fields = tuple(fields)
 
 
 class RetryableError(Exception):
@@ -47,7 +65,8 @@ class StepContext:
     functions. ``idempotency_key`` is the same for every retry and resume of the same step,
     so a function can make its own effects idempotent (e.g. look up what it created under
     that key before creating again). ``options`` carries the SDK's ``opts`` and, for
-    ``persistSettings``, ``pending``.
+    ``persistSettings``, ``pending``. ``input`` holds the answers to the ``fields`` the
+    step's previous try asked for (strings by field name; empty when nothing was asked).
     """
 
     def __init__(
@@ -60,6 +79,7 @@ class StepContext:
         log: FilteringBoundLogger,
         options: dict[str, Any] | None = None,
         settings: dict[str, Any] | None = None,
+        input: dict[str, str] | None = None,
     ) -> None:
         self._integration = integration
         self.step = step
@@ -68,6 +88,7 @@ class StepContext:
         self.log = log
         self.options: dict[str, Any] = options if options is not None else {}
         self.settings: dict[str, Any] = settings if settings is not None else {}
+        self.input: dict[str, str] = input if input is not None else {}
 
     @property
     def integration(self) -> Integration:

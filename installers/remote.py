@@ -25,7 +25,7 @@ from engine.defaults import FUNCTION_TIMEOUT
 from engine.errors import ApiUnavailable, AuthenticationFailed
 from installers._loading import Connector
 from installers._registry import Registry
-from installers._types import RetryableError, StepContext, UserActionRequired
+from installers._types import Field, RetryableError, StepContext, UserActionRequired
 
 #: How long a remote function may take when its step sets no timeout.
 DEFAULT_REMOTE_TIMEOUT = FUNCTION_TIMEOUT
@@ -134,7 +134,16 @@ class ExtensionServer:
             raise RemoteUnavailable(f"{what} threw (HTTP {response.status_code}): {detail}")
         for error in errors:
             if error.get("code") == "user_action_required":
-                raise UserActionRequired(str(error.get("message")), error.get("url"))
+                fields = [
+                    Field(
+                        str(f.get("name")),
+                        str(f.get("label") or f.get("name")),
+                        f.get("secret") is True,
+                    )
+                    for f in error.get("fields") or []
+                    if isinstance(f, dict) and f.get("name")
+                ]
+                raise UserActionRequired(str(error.get("message")), error.get("url"), fields)
         raise RemoteFunctionFailed(f"{what} failed (HTTP {response.status_code}): {detail}")
 
 
@@ -161,6 +170,8 @@ class RemoteFunction:
             options["pending"] = ctx.options["pending"]
         if ctx.api.public_url is not None:
             options["apiUrl"] = ctx.api.public_url
+        if ctx.input:  # the answers to the fields the step's last try asked for
+            options["input"] = dict(ctx.input)
         body = {
             "_connectorId": self.connector_id,
             "type": self.type,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -28,6 +30,7 @@ from engine.cli._app import (
     TokenFile,
     Verbose,
     app,
+    fail,
     guard,
     load,
     open_extension,
@@ -104,11 +107,22 @@ def install(
 
 
 @app.command(
-    epilog=("Example:  smartconnector resume 6b0480442d82113bd629b566"),
+    epilog=(
+        "Examples:  smartconnector resume 6b0480442d82113bd629b566   ·   smartconnector"
+        " resume 6b0480442d82113bd629b566 --input-file answers.json"
+    ),
 )
 def resume(
     integration_id: Annotated[str, typer.Argument(help="The integration to go on with.")],
     connector: ConnectorOpt = None,
+    input_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--input-file",
+            help="JSON object of answers for the fields the waiting step asks for (on a"
+            " terminal it asks for them itself, secret ones hidden).",
+        ),
+    ] = None,
     as_json: JsonOut = False,
     verbose: Verbose = False,
     step_timeout: StepTimeout = None,
@@ -128,11 +142,50 @@ def resume(
     """Go on with an install, uninstall or update that stopped.
 
     The integration document says where: steps already done are not run again. A step that
-    waited for a person runs again, now that they have acted.
+    waited for a person runs again, now that they have acted, with the answers it asked for.
     """
     settings = settings_from(locals())
     loaded = load(connector) if connector else None
-    report_outcome(settings, lambda e: e.resume(integration_id, loaded), as_json, verbose)
+    given = read_answers(input_file) if input_file is not None else None
+
+    async def job(engine: Engine) -> dict[str, Any]:
+        answers = given
+        if answers is None and sys.stdin.isatty():
+            answers = ask_for_answers(await engine.status(integration_id))
+        return await engine.resume(integration_id, loaded, input=answers or None)
+
+    report_outcome(settings, job, as_json, verbose)
+
+
+def read_answers(path: Path) -> dict[str, str]:
+    """``--input-file``: a JSON object of strings; anything else is exit 2, naming the key."""
+    from engine.cli._fleet import read_json_file
+
+    answers = read_json_file(path, "--input-file")
+    if not isinstance(answers, dict):
+        fail(f"--input-file: {path} must hold a JSON object of answers", 2)
+    for key, value in answers.items():
+        if not isinstance(value, str):
+            fail(f"--input-file: {key}: an answer is a string, not {type(value).__name__}", 2)
+    return answers
+
+
+def ask_for_answers(doc: dict[str, Any]) -> dict[str, str]:
+    """On a terminal: the waiting step's fields, asked one by one (secret ones hidden)."""
+    from engine.run_state import RunState
+
+    waiting = RunState.of(doc).waiting or {}
+    fields = [f for f in waiting.get("fields") or [] if isinstance(f, dict) and f.get("name")]
+    if fields:
+        typer.echo(f"{waiting.get('step')}: {waiting.get('message')}", err=True)
+    return {
+        str(f["name"]): str(
+            typer.prompt(
+                str(f.get("label") or f["name"]), hide_input=f.get("secret") is True, err=True
+            )
+        )
+        for f in fields
+    }
 
 
 @app.command(

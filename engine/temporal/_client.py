@@ -58,7 +58,19 @@ class TemporalEngine(Engine):
         self.journal.remember_connector(request.integration_id, connector.directory)
         return await self._start(request)
 
-    async def resume(self, integration_id: str, connector: Connector | None = None) -> Document:
+    async def resume(
+        self,
+        integration_id: str,
+        connector: Connector | None = None,
+        *,
+        input: dict[str, str] | None = None,
+    ) -> Document:
+        if input:
+            raise BadInput(
+                "answers to a waiting step cannot go through Temporal (its history keeps"
+                " every argument): resume with --engine local",
+                field="--input-file",
+            )
         doc = await self.api.get("integrations", integration_id)
         connector = await self._validate(integration_id, connector, doc)
         request = self._request("resume", integration_id, connector)

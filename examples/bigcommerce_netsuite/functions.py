@@ -8,10 +8,12 @@ Uninstallers delete what the installers created.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from typing import Any
 
 from engine import NotFound
-from installers import Registry, StepContext, UserActionRequired
+from installers import Field, Registry, StepContext, UserActionRequired
 
 registry = Registry("bigcommerce-netsuite")
 
@@ -40,16 +42,40 @@ def _step_update(ctx: StepContext, **fields: Any) -> dict[str, Any]:
     return {"success": True, "stepsToUpdate": [{"name": ctx.step.name, **fields}]}
 
 
+#: What the NetSuite Connection step asks a person for, when nothing supplies it.
+CREDENTIALS = (Field("account", "NetSuite account ID"), Field("token", "Token", secret=True))
+#: The test account the embedded sandbox uses unless told to ask (``askForCredentials``).
+SANDBOX_ACCOUNT = "TSTDRV000000"
+
+
+def _credentials(ctx: StepContext) -> tuple[str, str] | None:
+    """The person's answers, else $NETSUITE_ACCOUNT/$NETSUITE_TOKEN, else the sandbox's test
+    account; ``None`` when the connector's settings say to ask."""
+    if ctx.input.get("account"):
+        return ctx.input["account"], ctx.input.get("token", "")
+    if os.environ.get("NETSUITE_ACCOUNT"):
+        return os.environ["NETSUITE_ACCOUNT"], os.environ.get("NETSUITE_TOKEN", "")
+    return None if ctx.settings.get("askForCredentials") else (SANDBOX_ACCOUNT, "")
+
+
 @registry.function("verifyNetSuiteConnection")
 async def verify_netsuite_connection(ctx: StepContext) -> dict[str, Any]:
+    credentials = _credentials(ctx)
+    if credentials is None:
+        raise UserActionRequired(
+            "Enter the NetSuite account ID and a token for it", fields=CREDENTIALS
+        )
+    account, token = credentials
     conn = await _connection_once(
         ctx,
         {
             "type": "netsuite",
             "name": "NetSuite",
-            # a sandbox NetSuite account comes with the connector's bundles installed
             "netsuite": {
-                "account": "TSTDRV000000",
+                "account": account,
+                # the token itself goes to NetSuite only; the connection keeps a fingerprint
+                "tokenFingerprint": hashlib.sha256(token.encode()).hexdigest()[:12],
+                # a sandbox NetSuite account comes with the connector's bundles installed
                 "bundlesInstalled": ["integrator", "bigcommerce"],
             },
         },
