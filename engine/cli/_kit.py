@@ -186,3 +186,50 @@ def _show_history(
         typer.echo(f"now: failed at {state.error.get('step')}: {state.error.get('message')}")
     else:
         typer.echo(f"now: mode {doc.get('mode')}")
+
+
+@app.command(
+    "ui",
+    epilog=(
+        "Example:  smartconnector ui --connector examples/bigcommerce_netsuite"
+        "   (then open the printed URL)"
+    ),
+)
+def ui_command(
+    host: Annotated[
+        str, typer.Option(help="Address to serve on (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8702,
+    connector: Annotated[
+        list[Path] | None,
+        typer.Option("--connector", help="A connector to offer with an Install button (repeat)."),
+    ] = None,
+    api_url: ApiUrl = None,
+    retry_budget: RetryBudget = RETRY_BUDGET,
+    token_file: TokenFile = None,
+    home: Home = DEFAULT_HOME,
+    log_format: LogFormat = None,
+) -> None:
+    """Serve the install page: install, answer, verify, retry, update and uninstall in a browser.
+
+    Prints the URL to open (with a session token) as its last line, then serves until
+    Ctrl-C. Actions go through the engine exactly as the CLI's do.
+    """
+    import uvicorn
+
+    from engine.ui import UiConfig, create_ui_app
+
+    settings = settings_from(locals())
+    connectors = [load(d) for d in connector or []]
+
+    async def open_engine() -> Any:
+        from engine.config import open_client
+        from engine.journal import Journal
+        from engine.runner import Engine
+
+        api = guard(lambda: open_client(settings))
+        return Engine(api, Journal(settings.home / "journal.db")), api.aclose
+
+    config = UiConfig(host, port, connectors, open_engine)
+    typer.echo(config.url)
+    uvicorn.run(create_ui_app(config), host=host, port=port, log_level="warning", access_log=False)
