@@ -45,6 +45,9 @@ def make(ctx):
     note("done", ctx)
 
 def update(ctx):
+    delay = Path(__file__).parent / "delay-update"
+    if delay.exists():
+        time.sleep(float(delay.read_text()))
     note("update", ctx)
 
 for name in ("makeA", "makeB", "makeC"):
@@ -121,19 +124,18 @@ class Setup:
     env: dict[str, str]
     home: Path
 
-    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return run_cli(
-            *args,
+    def temporal_args(self) -> list[str]:
+        return [
             "--engine",
             "temporal",
             "--temporal-address",
             self.address,
             "--task-queue",
             self.queue,
-            home=self.home,
-            env=self.env,
-            timeout=timeout,
-        )
+        ]
+
+    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, *self.temporal_args(), home=self.home, env=self.env, timeout=timeout)
 
     def worker(self) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCONNECTOR_")}
@@ -275,7 +277,8 @@ def test_a_killed_worker_is_replaced_mid_step(setup: Setup) -> None:
 
 
 def test_rollout_on_temporal(setup: Setup, tmp_path: Path) -> None:
-    """A rollout through Temporal updates each integration once."""
+    """A rollout through Temporal updates each integration once; the same command again
+    reports the finished rollout (its workflow id is the connector's and the version's)."""
     ids = []
     for _ in range(3):
         out = run_cli("install", str(setup.directory), home=setup.home, env=setup.env)
@@ -290,7 +293,8 @@ def test_rollout_on_temporal(setup: Setup, tmp_path: Path) -> None:
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["counts"]["updated"] == 3
         again = setup.run("rollout", str(v2), "--integrations", str(listed), "--json")
-        assert json.loads(again.stdout)["counts"]["skipped"] == 3
+        assert again.returncode == 0  # the finished rollout, reported as it ended
+        assert json.loads(again.stdout)["counts"]["updated"] == 3
     finally:
         stop(worker)
     updates = [c for c in calls(v2) if c[0] == "update"]
@@ -300,6 +304,46 @@ def test_rollout_on_temporal(setup: Setup, tmp_path: Path) -> None:
             run_cli("status", integration_id, "--json", home=setup.home, env=setup.env).stdout
         )
         assert status["version"] == "2.0.0" and status["updateInProgress"] is False
+
+
+def test_a_rollout_outlives_its_command(setup: Setup, tmp_path: Path) -> None:
+    """kill -9 of the rollout command leaves the rollout running on Temporal; the same
+    command again attaches, follows it to its end and exits as it did; updateFunction ran
+    once per integration."""
+    ids = []
+    for _ in range(4):
+        out = run_cli("install", str(setup.directory), home=setup.home, env=setup.env)
+        ids.append(out.stdout.strip().splitlines()[-1])
+    v2 = connector(tmp_path / "v2", version="2.1.0", steps="ABC")
+    (v2 / "delay-update").write_text("1")
+    setup.directory = v2
+    worker = setup.worker()
+    try:
+        env = {**os.environ, **setup.env, "SMARTCONNECTOR_HOME": str(setup.home)}
+        first = subprocess.Popen(
+            [*CLI, "rollout", str(v2), "--all", "--concurrency", "1", *setup.temporal_args()],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
+        )
+        deadline = time.monotonic() + 60
+        while not any(c[0] == "update" for c in calls(v2)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        first.kill()
+        first.wait(10)
+        again = setup.run("rollout", str(v2), "--all", "--concurrency", "1", "--json")
+        assert again.returncode == 0, again.stderr
+        updated = json.loads(again.stdout)["counts"]["updated"]
+        assert updated >= 4  # with the connector's integrations of earlier tests
+    finally:
+        stop(worker)
+    assert len([c for c in calls(v2) if c[0] == "update"]) == updated  # once each
+    for integration_id in ids:
+        status = json.loads(
+            run_cli("status", integration_id, "--json", home=setup.home, env=setup.env).stdout
+        )
+        assert status["version"] == "2.1.0" and status["updateInProgress"] is False
 
 
 def test_temporal_options_are_checked(tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ from engine.defaults import API_BURST, API_RATE, RETRY_BUDGET
 if TYPE_CHECKING:
     from engine.rollout import Outcome, RolloutReport
     from engine.runner import Engine
+    from installers import Connector
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 
@@ -220,7 +221,12 @@ def rollout(
     async def job(engine: Engine) -> RolloutReport:
         from engine.rollout import rollout as run_rollout
 
-        with fleet_gc(), _progress(as_json) as on_outcome:
+        progress = _progress(as_json)
+        with fleet_gc(), progress as on_outcome:
+            if settings.engine == "temporal":
+                return await _on_temporal(
+                    engine, connector, ids, concurrency, phase, max_failures, progress.show
+                )
             return await run_rollout(
                 engine,
                 connector,
@@ -237,6 +243,36 @@ def rollout(
         raise typer.Exit(130)
     if report.failed or report.stopped:
         raise typer.Exit(1)
+
+
+async def _on_temporal(
+    engine: Engine,
+    connector: Connector,
+    ids: list[str] | None,
+    concurrency: int,
+    phase: float | None,
+    max_failures: int | None,
+    show: Callable[[dict[str, int]], None],
+) -> RolloutReport:
+    """The rollout as a Temporal workflow: started, or attached to if it runs or ran."""
+    from collections import Counter
+
+    from engine.rollout import Outcome, RolloutReport
+    from engine.temporal._client import TemporalEngine, rollout_on_temporal
+
+    assert isinstance(engine, TemporalEngine)
+    state = await rollout_on_temporal(
+        engine,
+        connector,
+        ids,
+        concurrency=concurrency,
+        phase_pct=phase,
+        max_failures=max_failures,
+        on_progress=lambda now: show(now.counts),
+    )
+    report = RolloutReport(state.version, Counter(state.counts), stopped=state.stopped)
+    report.outcomes = [Outcome(f["_id"], "failed", f["reason"]) for f in state.failed]
+    return report
 
 
 @contextmanager
@@ -275,6 +311,12 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self.live is not None:
             self.live.__exit__(*exc)
+
+    def show(self, counts: dict[str, int]) -> None:
+        """Counts from elsewhere (a rollout on Temporal), as they are now."""
+        self.counts = dict(counts)
+        if self.live is not None:
+            self.live.update(self._table())
 
     def _note(self, outcome: Outcome) -> None:
         import structlog

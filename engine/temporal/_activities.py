@@ -29,6 +29,7 @@ from engine.models import Integration, parse
 from engine.plan import Action, Intent, plan_run
 from engine.run import IntegrationRun
 from engine.run_state import RunState
+from engine.temporal._rollout import RolloutRequest, Targets
 from engine.temporal._workflow import FINAL, ActionRequest, Plan, Planned, RunRequest
 from engine.writer import DocumentWriter, Owner
 from installers import Connector, find_installed
@@ -123,6 +124,32 @@ class Activities:
             raise final(exc) from None
         actions = plan_run(doc, connector.manifest, Intent(request.action), request.version)
         return Plan(request.integration_id, [_planned(a, doc) for a in actions])
+
+    @activity.defn(name="smartconnector.targets")
+    async def targets(self, request: RolloutRequest) -> Targets:
+        """The integrations a rollout has to update; those already at the version count as
+        skipped. Reads the list a page at a time and keeps only ids."""
+        found = Targets()
+        version = request.version
+
+        def sort(doc: Document) -> None:
+            if doc.get("updateInProgress") is True or doc.get("version") != version:
+                found.ids.append(str(doc["_id"]))
+            else:
+                found.skipped += 1
+
+        if request.integration_ids is None:
+            pages = self.api.pages("integrations", _connectorId=request.connector_id)
+            async for page in pages:
+                for doc in page:
+                    sort(doc)
+            return found
+        for integration_id in request.integration_ids:
+            try:
+                sort(await self.api.get("integrations", integration_id))
+            except NotFound:
+                found.missing.append(integration_id)
+        return found
 
     @activity.defn(name="smartconnector.call")
     async def call(self, request: ActionRequest) -> Any:

@@ -3,19 +3,30 @@ and the worker that runs their workflows."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
 from engine.client import ApiClient, Document
 from engine.defaults import API_RATE
-from engine.errors import BadInput, LeaseHeld, from_wire
+from engine.errors import BadInput, Interrupted, LeaseHeld, from_wire
 from engine.models import Integration, parse
 from engine.runner import Engine
 from engine.temporal._activities import Activities, owner_of
+from engine.temporal._rollout import (
+    ROLLOUT_WORKFLOW,
+    RolloutRequest,
+    RolloutState,
+    RolloutWorkflow,
+    rollout_id,
+)
 from engine.temporal._workflow import WORKFLOW_NAME, IntegrationWorkflow, RunRequest, RunResult
 from engine.writer import check_lease
 from installers import Connector
@@ -176,8 +187,9 @@ async def run_worker(
         client,
         task_queue=task_queue,
         max_task_queue_activities_per_second=activities_per_second(api_rate),
-        workflows=[IntegrationWorkflow],
+        workflows=[IntegrationWorkflow, RolloutWorkflow],
         activities=[
+            activities.targets,
             activities.begin,
             activities.call,
             activities.record,
@@ -185,3 +197,60 @@ async def run_worker(
         ],
     )
     await worker.run()
+
+
+#: How often an attached command asks a rollout for its progress.
+PROGRESS_EVERY = 0.5
+
+
+async def rollout_on_temporal(
+    engine: TemporalEngine,
+    connector: Connector,
+    integration_ids: list[str] | None,
+    *,
+    concurrency: int,
+    phase_pct: float | None,
+    max_failures: int | None,
+    on_progress: Callable[[RolloutState], None] = lambda state: None,
+) -> RolloutState:
+    """Start the connector's rollout to its version on Temporal, or attach to it (running or
+    finished), following its progress until it ends. Ctrl-C stops following, not the
+    rollout."""
+    assert engine.temporal is not None, "TemporalEngine needs a connected Client"
+    manifest = connector.manifest
+    await engine.resolve(connector)  # every function the workers will call must exist
+    request = RolloutRequest(
+        manifest.connector_id,
+        manifest.version,
+        integration_ids,
+        concurrency,
+        phase_pct,
+        max_failures,
+        engine.lease_ttl,
+    )
+    workflow = rollout_id(manifest.connector_id, manifest.version)
+    try:
+        handle = await engine.temporal.start_workflow(
+            ROLLOUT_WORKFLOW,
+            request,
+            id=workflow,
+            task_queue=engine.task_queue,
+            result_type=RolloutState,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:  # running, or finished: attach and report
+        handle = engine.temporal.get_workflow_handle(workflow, result_type=RolloutState)
+    result = asyncio.ensure_future(handle.result())
+    while not result.done():
+        if engine.stop.is_set():
+            result.cancel()
+            raise Interrupted(
+                f"stopped following rollout {workflow}; it goes on in Temporal: run the same"
+                " command again to attach"
+            )
+        with contextlib.suppress(Exception):  # not started yet: no answer to the query
+            on_progress(await handle.query(RolloutWorkflow.progress))
+        await asyncio.wait({result}, timeout=PROGRESS_EVERY)
+    state: RolloutState = result.result()
+    on_progress(state)
+    return state
