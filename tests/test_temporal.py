@@ -223,6 +223,41 @@ def test_temporal_executes_the_plan_that_plan_prints(setup: Setup) -> None:
     assert made == [a["step"] for a in planned if a["action"] == "call"]
 
 
+def test_an_install_on_temporal_makes_the_requests_a_local_one_does(
+    setup: Setup, server: Server, tmp_path: Path
+) -> None:
+    """A 20-step install on Temporal makes N + 2 requests, as on the local engine: the
+    workflow hands the document from activity to activity instead of reading it again."""
+    letters = "ABCDEFGHIJKLMNOPQRST"
+    functions = (
+        FUNCTIONS + "\nfor s in " + repr(letters) + ":\n    registry.add('make' + s, make)\n"
+    )
+    functions = functions.replace('for name in ("makeA", "makeB", "makeC"):', "for name in ():")
+    setup.directory = write_connector_folder(
+        tmp_path / "twenty",
+        {
+            "name": "Twenty",
+            "_connectorId": "temporal-twenty",
+            "version": "1.0.0",
+            "install": [
+                {"name": s, "installerFunction": f"make{s}", "uninstallerFunction": "undo"}
+                for s in letters
+            ],
+        },
+        functions,
+    )
+    worker = setup.worker()
+    try:
+        before = len(server.log.read_text().splitlines())
+        out = setup.run("install", str(setup.directory))
+        assert out.returncode == 0, out.stderr
+    finally:
+        stop(worker)
+    lines = server.log.read_text().splitlines()[before:]
+    api = [json.loads(x) for x in lines if x.startswith("{") and '"/v1/' in x]
+    assert len(api) == len(letters) + 2, [(r.get("method"), r.get("path")) for r in api]
+
+
 def test_a_killed_worker_is_replaced_mid_step(setup: Setup) -> None:
     """kill -9 of the worker during a step: another worker finishes it (same idempotency
     key); the steps already done do not run again."""

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import structlog
 from temporalio import activity
@@ -30,7 +29,7 @@ from engine.plan import Action, Intent, plan_run
 from engine.run import IntegrationRun
 from engine.run_state import RunState
 from engine.temporal._rollout import RolloutRequest, Targets
-from engine.temporal._workflow import FINAL, ActionRequest, Plan, Planned, RunRequest
+from engine.temporal._workflow import FINAL, ActionRequest, Called, Plan, Planned, RunRequest
 from engine.writer import DocumentWriter, Owner
 from installers import Connector, find_installed
 from installers.remote import ExtensionServer, with_remote
@@ -83,11 +82,15 @@ class Activities:
         return with_remote(found, self.extension, function_names(found, integration))
 
     @contextlib.asynccontextmanager
-    async def run_for(self, request: RunRequest) -> AsyncIterator[IntegrationRun]:
-        """An :class:`IntegrationRun` over the current document, under the run's lease; the
-        engine's errors leave it typed and final."""
+    async def run_for(
+        self, request: RunRequest, doc: Document | None = None
+    ) -> AsyncIterator[IntegrationRun]:
+        """An :class:`IntegrationRun` over the document the workflow hands on (read afresh
+        when it has none, or when this is a retry: an earlier try may have changed it),
+        under the run's lease; the engine's errors leave it typed and final."""
         try:
-            doc = await self.api.get("integrations", request.integration_id)
+            if doc is None or activity.info().attempt > 1:
+                doc = await self.api.get("integrations", request.integration_id)
             writer = DocumentWriter(self.api, doc, owner_of(request), request.lease_ttl)
             run = IntegrationRun(
                 writer=writer,
@@ -110,7 +113,9 @@ class Activities:
     async def begin(self, request: RunRequest) -> Plan:
         """Validate, take the lease, and plan what is left to do from the document."""
         try:
-            doc = await self.api.get("integrations", request.integration_id)
+            doc = request.doc
+            if doc is None or activity.info().attempt > 1:
+                doc = await self.api.get("integrations", request.integration_id)
             integration = parse(Integration, doc, what=f"integration {request.integration_id}")
             local = self.connectors.get(request.connector_id) or self.connector(
                 request.connector_id
@@ -123,7 +128,7 @@ class Activities:
         except SmartConnectorError as exc:
             raise final(exc) from None
         actions = plan_run(doc, connector.manifest, Intent(request.action), request.version)
-        return Plan(request.integration_id, [_planned(a, doc) for a in actions])
+        return Plan(request.integration_id, [_planned(a, doc) for a in actions], doc)
 
     @activity.defn(name="smartconnector.targets")
     async def targets(self, request: RolloutRequest) -> Targets:
@@ -152,11 +157,11 @@ class Activities:
         return found
 
     @activity.defn(name="smartconnector.call")
-    async def call(self, request: ActionRequest) -> Any:
+    async def call(self, request: ActionRequest) -> Called:
         """Run one connector function, heartbeating (and renewing the lease) meanwhile.
 
         A failure is recorded in the document by the run itself, as on the local engine."""
-        async with self.run_for(request.run) as run:
+        async with self.run_for(request.run, request.doc) as run:
             beat = asyncio.create_task(_heartbeat(run.writer))
             try:
                 raw = await run.call(request.action)
@@ -165,24 +170,26 @@ class Activities:
         log.info(
             "function succeeded", integration_id=run.writer.id, function=request.action.function
         )
-        return raw
+        return Called(raw, run.writer.doc)
 
     @activity.defn(name="smartconnector.record")
-    async def record(self, request: ActionRequest) -> None:
+    async def record(self, request: ActionRequest) -> Document:
         """Write a function's success to the document, as the local engine does."""
-        async with self.run_for(request.run) as run:
+        async with self.run_for(request.run, request.doc) as run:
             await run.record(request.action, request.result)
+        return run.writer.doc
 
     @activity.defn(name="smartconnector.apply")
-    async def apply(self, request: ActionRequest) -> None:
+    async def apply(self, request: ActionRequest) -> Document | None:
         """An action that calls no function; nothing when the document shows it done."""
         try:
-            async with self.run_for(request.run) as run:
+            async with self.run_for(request.run, request.doc) as run:
                 await run.apply(request.action)
         except ApplicationError as exc:
             if request.action.action == "delete" and _not_found(exc):
-                return  # deleted by an earlier try whose answer was lost
+                return None  # deleted by an earlier try whose answer was lost
             raise
+        return None if request.action.action == "delete" else run.writer.doc
 
 
 def _not_found(exc: ApplicationError) -> bool:

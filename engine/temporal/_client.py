@@ -66,6 +66,7 @@ class TemporalEngine(Engine):
             doc = await self.api.get("integrations", integration_id)
             self.check_installable(doc)
             await self._validate(integration_id, connector, doc)
+        request.doc = doc
         self.journal.remember_connector(request.integration_id, connector.directory)
         return await self._start(request)
 
@@ -85,13 +86,17 @@ class TemporalEngine(Engine):
         doc = await self.api.get("integrations", integration_id)
         connector = await self._validate(integration_id, connector, doc)
         request = self._request("resume", integration_id, connector)
+        request.doc = doc
         if doc.get("updateInProgress"):
             request.version = self._update_target(doc, connector)
         return await self._start(request)
 
     async def uninstall(self, integration_id: str, connector: Connector | None = None) -> None:
-        connector = await self._validate(integration_id, connector)
-        await self._start(self._request("uninstall", integration_id, connector))
+        doc = await self.api.get("integrations", integration_id)
+        connector = await self._validate(integration_id, connector, doc)
+        request = self._request("uninstall", integration_id, connector)
+        request.doc = doc
+        await self._start(request)
 
     async def _update_to(
         self, integration_id: str, connector: Connector, doc: Document, target: str
@@ -99,6 +104,7 @@ class TemporalEngine(Engine):
         await self._validate(integration_id, connector, doc)
         request = self._request("update", integration_id, connector)
         request.version = target
+        request.doc = doc
         return await self._start(request)
 
     def _request(self, action: str, integration_id: str, connector: Connector) -> RunRequest:
@@ -141,9 +147,9 @@ class TemporalEngine(Engine):
             ) from None
         if result.error is not None:
             raise from_wire(result.error)
-        if request.action == "uninstall":
+        if request.action == "uninstall" or result.doc is None:
             return {"_id": request.integration_id}
-        return await self.api.get("integrations", request.integration_id)
+        return result.doc
 
 
 #: Requests an activity makes: it reads the document, then writes it once.

@@ -39,6 +39,8 @@ class RunRequest:
     run_id: str
     lease_ttl: float = LEASE_TTL
     version: str | None = None
+    #: The document as the command last had it: the first activity need not read it.
+    doc: dict[str, Any] | None = None
 
 
 @dataclass
@@ -54,6 +56,9 @@ class Planned:
 class Plan:
     integration_id: str
     actions: list[Planned] = field(default_factory=list)
+    #: The document after the lease was taken; the workflow hands it from activity to
+    #: activity, so none of them reads it again (N + 2 requests for an N-step install).
+    doc: dict[str, Any] | None = None
 
 
 @dataclass
@@ -61,6 +66,16 @@ class ActionRequest:
     run: RunRequest
     action: Action
     result: Any = None
+    doc: dict[str, Any] | None = None
+
+
+@dataclass
+class Called:
+    """What a ``call`` activity hands back: the function's result, and the document (the
+    lease renewals made while it ran change it)."""
+
+    result: Any
+    doc: dict[str, Any] | None
 
 
 @dataclass
@@ -70,6 +85,8 @@ class RunResult:
 
     integration_id: str
     error: dict[str, Any] | None = None
+    #: The document as the run left it (``None`` once it is deleted).
+    doc: dict[str, Any] | None = None
 
 
 API_RETRY = RetryPolicy(
@@ -100,20 +117,25 @@ class IntegrationWorkflow:
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=API_RETRY,
             )
+            doc = plan.doc
             for planned in plan.actions:
-                await self._do(request, planned)
+                doc = await self._do(request, planned, doc)
         except ActivityError as exc:
             return RunResult(request.integration_id, _wire(exc))
-        return RunResult(request.integration_id)
+        return RunResult(request.integration_id, doc=doc)
 
-    async def _do(self, request: RunRequest, planned: Planned) -> None:
+    async def _do(
+        self, request: RunRequest, planned: Planned, doc: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
         action = planned.action
         if action.action != "call":
-            await self._write("smartconnector.apply", ActionRequest(request, action))
-            return
-        result = await workflow.execute_activity(
+            return await self._write(
+                "smartconnector.apply", ActionRequest(request, action, doc=doc)
+            )
+        called: Called = await workflow.execute_activity(
             "smartconnector.call",
-            ActionRequest(request, action),
+            ActionRequest(request, action, doc=doc),
+            result_type=Called,
             start_to_close_timeout=timedelta(seconds=planned.timeout),
             heartbeat_timeout=HEARTBEAT,
             retry_policy=RetryPolicy(
@@ -122,12 +144,17 @@ class IntegrationWorkflow:
                 non_retryable_error_types=[FINAL],
             ),
         )
-        await self._write("smartconnector.record", ActionRequest(request, action, result))
+        return await self._write(
+            "smartconnector.record", ActionRequest(request, action, called.result, called.doc)
+        )
 
-    async def _write(self, activity: str, request: ActionRequest) -> None:
-        await workflow.execute_activity(
+    async def _write(self, activity: str, request: ActionRequest) -> dict[str, Any] | None:
+        """A write activity; it hands back the document as it left it."""
+        doc: dict[str, Any] | None = await workflow.execute_activity(
             activity,
             request,
+            result_type=dict,
             start_to_close_timeout=timedelta(minutes=2),
             retry_policy=API_RETRY,
         )
+        return doc
