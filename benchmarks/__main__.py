@@ -14,7 +14,16 @@ import os
 import platform
 from pathlib import Path
 
-from benchmarks import _common, fleet, overhead, requests, rollout, startup
+from benchmarks import (
+    _common,
+    capacity,
+    fleet,
+    overhead,
+    requests,
+    rollout,
+    rollout_memory,
+    startup,
+)
 
 HERE = Path(__file__).parent
 
@@ -36,6 +45,8 @@ def main() -> None:
     rows += asyncio.run(requests.requests(sizes))
     rows += fleet.fleet(sizes)
     rows += rollout.rollout_rate(sizes)
+    rows += rollout_memory.rollout_memory(sizes)
+    rows += capacity.capacity(sizes)
     rows += startup.startup(sizes)
     table = _common.render(rows)
     header = (

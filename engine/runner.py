@@ -66,7 +66,8 @@ class Engine:
     default_policy: StepPolicy | None = None
     #: Where functions the connector does not define locally are called (SPEC §6).
     extension: ExtensionServer | None = None
-    #: Connectors this engine ran, by integration id: resume in the same process finds them.
+    #: Connectors this engine installed, by integration id: resume and uninstall in the same
+    #: process find them. Updates add nothing here, so a rollout's memory stays flat.
     known: dict[str, Connector] = field(default_factory=dict)
     _extension_healthy: bool = field(default=False, init=False)
     _leases: LeaseKeeper = field(init=False)
@@ -158,6 +159,7 @@ class Engine:
             self.check_installable(doc)
             writer, connector = await self._take(integration_id, connector, owner, doc)
             self.journal.remember_connector(integration_id, connector.directory)
+            self.known[integration_id] = connector
         try:
             return await self._run_plan(writer, connector, Intent.INSTALL)
         except StepFailed as failure:
@@ -421,7 +423,6 @@ class Engine:
         action: Callable[[IntegrationRun], Awaitable[None]],
         answers: dict[str, str] | None = None,
     ) -> Document:
-        self.known[writer.id] = connector
         run = IntegrationRun(
             writer=writer,
             connector=connector,
