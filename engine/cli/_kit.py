@@ -40,7 +40,7 @@ def new_command(
         str | None, typer.Option("--name", help="The connector's name (default: from DIR).")
     ] = None,
 ) -> None:
-    """Write a new connector that installs and passes its test as written.
+    """Write a connector that installs and passes its test as written.
 
     connector.json with one step, functions.py showing the idioms (the idempotency key,
     stepsToUpdate, UserActionRequired) and test_connector.py using the pytest plugin's
@@ -132,7 +132,7 @@ def history_command(
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
 ) -> None:
-    """What ran on an integration, oldest first, from this home's journal.
+    """What ran on an integration, oldest first, from the journal.
 
     Each function call: time, phase, step, function, outcome (succeeded, failed or waiting)
     and seconds; then what the integration's document says now (waiting on, last error).
@@ -210,7 +210,9 @@ def ui_command(
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
 ) -> None:
-    """Serve the install page: install, answer, verify, retry, update and uninstall in a browser.
+    """Serve the install page, for a person in a browser.
+
+    Install, answer a step's questions, verify, retry, update and uninstall there.
 
     Prints the URL to open (with a session token) as its last line, then serves until
     Ctrl-C. Actions go through the engine exactly as the CLI's do.
