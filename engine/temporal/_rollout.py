@@ -9,7 +9,6 @@ integration, keeps any other run off it meanwhile); ``progress`` can be queried 
 from __future__ import annotations
 
 import asyncio
-import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -17,6 +16,7 @@ from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
+    from engine.rollout import waves
     from engine.temporal._workflow import (
         API_RETRY,
         WORKFLOW_NAME,
@@ -63,13 +63,6 @@ class RolloutState:
     done: bool = False
 
 
-def _waves(ids: list[str], phase_pct: float | None) -> list[list[str]]:
-    if phase_pct is None or not ids:
-        return [ids]
-    size = max(1, math.ceil(len(ids) * phase_pct / 100))
-    return [ids[i : i + size] for i in range(0, len(ids), size)]
-
-
 @workflow.defn(name=ROLLOUT_WORKFLOW)
 class RolloutWorkflow:
     def __init__(self) -> None:
@@ -92,7 +85,7 @@ class RolloutWorkflow:
         self.state.counts["skipped"] = targets.skipped
         for missing in targets.missing:
             self._failed(missing, "not found")
-        phases = _waves(targets.ids, request.phase_pct)
+        phases = waves(targets.ids, request.phase_pct)
         gate = asyncio.Semaphore(request.concurrency)
         for number, wave in enumerate(phases, 1):
             await asyncio.gather(*(self._one(request, i, gate) for i in wave))
