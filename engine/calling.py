@@ -44,6 +44,18 @@ def idempotency_key(integration_id: str, phase: str, function: str, step: str | 
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
+def keep_secret_answers(doc: Document, answers: dict[str, str]) -> None:
+    """The answers to secret fields go to the function and nowhere else: scrubbed from
+    every log line and error message from now on."""
+    from engine.logs import redactor
+
+    waiting = RunState.of(doc).waiting or {}
+    for asked in waiting.get("fields") or []:
+        answer = answers.get(str(asked.get("name"))) if isinstance(asked, dict) else None
+        if answer and asked.get("secret"):
+            redactor.add(answer)
+
+
 class Caller:
     """Calls the functions of one run, under its writer's lease."""
 

@@ -6,6 +6,8 @@ import re
 from typing import Any
 
 from engine.client import Document
+from engine.errors import BadInput, DocumentInvalid
+from engine.models import Integration, parse
 from engine.run_state import RUN_FIELD, RunState
 from engine.writer import Owner
 from installers import Connector
@@ -66,3 +68,62 @@ def new_integration(connector: Connector, owner: Owner, ttl: float) -> Document:
         "updateInProgress": False,
         RUN_FIELD: RunState.initial(owner.lease(ttl)),
     }
+
+
+def check_installable(doc: Document) -> None:
+    """``install --integration`` takes an integration still in mode install, only."""
+    mode = doc.get("mode")
+    if mode != "install":
+        advice = {
+            "settings": "it is installed: use `update`, `settings` or `uninstall`",
+            "uninstall": f"it is being removed: `smartconnector resume {doc.get('_id')}`"
+            " finishes that",
+        }.get(str(mode), "only one in mode 'install' can be installed into")
+        raise BadInput(
+            f"integration {doc.get('_id')} is in mode {mode!r}, not 'install'; {advice}."
+            " Nothing was changed",
+            field="mode",
+        )
+
+
+def update_target(
+    doc: Document, connector: Connector, *, allow_downgrade: bool = False
+) -> str | None:
+    """The version ``update`` would go to; ``None`` when there is nothing to do."""
+    integration_id = doc.get("_id")
+    integration = parse(
+        Integration, doc, what=f"integration {integration_id}", error=DocumentInvalid
+    )
+    if integration.mode != "settings":
+        raise BadInput(
+            f"integration {integration_id} is in mode {integration.mode!r};"
+            " only an installed integration (settings mode) can be updated",
+            field="mode",
+        )
+    if integration.update_in_progress:
+        return started_update_target(doc, connector)
+    target = connector.manifest.version
+    order = compare_versions(target, integration.version or "")
+    if order == 0:
+        return None
+    if order < 0 and not allow_downgrade:
+        raise BadInput(
+            f"integration {integration_id} runs {integration.version};"
+            f" {target} is older: pass --allow-downgrade to go back",
+            field="version",
+        )
+    return target
+
+
+def started_update_target(doc: Document, connector: Connector) -> str:
+    """The version an update in progress goes to: the one it started for (another is
+    refused)."""
+    started_for = RunState.of(doc).update_to
+    version = connector.manifest.version
+    if started_for not in (None, version):
+        raise BadInput(
+            f"integration {doc.get('_id')}: an update to {started_for} is in progress;"
+            f" finish it with that version of the connector, not {version}",
+            field="--connector",
+        )
+    return version

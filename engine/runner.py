@@ -11,9 +11,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from engine.calling import keep_secret_answers
 from engine.client import ApiClient, Document
 from engine.defaults import LEASE_TTL
-from engine.documents import compare_versions, new_integration
+from engine.documents import (
+    check_installable,
+    new_integration,
+    started_update_target,
+    update_target,
+)
 from engine.errors import (
     BadInput,
     DocumentInvalid,
@@ -27,22 +33,10 @@ from engine.machine import Mode, ModeMachine
 from engine.models import Integration, StepPolicy, parse
 from engine.plan import Intent, Plan, install_plan, plan_run
 from engine.run import IntegrationRun, StepObserver, begin_update_ops
-from engine.run_state import Op, RunState
+from engine.run_state import Op
 from engine.writer import DocumentWriter, LeaseKeeper, Owner
 from installers import Connector, find_installed, load_connector
 from installers.remote import ExtensionServer
-
-
-def _keep_secrets(doc: Document, answers: dict[str, str]) -> None:
-    """The answers to secret fields go to the function and nowhere else: scrubbed from
-    every log line and error message from now on."""
-    from engine.logs import redactor
-
-    waiting = RunState.of(doc).waiting or {}
-    for asked in waiting.get("fields") or []:
-        answer = answers.get(str(asked.get("name"))) if isinstance(asked, dict) else None
-        if answer and asked.get("secret"):
-            redactor.add(answer)
 
 
 def _ignore(event: str, step: str | None, function: str, seconds: float | None) -> None:
@@ -66,8 +60,9 @@ class Engine:
     default_policy: StepPolicy | None = None
     #: Where functions the connector does not define locally are called (SPEC §6).
     extension: ExtensionServer | None = None
-    #: Connectors this engine installed, by integration id: resume and uninstall in the same
-    #: process find them. Updates add nothing here, so a rollout's memory stays flat.
+    #: Connectors this engine installed, by integration id (the one last run on each):
+    #: resume and uninstall in the same process find them. Updates of other integrations
+    #: add nothing here, so a rollout's memory stays flat.
     known: dict[str, Connector] = field(default_factory=dict)
     _extension_healthy: bool = field(default=False, init=False)
     _leases: LeaseKeeper = field(init=False)
@@ -95,22 +90,6 @@ class Engine:
         self.abandon.set()
         for task in list(self._calling):
             task.cancel()
-
-    @staticmethod
-    def check_installable(doc: Document) -> None:
-        """``install --integration`` takes an integration still in mode install, only."""
-        mode = doc.get("mode")
-        if mode != Mode.INSTALL.value:
-            advice = {
-                "settings": "it is installed: use `update`, `settings` or `uninstall`",
-                "uninstall": f"it is being removed: `smartconnector resume {doc.get('_id')}`"
-                " finishes that",
-            }.get(str(mode), "only one in mode 'install' can be installed into")
-            raise BadInput(
-                f"integration {doc.get('_id')} is in mode {mode!r}, not 'install'; {advice}."
-                " Nothing was changed",
-                field="mode",
-            )
 
     async def _create(self, connector: Connector, owner: Owner) -> Document:
         """POST the new integration. Until its id is known here, Ctrl-C cannot end the
@@ -156,7 +135,7 @@ class Engine:
             writer = DocumentWriter(self.api, doc, owner, self.lease_ttl)
         else:
             doc = await self.api.get("integrations", integration_id)
-            self.check_installable(doc)
+            check_installable(doc)
             writer, connector = await self._take(integration_id, connector, owner, doc)
             self.journal.remember_connector(integration_id, connector.directory)
             self.known[integration_id] = connector
@@ -218,8 +197,8 @@ class Engine:
         writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
         version = None
         if writer.doc.get("mode") == Mode.SETTINGS.value and writer.doc.get("updateInProgress"):
-            version = self._update_target(writer.doc, connector)
-        _keep_secrets(writer.doc, input or {})
+            version = started_update_target(writer.doc, connector)
+        keep_secret_answers(writer.doc, input or {})
         return await self._run_plan(writer, connector, Intent.RESUME, version, answers=input)
 
     async def update(
@@ -238,7 +217,7 @@ class Engine:
         """
         doc = doc if doc is not None else await self.api.get("integrations", integration_id)
         connector = connector or self.find_connector(integration_id, doc)
-        target = self.update_target(doc, connector, allow_downgrade=allow_downgrade)
+        target = update_target(doc, connector, allow_downgrade=allow_downgrade)
         if target is None:
             return doc
         return await self._update_to(integration_id, connector, doc, target)
@@ -258,34 +237,6 @@ class Engine:
             actions = actions[1:]
         await writer.acquire(first)
         return await self._drive(writer, connector, lambda run: run.execute(actions))
-
-    def update_target(
-        self, doc: Document, connector: Connector, *, allow_downgrade: bool = False
-    ) -> str | None:
-        """The version ``update`` would go to; ``None`` when there is nothing to do."""
-        integration_id = doc.get("_id")
-        integration = parse(
-            Integration, doc, what=f"integration {integration_id}", error=DocumentInvalid
-        )
-        if integration.mode != "settings":
-            raise BadInput(
-                f"integration {integration_id} is in mode {integration.mode!r};"
-                " only an installed integration (settings mode) can be updated",
-                field="mode",
-            )
-        if integration.update_in_progress:
-            return self._update_target(doc, connector)
-        target = connector.manifest.version
-        order = compare_versions(target, integration.version or "")
-        if order == 0:
-            return None
-        if order < 0 and not allow_downgrade:
-            raise BadInput(
-                f"integration {integration_id} runs {integration.version};"
-                f" {target} is older: pass --allow-downgrade to go back",
-                field="version",
-            )
-        return target
 
     async def save_settings(
         self, integration_id: str, settings: Document, connector: Connector | None = None
@@ -315,18 +266,6 @@ class Engine:
         """Whether ``update`` would do anything: another version, or an update to finish."""
         version = connector.manifest.version
         return bool(doc.get("updateInProgress")) or doc.get("version") != version
-
-    @staticmethod
-    def _update_target(doc: Document, connector: Connector) -> str:
-        started_for = RunState.of(doc).update_to
-        version = connector.manifest.version
-        if started_for not in (None, version):
-            raise BadInput(
-                f"integration {doc.get('_id')}: an update to {started_for} is in progress;"
-                f" finish it with that version of the connector, not {version}",
-                field="--connector",
-            )
-        return version
 
     async def uninstall(self, integration_id: str, connector: Connector | None = None) -> None:
         """Undo every completed step in reverse order, then delete the integration."""
@@ -423,6 +362,8 @@ class Engine:
         action: Callable[[IntegrationRun], Awaitable[None]],
         answers: dict[str, str] | None = None,
     ) -> Document:
+        if writer.id in self.known:  # resume here goes on with the connector last used
+            self.known[writer.id] = connector
         run = IntegrationRun(
             writer=writer,
             connector=connector,

@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 
 from engine.client import ApiClient, Document
 from engine.defaults import API_RATE
+from engine.documents import check_installable, started_update_target
 from engine.errors import BadInput, Interrupted, LeaseHeld, from_wire
 from engine.models import Integration, parse
 from engine.runner import Engine
@@ -64,7 +65,7 @@ class TemporalEngine(Engine):
             request.integration_id = doc["_id"]
         else:
             doc = await self.api.get("integrations", integration_id)
-            self.check_installable(doc)
+            check_installable(doc)
             await self._validate(integration_id, connector, doc)
         request.doc = doc
         self.journal.remember_connector(request.integration_id, connector.directory)
@@ -88,7 +89,7 @@ class TemporalEngine(Engine):
         request = self._request("resume", integration_id, connector)
         request.doc = doc
         if doc.get("updateInProgress"):
-            request.version = self._update_target(doc, connector)
+            request.version = started_update_target(doc, connector)
         return await self._start(request)
 
     async def uninstall(self, integration_id: str, connector: Connector | None = None) -> None:

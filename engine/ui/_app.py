@@ -73,20 +73,31 @@ class Runs:
         return task
 
 
-def create_ui_app(config: UiConfig) -> FastAPI:
-    """The install page over ``config``."""
-    app = FastAPI(title="smartconnector ui", openapi_url=None, docs_url=None, redoc_url=None)
-    runs = Runs()
-    holder: dict[str, Any] = {}
-    by_id = {c.manifest.connector_id: c for c in config.connectors}
+class InstallPage:
+    """The page's handlers, over one engine (opened on first use) and the runs it started."""
 
-    async def engine() -> Engine:
-        if "engine" not in holder:
-            holder["engine"], holder["close"] = await config.open_engine()
-        return holder["engine"]  # type: ignore[no-any-return]
+    def __init__(self, config: UiConfig) -> None:
+        self.config = config
+        self.runs = Runs()
+        self.by_id = {c.manifest.connector_id: c for c in config.connectors}
+        self._engine: Engine | None = None
+        self._close: Callable[[], Awaitable[None]] | None = None
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Response:
+    async def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine, self._close = await self.config.open_engine()
+        return self._engine
+
+    async def close(self) -> None:
+        if self._close is not None:
+            await self._close()
+
+    # -- guards ---------------------------------------------------------------------------
+
+    async def guard(self, request: Request, call_next: Any) -> Response:
+        """The Host must be the address served; the session token (once, in the URL) or its
+        cookie must come with every request."""
+        config = self.config
         if request.headers.get("host") not in config.hosts():
             return HTMLResponse("wrong Host", 421)
         given = request.query_params.get("token")
@@ -101,26 +112,30 @@ def create_ui_app(config: UiConfig) -> FastAPI:
             )
         return await call_next(request)  # type: ignore[no-any-return]
 
-    async def posted(request: Request) -> dict[str, str]:
+    async def posted(self, request: Request) -> dict[str, str]:
         """The form of an action, once its CSRF token is checked (403 without it)."""
         # the page's forms are urlencoded: no multipart parser needed
         form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
         sent = form.pop("csrf_token", None) or request.headers.get("x-csrf-token") or ""
-        if not hmac.compare_digest(sent, config.csrf):
+        if not hmac.compare_digest(sent, self.config.csrf):
             raise CsrfMissing
         return form
 
-    @app.exception_handler(CsrfMissing)
-    async def csrf_missing(request: Request, exc: CsrfMissing) -> Response:
+    @staticmethod
+    async def csrf_missing(request: Request, exc: Exception) -> Response:
         return HTMLResponse(_pages.page("Refused", "<h1>Missing CSRF token</h1>"), 403)
 
-    @app.get("/", response_class=HTMLResponse)
-    async def index() -> HTMLResponse:
-        docs = await (await engine()).api.list("integrations")
-        body = _pages.install_base(docs, config.connectors, config.csrf)
-        return HTMLResponse(_pages.page("smartconnector", body))
+    # -- pages ----------------------------------------------------------------------------
 
-    def image_for(connector: Connector | None) -> Callable[[dict[str, Any]], str]:
+    async def index(self) -> HTMLResponse:
+        return await self._index()
+
+    async def _index(self, alert: str | None = None) -> HTMLResponse:
+        docs = await (await self.engine()).api.list("integrations")
+        body = _pages.install_base(docs, self.config.connectors, self.config.csrf)
+        return HTMLResponse(_pages.page("smartconnector", body, alert=alert), 409 if alert else 200)
+
+    def image_for(self, connector: Connector | None) -> Callable[[dict[str, Any]], str]:
         def image_of(step: dict[str, Any]) -> str:
             url = str(step.get("imageURL") or "")
             if connector is not None and url and _inside(connector.directory, url):
@@ -129,20 +144,22 @@ def create_ui_app(config: UiConfig) -> FastAPI:
 
         return image_of
 
-    async def connector_of(doc: Document) -> Connector | None:
-        found = by_id.get(str(doc.get("_connectorId")))
+    async def connector_of(self, doc: Document) -> Connector | None:
+        found = self.by_id.get(str(doc.get("_connectorId")))
         if found is not None:
             return found
         with contextlib.suppress(SmartConnectorError):
-            return (await engine()).find_connector(str(doc["_id"]), doc)
+            return (await self.engine()).find_connector(str(doc["_id"]), doc)
         return None
 
-    async def render(integration_id: str, alert: str | None = None, status: int = 200) -> Response:
+    async def render(
+        self, integration_id: str, alert: str | None = None, status: int = 200
+    ) -> Response:
         try:
-            doc = await (await engine()).api.get("integrations", integration_id)
+            doc = await (await self.engine()).api.get("integrations", integration_id)
         except NotFound:
             return HTMLResponse(_pages.page("Not found", "<h1>No such integration</h1>"), 404)
-        connector = await connector_of(doc)
+        connector = await self.connector_of(doc)
         newer = None
         installed = str(doc.get("version") or "")
         if (
@@ -151,144 +168,150 @@ def create_ui_app(config: UiConfig) -> FastAPI:
             and compare_versions(connector.manifest.version, installed) > 0
         ):
             newer = connector.manifest.version
-        body = _pages.integration_page(
-            doc, image_for(connector), config.csrf, runs.running(integration_id), newer
-        )
-        return HTMLResponse(
-            _pages.page(str(doc.get("name")), body, str(doc.get("mode")), alert), status
-        )
+        running = self.runs.running(integration_id)
+        csrf = self.config.csrf
+        body = _pages.integration_page(doc, self.image_for(connector), csrf, running, newer)
+        page = _pages.page(str(doc.get("name")), body, str(doc.get("mode")), alert)
+        return HTMLResponse(page, status)
 
-    @app.get("/integrations/{integration_id}", response_class=HTMLResponse)
-    async def integration(integration_id: str) -> Response:
+    async def integration(self, integration_id: str) -> Response:
         try:
-            await (await engine()).api.get("integrations", integration_id)
+            await (await self.engine()).api.get("integrations", integration_id)
         except NotFound:  # uninstalled (perhaps just now, by this page): the install base
             return RedirectResponse("/", 303)
-        return await render(integration_id)
+        return await self.render(integration_id)
 
-    @app.get("/integrations/{integration_id}/events")
-    async def events(integration_id: str) -> StreamingResponse:
-        return StreamingResponse(follow(integration_id), media_type="text/event-stream")
+    async def events(self, integration_id: str) -> StreamingResponse:
+        return StreamingResponse(self.follow(integration_id), media_type="text/event-stream")
 
-    async def follow(integration_id: str) -> AsyncIterator[str]:
+    async def follow(self, integration_id: str) -> AsyncIterator[str]:
         """The steps as the document has them, sent again whenever it changes."""
         last: Any = None
         while True:
             try:
-                doc = await (await engine()).api.get("integrations", integration_id)
+                doc = await (await self.engine()).api.get("integrations", integration_id)
             except NotFound:
                 yield "event: gone\ndata: {}\n\n"
                 return
-            seen = (doc.get("lastModified"), runs.running(integration_id))
+            seen = (doc.get("lastModified"), self.runs.running(integration_id))
             if seen != last:
                 last = seen
-                connector = await connector_of(doc)
-                steps = _pages.steps_list(doc, image_for(connector), config.csrf, seen[1])
+                image_of = self.image_for(await self.connector_of(doc))
+                steps = _pages.steps_list(doc, image_of, self.config.csrf, seen[1])
                 data = json.dumps({"steps": steps, "mode": doc.get("mode")})
                 yield f"event: steps\ndata: {data}\n\n"
             await asyncio.sleep(FOLLOW_EVERY)
 
-    async def refused(integration_id: str) -> Response | None:
+    async def image(self, connector_id: str, path: str) -> Response:
+        connector = self.by_id.get(connector_id)
+        if connector is None or not _inside(connector.directory, path):
+            return Response(_pages.PLACEHOLDER_SVG, media_type="image/svg+xml")
+        target = (connector.directory / path.lstrip("/")).resolve()
+        return Response(target.read_bytes(), media_type=_media_type(target))
+
+    @staticmethod
+    async def placeholder() -> Response:
+        return Response(_pages.PLACEHOLDER_SVG, media_type="image/svg+xml")
+
+    # -- actions --------------------------------------------------------------------------
+
+    async def refused(self, integration_id: str) -> Response | None:
         """409 with the engine's message while a run holds the integration; else None."""
-        doc = await (await engine()).api.get("integrations", integration_id)
+        doc = await (await self.engine()).api.get("integrations", integration_id)
         message = None
-        if runs.running(integration_id):
+        if self.runs.running(integration_id):
             message = f"integration {integration_id} is being run: wait for it to stop"
         else:
             try:
                 check_lease(doc, Owner.here())
             except LeaseHeld as exc:
                 message = str(exc)
-        return None if message is None else await render(integration_id, message, 409)
+        return None if message is None else await self.render(integration_id, message, 409)
 
-    async def act(integration_id: str, work: Callable[[Engine], Awaitable[Any]]) -> Response:
-        held = await refused(integration_id)
+    async def act(self, integration_id: str, work: Callable[[Engine], Awaitable[Any]]) -> Response:
+        held = await self.refused(integration_id)
         if held is not None:
             return held
-        running = runs.start(integration_id, work(await engine()))
+        self.runs.start(integration_id, work(await self.engine()))
         await asyncio.sleep(0)  # let it take the lease before the page is shown
-        del running
         return RedirectResponse(f"/integrations/{integration_id}", 303)
 
-    @app.post("/install")
-    async def install(request: Request) -> Response:
-        connector = by_id.get(str((await posted(request)).get("connector")))
+    async def install(self, request: Request) -> Response:
+        connector = self.by_id.get(str((await self.posted(request)).get("connector")))
         if connector is None:
             return HTMLResponse(_pages.page("Unknown", "<h1>Unknown connector</h1>"), 404)
-        the_engine = await engine()
-        before = set(the_engine.known)
-        task = runs.start("(new)", the_engine.install(connector))
-        while not task.done() and not set(the_engine.known) - before:
+        engine = await self.engine()
+        before = set(engine.known)
+        task = self.runs.start("(new)", engine.install(connector))
+        while not task.done() and not set(engine.known) - before:
             await asyncio.sleep(0.02)
-        made = set(the_engine.known) - before
+        made = set(engine.known) - before
         if not made:
-            return await index_with_alert("the install did not start: see the command's log")
+            return await self._index("the install did not start: see the command's log")
         integration_id = made.pop()
-        runs.tasks[integration_id] = task
+        self.runs.tasks[integration_id] = task
         return RedirectResponse(f"/integrations/{integration_id}", 303)
 
-    async def index_with_alert(message: str) -> Response:
-        docs = await (await engine()).api.list("integrations")
-        body = _pages.install_base(docs, config.connectors, config.csrf)
-        return HTMLResponse(_pages.page("smartconnector", body, alert=message), 409)
+    async def verify(self, integration_id: str, request: Request) -> Response:
+        answers = await self.posted(request)
+        return await self.act(
+            integration_id, lambda e: e.resume(integration_id, input=answers or None)
+        )
 
-    @app.post("/integrations/{integration_id}/verify")
-    async def verify(integration_id: str, request: Request) -> Response:
-        answers = await posted(request)
-        return await act(integration_id, lambda e: e.resume(integration_id, input=answers or None))
+    async def retry(self, integration_id: str, request: Request) -> Response:
+        await self.posted(request)
+        return await self.act(integration_id, lambda e: e.resume(integration_id))
 
-    @app.post("/integrations/{integration_id}/retry")
-    async def retry(integration_id: str, request: Request) -> Response:
-        await posted(request)
-        return await act(integration_id, lambda e: e.resume(integration_id))
+    async def update(self, integration_id: str, request: Request) -> Response:
+        await self.posted(request)
+        doc = await (await self.engine()).api.get("integrations", integration_id)
+        connector = await self.connector_of(doc)
+        return await self.act(integration_id, lambda e: e.update(integration_id, connector))
 
-    @app.post("/integrations/{integration_id}/update")
-    async def update(integration_id: str, request: Request) -> Response:
-        await posted(request)
-        doc = await (await engine()).api.get("integrations", integration_id)
-        connector = await connector_of(doc)
-        return await act(integration_id, lambda e: e.update(integration_id, connector))
-
-    @app.post("/integrations/{integration_id}/uninstall")
-    async def uninstall(integration_id: str, request: Request) -> Response:
-        if (await posted(request)).get("confirm") != "yes":
-            doc = await (await engine()).api.get("integrations", integration_id)
-            body = _pages.confirm_uninstall(doc, config.csrf)
+    async def uninstall(self, integration_id: str, request: Request) -> Response:
+        if (await self.posted(request)).get("confirm") != "yes":
+            doc = await (await self.engine()).api.get("integrations", integration_id)
+            body = _pages.confirm_uninstall(doc, self.config.csrf)
             return HTMLResponse(_pages.page(str(doc.get("name")), body, str(doc.get("mode"))))
-        return await act(integration_id, lambda e: e.uninstall(integration_id))
+        return await self.act(integration_id, lambda e: e.uninstall(integration_id))
 
-    @app.post("/integrations/{integration_id}/settings")
-    async def save_settings(integration_id: str, request: Request) -> Response:
-        form = await posted(request)
-        held = await refused(integration_id)
+    async def save_settings(self, integration_id: str, request: Request) -> Response:
+        form = await self.posted(request)
+        held = await self.refused(integration_id)
         if held is not None:
             return held
         try:
             pending = json.loads(form.get("settings") or "")
             if not isinstance(pending, dict):
                 raise ValueError("the settings must be a JSON object")
-            await (await engine()).save_settings(integration_id, pending)
+            await (await self.engine()).save_settings(integration_id, pending)
         except (ValueError, SmartConnectorError) as exc:
-            return await render(integration_id, f"settings not saved: {exc}", 400)
+            return await self.render(integration_id, f"settings not saved: {exc}", 400)
         return RedirectResponse(f"/integrations/{integration_id}", 303)
 
-    @app.get("/images/{connector_id}/{path:path}")
-    async def image(connector_id: str, path: str) -> Response:
-        connector = by_id.get(connector_id)
-        if connector is None or not _inside(connector.directory, path):
-            return Response(_pages.PLACEHOLDER_SVG, media_type="image/svg+xml")
-        target = (connector.directory / path.lstrip("/")).resolve()
-        return Response(target.read_bytes(), media_type=_media_type(target))
 
-    @app.get("/placeholder.svg")
-    async def placeholder() -> Response:
-        return Response(_pages.PLACEHOLDER_SVG, media_type="image/svg+xml")
-
-    @app.on_event("shutdown")
-    async def close() -> None:
-        if "close" in holder:
-            await holder["close"]()
-
+def create_ui_app(config: UiConfig) -> FastAPI:
+    """The install page over ``config``."""
+    app = FastAPI(title="smartconnector ui", openapi_url=None, docs_url=None, redoc_url=None)
+    page = InstallPage(config)
+    app.middleware("http")(page.guard)
+    app.add_exception_handler(CsrfMissing, page.csrf_missing)
+    base = "/integrations/{integration_id}"
+    for path, handler, method in (
+        ("/", page.index, "GET"),
+        (base, page.integration, "GET"),
+        (f"{base}/events", page.events, "GET"),
+        ("/images/{connector_id}/{path:path}", page.image, "GET"),
+        ("/placeholder.svg", page.placeholder, "GET"),
+        ("/install", page.install, "POST"),
+        (f"{base}/verify", page.verify, "POST"),
+        (f"{base}/retry", page.retry, "POST"),
+        (f"{base}/update", page.update, "POST"),
+        (f"{base}/uninstall", page.uninstall, "POST"),
+        (f"{base}/settings", page.save_settings, "POST"),
+    ):
+        app.add_api_route(path, handler, methods=[method])
+    app.router.on_shutdown.append(page.close)
     return app
 
 
