@@ -25,7 +25,7 @@ from typing import Any
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     key TEXT NOT NULL,
     integration_id TEXT NOT NULL,
     phase TEXT,

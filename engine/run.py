@@ -146,8 +146,7 @@ class IntegrationRun:
             assert action.kind is not None
             return [RunState.mark_done(action.kind), *self._updates(result, exclude=None)]
         index = self._index(action.step)
-        step = self.integration().install[index]
-        return self._step_ops(index, step, bool(action.completes), result)
+        return self._step_ops(index, action.step, bool(action.completes), result)
 
     async def apply(self, action: Action) -> None:
         """Do an action that calls no function; nothing if the document shows it done."""
@@ -226,14 +225,14 @@ class IntegrationRun:
         raise StepFailed(f"the document has no step {name!r}", integration_id=self.writer.id)
 
     def _step(self, name: str) -> InstallStep:
-        return self.integration().install[self._index(name)]
+        """The step, typed on its own: the document was validated when the run took it, and
+        typing all of it again for each step would make an N-step run O(N²)."""
+        return InstallStep.model_validate(self.doc["install"][self._index(name)])
 
-    def _step_ops(
-        self, index: int, step: InstallStep, completed: bool, result: StepResult
-    ) -> list[Op]:
+    def _step_ops(self, index: int, name: str, completed: bool, result: StepResult) -> list[Op]:
         ops: list[Op] = [
-            {"op": "test", "path": pointer("install", index, "name"), "value": step.name},
-            *self._updates(result, exclude=step.name),
+            {"op": "test", "path": pointer("install", index, "name"), "value": name},
+            *self._updates(result, exclude=name),
             {"op": "replace", "path": pointer("install", index, "completed"), "value": completed},
         ]
         return ops + self.writer.state.clear_stops()

@@ -175,3 +175,9 @@ def run_pytest(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         env=env,
         timeout=300,
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: pytest-playwright's session-wide Playwright keeps an event loop
+    running in the main thread from its first use, and no asyncio test can run after it."""
+    items.sort(key=lambda item: "page" in getattr(item, "fixturenames", ()))

@@ -41,8 +41,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    # docstrings' line breaks are for the source: Markdown joins them into paragraphs
-    rich_markup_mode="markdown",
 )
 sandbox_app = typer.Typer(
     help="Run the integrator-compatible sandbox API server.", no_args_is_help=True

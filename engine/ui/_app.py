@@ -95,14 +95,14 @@ class InstallPage:
     # -- guards ---------------------------------------------------------------------------
 
     async def guard(self, request: Request, call_next: Any) -> Response:
-        """The Host must be the address served; the session token (once, in the URL) or its
-        cookie must come with every request."""
+        """The Host must be the address served; the session token (in the printed URL, which
+        also sets it as a cookie) or its cookie must come with every request."""
         config = self.config
         if request.headers.get("host") not in config.hosts():
             return HTMLResponse("wrong Host", 421)
-        given = request.query_params.get("token")
-        if given is not None and hmac.compare_digest(given, config.session):
-            response = RedirectResponse(request.url.remove_query_params("token"), 303)
+        given = request.query_params.get("token") or ""
+        if hmac.compare_digest(given, config.session):  # the printed URL: remember it
+            response: Response = await call_next(request)
             response.set_cookie(COOKIE, config.session, httponly=True, samesite="strict")
             return response
         cookie = request.cookies.get(COOKIE) or ""
