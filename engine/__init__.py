@@ -40,7 +40,6 @@ if TYPE_CHECKING:
         Journal as Journal,
     )
     from engine.machine import (
-        Mode as Mode,
         ModeMachine as ModeMachine,
         Trigger as Trigger,
     )
@@ -48,6 +47,7 @@ if TYPE_CHECKING:
         ConnectorManifest as ConnectorManifest,
         InstallStep as InstallStep,
         Integration as Integration,
+        Mode as Mode,
         StepPolicy as StepPolicy,
     )
     from engine.plan import (
@@ -76,7 +76,7 @@ _LAZY = {
     "Interrupted": "engine.errors",
     "Journal": "engine.journal",
     "LeaseHeld": "engine.errors",
-    "Mode": "engine.machine",
+    "Mode": "engine.models",
     "ModeMachine": "engine.machine",
     "NotFound": "engine.errors",
     "PermissionDenied": "engine.errors",

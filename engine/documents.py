@@ -7,7 +7,7 @@ from typing import Any
 
 from engine.client import Document
 from engine.errors import BadInput, DocumentInvalid
-from engine.models import Integration, parse
+from engine.models import Integration, Mode, parse
 from engine.run_state import RUN_FIELD, RunState
 from engine.writer import Owner
 from installers import Connector
@@ -94,9 +94,9 @@ def update_target(
     integration = parse(
         Integration, doc, what=f"integration {integration_id}", error=DocumentInvalid
     )
-    if integration.mode != "settings":
+    if integration.mode is not Mode.SETTINGS:
         raise BadInput(
-            f"integration {integration_id} is in mode {integration.mode!r};"
+            f"integration {integration_id} is in mode {integration.mode.value!r};"
             " only an installed integration (settings mode) can be updated",
             field="mode",
         )

@@ -16,13 +16,7 @@ from transitions import MachineError
 from transitions.extensions.asyncio import AsyncMachine
 
 from engine.errors import IllegalTransition
-
-
-class Mode(StrEnum):
-    INSTALL = "install"
-    SETTINGS = "settings"
-    UNINSTALL = "uninstall"
-    REMOVED = "removed"
+from engine.models import Mode
 
 
 class Trigger(StrEnum):

@@ -10,14 +10,26 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from engine.errors import BadInput
 
-Mode = Literal["install", "settings", "uninstall"]
-MODES: tuple[str, ...] = ("install", "settings", "uninstall")
+
+class Mode(StrEnum):
+    """An integration's mode: what a document says (install, settings, uninstall), and
+    ``removed``, where the state machine ends once the document is deleted."""
+
+    INSTALL = "install"
+    SETTINGS = "settings"
+    UNINSTALL = "uninstall"
+    REMOVED = "removed"
+
+
+#: The modes a document can be in (``removed`` is no document at all).
+DocumentMode = Literal[Mode.INSTALL, Mode.SETTINGS, Mode.UNINSTALL]
 
 #: Largest document (serialised) the engine accepts, as the platform's request limit.
 MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
@@ -75,7 +87,7 @@ class Integration(WireModel):
     last_modified: Text | None = Field(default=None, alias="lastModified")
     name: Text | None = None
     connector_id: Text | None = Field(default=None, alias="_connectorId")
-    mode: Mode
+    mode: DocumentMode
     install: list[InstallStep]
     settings: dict[str, Any] | None = None
     version: Text | None = None

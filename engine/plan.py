@@ -18,8 +18,7 @@ from typing import Any
 
 from engine.client import Document
 from engine.functions import check_functions
-from engine.machine import Mode
-from engine.models import ConnectorManifest, InstallStep
+from engine.models import ConnectorManifest, InstallStep, Mode
 from engine.run_state import RunState
 from installers import Connector
 

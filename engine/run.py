@@ -19,8 +19,8 @@ from engine.client import ApiClient, Document
 from engine.errors import DocumentInvalid, StepFailed
 from engine.invoke import normalise, settings_result
 from engine.journal import Journal
-from engine.machine import Mode, ModeMachine, Trigger
-from engine.models import ConnectorManifest, InstallStep, Integration, StepPolicy, parse
+from engine.machine import ModeMachine, Trigger
+from engine.models import ConnectorManifest, InstallStep, Integration, Mode, StepPolicy, parse
 from engine.plan import Action, new_steps
 from engine.run_state import Op, RunState, pointer
 from engine.writer import DocumentWriter

@@ -29,8 +29,8 @@ from engine.errors import (
 )
 from engine.functions import resolve_functions
 from engine.journal import Journal
-from engine.machine import Mode, ModeMachine
-from engine.models import Integration, StepPolicy, parse
+from engine.machine import ModeMachine
+from engine.models import Integration, Mode, StepPolicy, parse
 from engine.plan import Intent, Plan, install_plan, plan_run
 from engine.run import IntegrationRun, StepObserver, begin_update_ops
 from engine.run_state import Op
@@ -247,11 +247,11 @@ class Engine:
         integration = parse(
             Integration, doc, what=f"integration {integration_id}", error=DocumentInvalid
         )
-        if integration.mode != "settings" or integration.update_in_progress:
+        if integration.mode is not Mode.SETTINGS or integration.update_in_progress:
             state = (
                 "an update in progress"
                 if integration.update_in_progress
-                else (f"mode {integration.mode!r}")
+                else (f"mode {integration.mode.value!r}")
             )
             raise BadInput(
                 f"integration {integration_id} has {state}; settings can be"

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from engine.errors import IllegalTransition
-from engine.machine import TRANSITIONS, Mode, ModeMachine, Trigger, mermaid
+from engine.machine import TRANSITIONS, ModeMachine, Trigger, mermaid
+from engine.models import Mode
 
 
 class Recorder:

@@ -22,7 +22,8 @@ from engine.errors import (
     to_wire,
 )
 from engine.journal import Journal
-from engine.machine import Mode, ModeMachine
+from engine.machine import ModeMachine
+from engine.models import Mode
 from engine.plan import Action, Intent, plan_run
 from engine.run import IntegrationRun
 from engine.run_state import RunState

@@ -23,8 +23,8 @@ from engine.errors import BadInput, NotFound, SmartConnectorError, to_wire
 from engine.functions import function_names, resolve_functions
 from engine.invoke import DEFAULT_TIMEOUT
 from engine.journal import Journal
-from engine.machine import Mode, ModeMachine
-from engine.models import Integration, parse
+from engine.machine import ModeMachine
+from engine.models import Integration, Mode, parse
 from engine.plan import Action, Intent, plan_run
 from engine.run import IntegrationRun
 from engine.run_state import RunState
