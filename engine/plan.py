@@ -59,8 +59,8 @@ class Action:
     def to_json(self) -> dict[str, Any]:
         shown: dict[str, Any] = {"action": self.action, "function": self.function}
         shown["step"] = self.step
-        extra = {"kind": self.kind, "to": self.to, "origin": self.origin}
-        return shown | {k: v for k, v in extra.items() if v is not None}
+        extra = {"kind": self.kind, "to": self.to, "origin": self.origin, "steps": self.steps}
+        return shown | {k: v for k, v in extra.items() if v}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
-from engine.client import ApiClient, Document
+from engine.client import Document
 from engine.documents import compare_versions
 from engine.errors import LeaseHeld, NotFound, SmartConnectorError
 from engine.runner import Engine
@@ -249,7 +249,7 @@ class InstallPage:
         if not made:
             return await self._index("the install did not start: see the command's log")
         integration_id = made.pop()
-        self.runs.tasks[integration_id] = task
+        self.runs.tasks[integration_id] = self.runs.tasks.pop("(new)")
         return RedirectResponse(f"/integrations/{integration_id}", 303)
 
     async def verify(self, integration_id: str, request: Request) -> Response:
@@ -332,4 +332,4 @@ def _media_type(path: Path) -> str:
     }.get(path.suffix.lower(), "application/octet-stream")
 
 
-__all__ = ["ApiClient", "UiConfig", "create_ui_app"]
+__all__ = ["UiConfig", "create_ui_app"]
