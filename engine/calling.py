@@ -28,7 +28,7 @@ from engine.invoke import invoke, raised_at
 from engine.journal import Call, Journal
 from engine.logs import redactor
 from engine.models import InstallStep, Integration, StepPolicy
-from engine.run_state import RunState
+from engine.run_state import Op, RunState
 from engine.writer import DocumentWriter
 from installers import Connector, RegisteredFunction, StepContext, UserActionRequired
 
@@ -74,6 +74,7 @@ class Caller:
         integration: Callable[[Document], Integration],
         log: Any,
         answers: dict[str, str] | None = None,
+        held: Callable[[], list[Op]] = list,
     ) -> None:
         self.writer = writer
         self.connector = connector
@@ -88,6 +89,9 @@ class Caller:
         self.default_policy = default_policy
         self.integration = integration
         self.log = log
+        #: Writes a run holds for its last act (an update's ``updateFunction`` result): they
+        #: go with the write that stops it early instead, so they are never lost.
+        self.held = held
         #: The person's answers, for the try of the call that asked for them (once).
         waiting = RunState.of(writer.doc).waiting or {}
         self._answers = (waiting.get("step"), waiting.get("function"), dict(answers or {}))
@@ -128,7 +132,7 @@ class Caller:
     async def stop_if_asked(self) -> None:
         """After Ctrl-C: free the lease (progress is already written), then exit 130."""
         if self.stop.is_set():
-            await self.writer.write([], release=True)
+            await self.writer.write(self.held(), release=True)
             raise Interrupted(
                 f"integration {self.writer.id} stopped; its progress is saved",
                 integration_id=self.writer.id,
@@ -263,4 +267,4 @@ class Caller:
             record["raisedAt"] = at
         if fields:  # what is asked, never what was answered
             record["fields"] = fields
-        await self.writer.write([RunState.stop(status, record)], release=True)
+        await self.writer.write([RunState.stop(status, record), *self.held()], release=True)

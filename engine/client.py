@@ -210,13 +210,22 @@ class ApiClient:
     async def pages(self, resource: str, **filters: str) -> AsyncIterator[builtins.list[Document]]:
         """The documents of ``resource`` matching ``filters``, a page at a time: a fleet
         is read without holding all of it."""
-        url: str | None = f"/{resource}"
-        params: Mapping[str, str] | None = filters or None
-        while url is not None:
-            response = await self._send("GET", url, params=params)
-            yield response.json()
-            url = response.links.get("next", {}).get("url")
-            params = None
+        docs, cursor = await self.page(resource, None, **filters)
+        yield docs
+        while cursor is not None:
+            docs, cursor = await self.page(resource, cursor)
+            yield docs
+
+    async def page(
+        self, resource: str, cursor: str | None = None, **filters: str
+    ) -> tuple[builtins.list[Document], str | None]:
+        """One page of ``resource``: the first (matching ``filters``), or the one ``cursor``
+        (the previous page's) names; with the cursor of the next, ``None`` after the last."""
+        if cursor is None:
+            response = await self._send("GET", f"/{resource}", params=filters or None)
+        else:
+            response = await self._send("GET", cursor)
+        return response.json(), response.links.get("next", {}).get("url")
 
     async def get(self, resource: str, id: str) -> Document:
         return (await self._send("GET", f"/{resource}/{id}")).json()  # type: ignore[no-any-return]

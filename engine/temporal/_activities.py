@@ -1,10 +1,10 @@
 """The activities a worker runs for :class:`IntegrationWorkflow`, over the same engine pieces.
 
 Each activity starts from the integration document (the truth) and acts under the run's
-lease, owned by the workflow's run id rather than a process. ``call`` and ``record`` are
-the local engine's :meth:`~engine.run.IntegrationRun.call` and ``record``; ``apply`` is
-its :meth:`~engine.run.IntegrationRun.apply`, which does nothing when the document shows
-the action done, so an activity retried after a lost worker does no harm.
+lease, owned by the workflow's run id rather than a process. ``run`` is the local engine's
+executor (:meth:`~engine.run.IntegrationRun.execute`) over one slice of the plan; retried
+after a lost worker, it reads the document again and plans from it, so what the document
+shows done is not done again.
 """
 
 from __future__ import annotations
@@ -26,10 +26,19 @@ from engine.journal import Journal
 from engine.machine import ModeMachine
 from engine.models import Integration, Mode, parse
 from engine.plan import Action, Intent, plan_run
-from engine.run import IntegrationRun
+from engine.run import IntegrationRun, begin_update_ops
 from engine.run_state import RunState
-from engine.temporal._rollout import RolloutRequest, Targets
-from engine.temporal._workflow import FINAL, ActionRequest, Called, Plan, Planned, RunRequest
+from engine.temporal._rollout import Page, PageRequest, RolloutRequest, Targets, needs_update
+from engine.temporal._workflow import (
+    FINAL,
+    Done,
+    Held,
+    Plan,
+    RunRequest,
+    Slice,
+    SliceRequest,
+    slices,
+)
 from engine.writer import DocumentWriter, Owner
 from installers import Connector, find_installed
 from installers.remote import ExtensionServer, with_remote
@@ -111,7 +120,8 @@ class Activities:
 
     @activity.defn(name="smartconnector.begin")
     async def begin(self, request: RunRequest) -> Plan:
-        """Validate, take the lease, and plan what is left to do from the document."""
+        """Validate, plan what is left to do from the document, and take the lease: an
+        update's first act (its flag and new steps) rides on that PATCH."""
         try:
             doc = request.doc
             if doc is None or activity.info().attempt > 1:
@@ -121,24 +131,29 @@ class Activities:
                 request.connector_id
             )
             connector = await resolve_functions(local, self.extension, integration)
+            manifest = connector.manifest
+            actions = plan_run(doc, manifest, Intent(request.action), request.version)
             if RunState.of(doc).lease_owner != request.run_id:
+                first = actions[0]
+                also = (
+                    begin_update_ops(doc, manifest, first) if first.action == "begin_update" else []
+                )
                 writer = DocumentWriter(self.api, doc, owner_of(request), request.lease_ttl)
-                await writer.acquire()
+                await writer.acquire(also)
                 doc = writer.doc
+                actions = actions[1:] if also else actions
         except SmartConnectorError as exc:
             raise final(exc) from None
-        actions = plan_run(doc, connector.manifest, Intent(request.action), request.version)
-        return Plan(request.integration_id, [_planned(a, doc) for a in actions], doc)
+        return Plan(request.integration_id, [_slice(s, doc) for s in slices(actions)], doc)
 
     @activity.defn(name="smartconnector.targets")
     async def targets(self, request: RolloutRequest) -> Targets:
         """The integrations a rollout has to update; those already at the version count as
         skipped. Reads the list a page at a time and keeps only ids."""
         found = Targets()
-        version = request.version
 
         def sort(doc: Document) -> None:
-            if doc.get("updateInProgress") is True or doc.get("version") != version:
+            if needs_update(doc, request.version):
                 found.ids.append(str(doc["_id"]))
             else:
                 found.skipped += 1
@@ -156,59 +171,70 @@ class Activities:
                 found.missing.append(integration_id)
         return found
 
-    @activity.defn(name="smartconnector.call")
-    async def call(self, request: ActionRequest) -> Called:
-        """Run one connector function, heartbeating (and renewing the lease) meanwhile.
+    @activity.defn(name="smartconnector.page")
+    async def page(self, request: PageRequest) -> Page:
+        """A page of the connector's integrations: those to update, and how many are not."""
+        filters = {"_connectorId": request.connector_id, "limit": str(request.size)}
+        if request.cursor is not None:
+            filters = {}
+        docs, cursor = await self.api.page("integrations", request.cursor, **filters)
+        found = Page(next=cursor)
+        for doc in docs:
+            if needs_update(doc, request.version):
+                found.docs.append(doc)
+            else:
+                found.skipped += 1
+        return found
 
-        A failure is recorded in the document by the run itself, as on the local engine."""
-        async with self.run_for(request.run, request.doc) as run:
-            beat = asyncio.create_task(_heartbeat(run.writer))
-            try:
-                raw = await run.call(request.action)
-            finally:
-                beat.cancel()
-        log.info(
-            "function succeeded", integration_id=run.writer.id, function=request.action.function
-        )
-        return Called(raw, run.writer.doc)
-
-    @activity.defn(name="smartconnector.record")
-    async def record(self, request: ActionRequest) -> Document:
-        """Write a function's success to the document, as the local engine does."""
-        async with self.run_for(request.run, request.doc) as run:
-            await run.record(request.action, request.result)
-        return run.writer.doc
-
-    @activity.defn(name="smartconnector.apply")
-    async def apply(self, request: ActionRequest) -> Document | None:
-        """An action that calls no function; nothing when the document shows it done."""
+    @activity.defn(name="smartconnector.run")
+    async def run(self, request: SliceRequest) -> Done:
+        """A slice of the plan, heartbeating (and renewing the lease) while its function
+        runs; a failure is recorded in the document by the run itself, as locally."""
+        actions = request.actions
         try:
             async with self.run_for(request.run, request.doc) as run:
-                await run.apply(request.action)
+                if activity.info().attempt > 1:  # an earlier try may have done some of it
+                    actions = _left(run, request.run, actions)
+                run.held = [(h.action, h.result) for h in request.held]
+                beat = asyncio.create_task(_heartbeat(run.writer))
+                try:
+                    await run.execute(actions)
+                finally:
+                    beat.cancel()
         except ApplicationError as exc:
-            if request.action.action == "delete" and _not_found(exc):
-                return None  # deleted by an earlier try whose answer was lost
+            if actions and actions[-1].action == "delete" and _not_found(exc):
+                return Done(None)  # deleted by an earlier try whose answer was lost
             raise
-        return None if request.action.action == "delete" else run.writer.doc
+        log.info("slice done", integration_id=run.writer.id, actions=len(actions))
+        if actions and actions[-1].action == "delete":
+            return Done(None)
+        return Done(run.writer.doc, [Held(a, raw) for a, raw in run.held])
+
+
+def _left(run: IntegrationRun, request: RunRequest, actions: list[Action]) -> list[Action]:
+    """Of ``actions``, those the document does not show done: planned again from it."""
+    planned = plan_run(run.doc, run.connector.manifest, Intent(request.action), request.version)
+    return [a for a in actions if a.action != "call" or a in planned]
 
 
 def _not_found(exc: ApplicationError) -> bool:
     return bool(exc.details) and exc.details[0].get("type") == NotFound.__name__
 
 
-def _planned(action: Action, doc: Document) -> Planned:
-    """The action with the activity options its step's policy asks for."""
-    step = next(
-        (
-            s
-            for s in doc.get("install") or []
-            if isinstance(s, dict) and s.get("name") == action.step
-        ),
-        None,
-    )
-    policy = (step or {}).get("policy") or {}
-    timeout = float(policy.get("timeout") or DEFAULT_TIMEOUT)
-    return Planned(action, timeout + CALL_MARGIN, float(policy.get("retryDelay") or 1.0))
+def _slice(actions: list[Action], doc: Document) -> Slice:
+    """The slice with the activity options its functions' policies ask for."""
+    policies = {
+        s.get("name"): s.get("policy") or {}
+        for s in doc.get("install") or []
+        if isinstance(s, dict)
+    }
+    timeout, retry_delay = CALL_MARGIN, None
+    for action in actions:
+        if action.action == "call":
+            policy = policies.get(action.step) or {}
+            timeout += float(policy.get("timeout") or DEFAULT_TIMEOUT)
+            retry_delay = retry_delay or float(policy.get("retryDelay") or 1.0)
+    return Slice(actions, timeout, retry_delay or 1.0)
 
 
 async def _heartbeat(writer: DocumentWriter) -> None:

@@ -1,12 +1,16 @@
 """The Temporal workflow that drives one integration: deterministic, no I/O of its own.
 
 It executes the same plan as the local engine (:func:`engine.plan.plan_run`), which the
-``begin`` activity makes from the document: each function call is a ``call`` activity
-followed by a ``record`` of its success, every other action one ``apply``. A function's
-success is in the workflow history as soon as its activity completes, so a worker lost
-after that point never makes the workflow call it again. Errors come back typed: the
-activity raises an ``ApplicationError`` whose type is the engine's error class and whose
-details are its facts, and the command raises that same class again.
+``begin`` activity makes from the document while it takes the lease (an update's flag and
+new steps ride on that PATCH). The plan is cut into slices (:func:`slices`), one ``run``
+activity each: a function call with the actions that follow it up to the next call, done by
+the local executor (:meth:`engine.run.IntegrationRun.execute`), so a step costs one
+activity and the PATCH that records it. A slice retried after a lost worker reads the
+document again and skips what it shows done. ``updateFunction``'s result travels in the
+workflow to the update's last act, whose PATCH writes it (2 + k requests an update); a
+function that fails before then has it written with its error record. Errors come
+back typed: the activity raises an ``ApplicationError`` whose type is the engine's error
+class and whose details are its facts, and the command raises that same class again.
 """
 
 from __future__ import annotations
@@ -44,10 +48,10 @@ class RunRequest:
 
 
 @dataclass
-class Planned:
-    """One action of the plan, with the activity options its step's policy asks for."""
+class Slice:
+    """Actions one ``run`` activity does, with the options its calls' policies ask for."""
 
-    action: Action
+    actions: list[Action]
     timeout: float
     retry_delay: float = 1.0
 
@@ -55,27 +59,35 @@ class Planned:
 @dataclass
 class Plan:
     integration_id: str
-    actions: list[Planned] = field(default_factory=list)
+    slices: list[Slice] = field(default_factory=list)
     #: The document after the lease was taken; the workflow hands it from activity to
     #: activity, so none of them reads it again (N + 2 requests for an N-step install).
     doc: dict[str, Any] | None = None
 
 
 @dataclass
-class ActionRequest:
-    run: RunRequest
+class Held:
+    """What ``updateFunction`` returned, not written yet."""
+
     action: Action
-    result: Any = None
-    doc: dict[str, Any] | None = None
+    result: Any
 
 
 @dataclass
-class Called:
-    """What a ``call`` activity hands back: the function's result, and the document (the
-    lease renewals made while it ran change it)."""
+class SliceRequest:
+    run: RunRequest
+    actions: list[Action]
+    doc: dict[str, Any] | None = None
+    held: list[Held] = field(default_factory=list)
 
-    result: Any
+
+@dataclass
+class Done:
+    """What a ``run`` activity hands back: the document as it left it (``None`` once
+    deleted), and what is held for the update's last act."""
+
     doc: dict[str, Any] | None
+    held: list[Held] = field(default_factory=list)
 
 
 @dataclass
@@ -105,6 +117,17 @@ def _wire(exc: ActivityError) -> dict[str, Any]:
     return {"type": "StepFailed", "message": message, "context": {}, "facts": {}}
 
 
+def slices(actions: list[Action]) -> list[list[Action]]:
+    """The plan cut before each function call: a call and what follows it up to the next
+    (the actions before the first call are a slice of their own)."""
+    cut: list[list[Action]] = []
+    for action in actions:
+        if action.action == "call" or not cut:
+            cut.append([])
+        cut[-1].append(action)
+    return cut
+
+
 @workflow.defn(name=WORKFLOW_NAME)
 class IntegrationWorkflow:
     @workflow.run
@@ -117,44 +140,29 @@ class IntegrationWorkflow:
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=API_RETRY,
             )
-            doc = plan.doc
-            for planned in plan.actions:
-                doc = await self._do(request, planned, doc)
+            done = Done(plan.doc)
+            for part in plan.slices:
+                asked = SliceRequest(request, part.actions, done.doc, done.held)
+                done = await self._run(asked, part)
         except ActivityError as exc:
             return RunResult(request.integration_id, _wire(exc))
-        return RunResult(request.integration_id, doc=doc)
+        return RunResult(request.integration_id, doc=done.doc)
 
-    async def _do(
-        self, request: RunRequest, planned: Planned, doc: dict[str, Any] | None
-    ) -> dict[str, Any] | None:
-        action = planned.action
-        if action.action != "call":
-            return await self._write(
-                "smartconnector.apply", ActionRequest(request, action, doc=doc)
-            )
-        called: Called = await workflow.execute_activity(
-            "smartconnector.call",
-            ActionRequest(request, action, doc=doc),
-            result_type=Called,
-            start_to_close_timeout=timedelta(seconds=planned.timeout),
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=max(planned.retry_delay, 0.1)),
+    async def _run(self, request: SliceRequest, part: Slice) -> Done:
+        calls = any(a.action == "call" for a in part.actions)
+        retry = API_RETRY
+        if calls:
+            retry = RetryPolicy(
+                initial_interval=timedelta(seconds=max(part.retry_delay, 0.1)),
                 maximum_attempts=0,  # a lost worker is always retried
                 non_retryable_error_types=[FINAL],
-            ),
-        )
-        return await self._write(
-            "smartconnector.record", ActionRequest(request, action, called.result, called.doc)
-        )
-
-    async def _write(self, activity: str, request: ActionRequest) -> dict[str, Any] | None:
-        """A write activity; it hands back the document as it left it."""
-        doc: dict[str, Any] | None = await workflow.execute_activity(
-            activity,
+            )
+        done: Done = await workflow.execute_activity(
+            "smartconnector.run",
             request,
-            result_type=dict,
-            start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=API_RETRY,
+            result_type=Done,
+            start_to_close_timeout=timedelta(seconds=part.timeout),
+            heartbeat_timeout=HEARTBEAT if calls else None,
+            retry_policy=retry,
         )
-        return doc
+        return done

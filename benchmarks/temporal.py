@@ -1,0 +1,182 @@
+"""The Temporal engine beside the local one: a 20-step install, and a rollout of many
+integrations by two workers under one small rate limit."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import (
+    CLI,
+    ROOT,
+    Row,
+    SandboxServer,
+    Sizes,
+    TemporalDevServer,
+    noop_connector,
+)
+from benchmarks.rollout import seed_fleet, update_connector
+from engine.temporal._rollout import PAGE
+
+#: The rollout: integrations, and the token's limit the sandbox enforces (requests/s, bucket).
+FLEET, RATE, BURST = 120, 30, 30
+
+
+def _env(server: SandboxServer, home: Path) -> dict[str, str]:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCONNECTOR_")}
+    return {
+        **inherited,
+        "SMARTCONNECTOR_API_URL": server.url,
+        "SMARTCONNECTOR_API_TOKEN": server.token(),
+        "SMARTCONNECTOR_HOME": str(home),
+        "SMARTCONNECTOR_LOG_FORMAT": "json",
+    }
+
+
+@contextmanager
+def workers(
+    count: int, temporal: TemporalDevServer, queue: str, connectors: list[Path], env: dict[str, str]
+) -> Iterator[None]:
+    """``count`` worker processes on ``queue``, each started (its log says so) before this
+    yields; stopped after."""
+    started = []
+    for number in range(count):
+        log = Path(env["SMARTCONNECTOR_HOME"]) / f"worker-{queue}-{number}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        command = [*CLI, "worker", "--temporal-address", temporal.address, "--task-queue", queue]
+        for directory in connectors:
+            command += ["--connector", str(directory)]
+        process = subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT
+        )
+        started.append((process, log))
+    try:
+        deadline = time.monotonic() + 60
+        for process, log in started:
+            while "worker started" not in log.read_text():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"a worker did not start:\n{log.read_text()}")
+                time.sleep(0.1)
+        yield
+    finally:
+        for process, _ in started:
+            process.terminate()
+        for process, _ in started:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _timed(command: list[str], env: dict[str, str]) -> float:
+    began = time.perf_counter()
+    out = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+    elapsed = time.perf_counter() - began
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[2:])} exited {out.returncode}:\n{out.stderr}")
+    return elapsed
+
+
+def install_side_by_side(sizes: Sizes) -> list[Row]:
+    """A 20-step no-op install through the CLI, local and on Temporal (one worker), against
+    the same loopback sandbox: requests, and seconds per step ((T(20) - T(1)) / 19, so the
+    command's start-up and Temporal's connection are left out)."""
+    steps, repeats = 20, max(2, sizes.repeats - 2)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        temporal = TemporalDevServer()
+        server = SandboxServer(tmp)
+        try:
+            env = _env(server, tmp / "home")
+            one, many = noop_connector(tmp / "one", 1), noop_connector(tmp / "many", steps)
+            engines = {
+                "local": [],
+                "temporal": ["--engine", "temporal", "--temporal-address", temporal.address],
+            }
+            times: dict[tuple[str, int], float] = {}
+            requests: dict[str, int] = {}
+            with workers(1, temporal, "smartconnector", [many], env):
+                for engine, options in engines.items():
+                    for size, directory in ((1, one), (steps, many)):
+                        runs = []
+                        for _ in range(repeats):
+                            before = len(server.api_requests())
+                            command = [*CLI, "install", str(directory), *options]
+                            runs.append(_timed(command, env))
+                            requests[engine] = len(server.api_requests()) - before
+                        times[engine, size] = statistics.median(runs)
+        finally:
+            server.stop()
+            temporal.stop()
+
+    def per_step(engine: str) -> float:
+        return (times[engine, steps] - times[engine, 1]) / (steps - 1) * 1000
+
+    local, on_temporal = per_step("local"), per_step("temporal")
+    return [
+        Row(
+            f"a {steps}-step install via the CLI, Temporal (one worker) beside local: requests",
+            f"{requests['temporal']} on Temporal",
+            f"{requests['local']} local",
+            "equal" if requests["temporal"] == requests["local"] else "differ",
+            "N + 2 (22)",
+        ),
+        Row(
+            f"… seconds per step ((T({steps}) - T(1)) / {steps - 1}, median of {repeats})",
+            f"{on_temporal:.0f} ms on Temporal ({times['temporal', steps]:.2f} s in all)",
+            f"{local:.0f} ms local ({times['local', steps]:.2f} s in all)",
+            f"+{on_temporal - local:.0f} ms a step",
+            "within 60 ms of local",
+        ),
+    ]
+
+
+def rollout_on_temporal(sizes: Sizes) -> list[Row]:
+    """A rollout of 120 integrations on Temporal by two workers, against a sandbox that lets
+    the token make 30 requests/s: time beside the ideal, and the share answered 429."""
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        temporal = TemporalDevServer()
+        server = SandboxServer(tmp, "--rate", str(RATE), "--burst", str(BURST))
+        try:
+            seed_fleet(server.db, FLEET, "bench-temporal")
+            directory = update_connector(tmp / "v2", "bench-temporal")
+            env = _env(server, tmp / "home")
+            env |= {"SMARTCONNECTOR_API_RATE": str(RATE), "SMARTCONNECTOR_API_BURST": str(BURST)}
+            with workers(2, temporal, "bench-rollout", [directory], env):
+                time.sleep(2)  # the token's bucket refills after the workers' start
+                before = len(server.api_requests())
+                command = [*CLI, "rollout", str(directory), "--all", "--json"]
+                command += ["--concurrency", "50", "--engine", "temporal"]
+                command += ["--temporal-address", temporal.address, "--task-queue", "bench-rollout"]
+                began = time.perf_counter()
+                out = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+                elapsed = time.perf_counter() - began
+            summary: dict[str, Any] = json.loads(out.stdout)
+            made = server.api_requests()[before:]
+        finally:
+            server.stop()
+            temporal.stop()
+    throttled = sum(1 for r in made if r.get("status") == 429)
+    needed = 2 * FLEET + -(-FLEET // PAGE)  # two PATCHes an update, and the list's pages
+    ideal = max(0, needed - BURST) / RATE
+    return [
+        Row(
+            f"rollout of {FLEET} integrations on Temporal, two workers, a sandbox limit of"
+            f" {RATE} requests/s (bucket {BURST})",
+            f"{elapsed:.1f} s; {len(made)} requests, {throttled} answered 429"
+            f" ({throttled / max(1, len(made)):.1%}); {summary['counts']['updated']} updated,"
+            f" {summary['counts']['failed']} failed",
+            f"{ideal:.1f} s ({needed} requests at {RATE}/s after a bucket of {BURST})",
+            f"{elapsed / ideal:.2f}x the ideal",
+            "≤ 2x the ideal, ≤ 2% answered 429",
+        )
+    ]
