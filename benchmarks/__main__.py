@@ -23,6 +23,7 @@ from benchmarks import (
     rollout,
     rollout_memory,
     startup,
+    temporal,
 )
 
 HERE = Path(__file__).parent
@@ -48,6 +49,8 @@ def main() -> None:
     rows += rollout_memory.rollout_memory(sizes)
     rows += capacity.capacity(sizes)
     rows += startup.startup(sizes)
+    rows += temporal.install_side_by_side(sizes)
+    rows += temporal.rollout_on_temporal(sizes)
     table = _common.render(rows)
     header = (
         f"Machine: {os.cpu_count()} cores, Python {platform.python_version()},"

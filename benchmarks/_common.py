@@ -38,7 +38,7 @@ FULL = Sizes(
     request_steps=(1, 10, 50, 200),
     fleet=10_000,
     fleet_steps=5,
-    rollout=1_000,
+    rollout=1_200,
 )
 QUICK = Sizes(
     overhead_steps=50, repeats=2, request_steps=(1, 10), fleet=1_000, fleet_steps=3, rollout=100
