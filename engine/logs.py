@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -30,10 +31,7 @@ class Redactor:
                 value = value.replace(secret, REDACTED)
             return value
         if isinstance(value, dict):
-            return {
-                k: REDACTED if SECRET_KEYS.search(str(k)) else self.scrub(v)
-                for k, v in value.items()
-            }
+            return {k: REDACTED if _secret_key(k) else self.scrub(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.scrub(v) for v in value]
         return value
@@ -42,6 +40,12 @@ class Redactor:
         self, logger: Any, name: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         return self.scrub(dict(event_dict))  # type: ignore[no-any-return]
+
+
+@functools.lru_cache(maxsize=512)
+def _secret_key(key: Any) -> bool:
+    """Whether a key names a secret (keys repeat: every log line has the same few)."""
+    return SECRET_KEYS.search(str(key)) is not None
 
 
 #: The process-wide redactor; the CLI registers every token it reads.

@@ -68,4 +68,5 @@ def serve(
         access_log=False,
         log_level="warning",
         lifespan="off",
+        proxy_headers=False,  # loopback, no proxy in front: nothing to trust
     )

@@ -7,6 +7,7 @@ compare-and-swap (JSON Patch ``test``) holds across threads and processes sharin
 from __future__ import annotations
 
 import builtins
+import functools
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,9 @@ CREATE TABLE IF NOT EXISTS idempotency (
 """
 
 
+@functools.lru_cache(maxsize=1024)
 def hash_token(token: str) -> str:
+    """What the store keeps of a token (remembered: every request asks, twice)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -70,8 +73,7 @@ def new_id() -> str:
 
 
 def _iso(ms: int) -> str:
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(ms // 1000)) + f"{ms % 1000:03d}Z"
 
 
 def _ms(iso: Any) -> int:
