@@ -3,7 +3,9 @@ should stay flat however many integrations the API holds.
 
 The API is the sandbox in-process over httpx's ASGI transport, so the fleet's documents
 live in SQLite, outside the Python heap that tracemalloc measures: what it sees is the
-rollout's own working set (pages, documents in flight, runs, the report).
+rollout's own working set (pages, documents in flight, runs, the report). The transport
+is the embedded sandbox's (:func:`engine.client.in_process`): each request yields to the
+loop, as over a network.
 """
 
 from __future__ import annotations
@@ -52,9 +54,7 @@ def _not_recording(fake: Any) -> Any:
 
 
 async def _peak(count: int) -> float:
-    import httpx
-
-    from engine.client import ApiClient, RateLimit
+    from engine.client import ApiClient, RateLimit, in_process
     from engine.journal import Journal
     from engine.rollout import rollout
     from engine.runner import Engine
@@ -77,7 +77,7 @@ async def _peak(count: int) -> float:
                     "updateInProgress": False,
                 },
             )
-        transport = httpx.ASGITransport(app=create_app(store, rate=1e9, burst=1e9, page_size=100))
+        transport = in_process(create_app(store, rate=1e9, burst=1e9, page_size=100))
         unlimited = RateLimit(rate=1e9, burst=1e9)
         async with ApiClient(
             "http://s/v1",

@@ -151,6 +151,20 @@ def _already_applied(doc: Any, ops: list[dict[str, Any]]) -> bool:
     return True
 
 
+def in_process(app: Any) -> httpx.ASGITransport:
+    """A transport to an ASGI app in this process (the embedded sandbox) on which each
+    request yields to the event loop once, as a request over a network does. Without that
+    nothing in a run ever waits: one task of a rollout does every update in a single turn
+    of the loop while the others never start, and the timers the runs cancel pile up
+    (asyncio sweeps them between turns)."""
+
+    async def over_the_loop(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(0)
+        await app(scope, receive, send)
+
+    return httpx.ASGITransport(app=over_the_loop)
+
+
 class ApiClient:
     """Async client for the Integration API and the resources a connector creates.
 

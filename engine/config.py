@@ -10,9 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
-from engine.client import ApiClient, RateLimit, RetryPolicy
+from engine.client import ApiClient, RateLimit, RetryPolicy, in_process
 from engine.errors import BadInput
 from engine.models import StepPolicy
 
@@ -82,11 +80,10 @@ def open_client(settings: Settings) -> ApiClient:
     store = Store(settings.sandbox_db)
     store.forget_tokens(EMBEDDED_TOKEN_LABEL, older_than=24 * 3600)
     token = store.create_token(ADMIN_SCOPES, label=EMBEDDED_TOKEN_LABEL)
-    transport = httpx.ASGITransport(app=create_app(store))
     return ApiClient(
         EMBEDDED_URL,
         token,
-        transport=transport,
+        transport=in_process(create_app(store)),
         retry=settings.retry,
         rate_limit=settings.rate_limit,
         reachable=False,

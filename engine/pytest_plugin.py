@@ -95,12 +95,10 @@ def sandbox_api(sandbox_store: Any, sandbox_token: str) -> Iterator[ApiClient]:
 
     It holds no connection, so it works on whichever event loop the test runs.
     """
-    import httpx
-
-    from engine.client import ApiClient
+    from engine.client import ApiClient, in_process
     from sandbox import create_app
 
-    transport = httpx.ASGITransport(app=create_app(sandbox_store))
+    transport = in_process(create_app(sandbox_store))
     api = ApiClient(
         "http://sandbox.test/v1", sandbox_token, transport=transport, retry=fast_retry()
     )

@@ -25,6 +25,20 @@ def versions(steps: list[str], version: str, **kw: Any) -> FakeConnector:
     return FakeConnector(steps, version=version, extra_functions=("updateFunction",), **kw)
 
 
+class Counting(Engine):
+    """An engine that counts the updates it has going at once."""
+
+    in_flight = peak = 0
+
+    async def update(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            return await super().update(*args, **kwargs)
+        finally:
+            self.in_flight -= 1
+
+
 async def installed(engine: Engine, steps: list[str] | None = None) -> dict[str, Any]:
     return await engine.install(FakeConnector(steps or ["a", "b"], version="1.0.0").connector())
 
@@ -403,18 +417,6 @@ async def test_rollout_all_pages_through_the_fleet_with_bounded_documents_in_fli
 
     transport = httpx.ASGITransport(app=create_app(sandbox_store, page_size=5))
     api = ApiClient("http://s/v1", sandbox_token, transport=transport, retry=fast_retry())
-    in_flight, peak = 0, 0
-
-    class Counting(Engine):
-        async def update(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-            nonlocal in_flight, peak
-            in_flight += 1
-            peak = max(peak, in_flight)
-            try:
-                return await super().update(*args, **kwargs)
-            finally:
-                in_flight -= 1
-
     engine = Counting(api, Journal(tmp_path / "j.db"))
     for _ in range(23):
         await installed(engine)
@@ -432,6 +434,21 @@ async def test_rollout_all_pages_through_the_fleet_with_bounded_documents_in_fli
     report = await rollout(engine, v2.connector(), concurrency=3)
     assert report.counts()["updated"] == 23
     assert pages_read == [5, 5, 5, 5, 3]
-    assert peak == 3
+    assert engine.peak == 3
     assert v2.functions["updateFunction"].successes == 23
     await api.aclose()
+
+
+async def test_a_rollout_on_the_embedded_sandbox_runs_its_concurrency_at_once(
+    sandbox_api: ApiClient, tmp_path: Path
+) -> None:
+    """In-process, a request still yields to the event loop as one over a network does:
+    with functions that never wait, --concurrency 3 has 3 updates going, not one task doing
+    every update in a single turn of the loop (where the timers the runs cancel were never
+    swept, and grew with the fleet)."""
+    engine = Counting(sandbox_api, Journal(tmp_path / "j.db"))
+    for _ in range(6):
+        await installed(engine)
+    report = await rollout(engine, versions(["a", "b"], "2.0.0").connector(), concurrency=3)
+    assert report.counts()["updated"] == 6
+    assert engine.peak == 3
