@@ -203,6 +203,10 @@ class ApiClient:
         self._slots = asyncio.Semaphore(CONNECTIONS)
         #: Requests sent, retries included: what the benchmarks and tests count.
         self.requests_sent = 0
+        #: After a 429 no request of this client goes out before this (``time.monotonic``):
+        #: the server said the token is over its rate, so every caller slows down, not
+        #: only the one that was refused.
+        self._quiet_until = 0.0
 
     async def __aenter__(self) -> Self:
         return self
@@ -356,6 +360,9 @@ class ApiClient:
                 return await self._attempt(method, path, json, params, headers, attempt)
             except (ServerError, RateLimited, httpx.TransportError) as exc:
                 wait = self.retry.wait_before(attempt + 1, exc, time.monotonic() - began)
+                if isinstance(exc, RateLimited):
+                    quiet = time.monotonic() + (exc.retry_after or wait or 0.0)
+                    self._quiet_until = max(self._quiet_until, quiet)
                 if wait is None:
                     raise _gave_up(exc, method, self.base_url + path, attempt) from None
             attempt += 1
@@ -371,6 +378,8 @@ class ApiClient:
         headers: Mapping[str, str] | None,
         attempt_no: int,
     ) -> httpx.Response:
+        while (quiet := self._quiet_until - time.monotonic()) > 0:
+            await asyncio.sleep(quiet)
         await self._limiter.acquire()
         self.requests_sent += 1
         async with self._slots:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -90,6 +92,27 @@ async def test_5xx_and_429_are_retried_honouring_retry_after() -> None:
     async with mock_client(handler) as api:
         assert await api.get("flows", "f") == {"ok": 1}
     assert len(seen) == 3 and api.requests_sent == 3
+
+
+async def test_a_429_holds_back_every_request_of_the_client() -> None:
+    """A 429 is a signal to slow down for the whole client: no other request goes out
+    before its Retry-After has passed, not only the refused one's retry."""
+    sent: list[tuple[str, float]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append((request.url.path, time.monotonic()))
+        if len(sent) == 1:
+            return error(429, **{"Retry-After": "0.3"})
+        return httpx.Response(200, json={})
+
+    async with mock_client(handler) as api:
+        first = asyncio.ensure_future(api.get("flows", "a"))
+        while not sent:
+            await asyncio.sleep(0)
+        await asyncio.gather(first, api.get("flows", "b"), api.get("flows", "c"))
+    refused_at = sent[0][1]
+    assert len(sent) == 4
+    assert all(at >= refused_at + 0.3 for _, at in sent[1:]), sent
 
 
 async def test_unreachable_api_gives_up_after_the_budget() -> None:
