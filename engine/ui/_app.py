@@ -159,6 +159,12 @@ class InstallPage:
             doc = await (await self.engine()).api.get("integrations", integration_id)
         except NotFound:
             return HTMLResponse(_pages.page("Not found", "<h1>No such integration</h1>"), 404)
+        body = await self.body_of(doc)
+        page = _pages.page(str(doc.get("name")), body, str(doc.get("mode")), alert)
+        return HTMLResponse(page, status)
+
+    async def body_of(self, doc: dict[str, Any]) -> str:
+        """The install page's content for ``doc`` as it is now."""
         connector = await self.connector_of(doc)
         newer = None
         installed = str(doc.get("version") or "")
@@ -168,11 +174,9 @@ class InstallPage:
             and compare_versions(connector.manifest.version, installed) > 0
         ):
             newer = connector.manifest.version
-        running = self.runs.running(integration_id)
-        csrf = self.config.csrf
-        body = _pages.integration_page(doc, self.image_for(connector), csrf, running, newer)
-        page = _pages.page(str(doc.get("name")), body, str(doc.get("mode")), alert)
-        return HTMLResponse(page, status)
+        running = self.runs.running(str(doc["_id"]))
+        image_of = self.image_for(connector)
+        return _pages.integration_page(doc, image_of, self.config.csrf, running, newer)
 
     async def integration(self, integration_id: str) -> Response:
         try:
@@ -185,7 +189,9 @@ class InstallPage:
         return StreamingResponse(self.follow(integration_id), media_type="text/event-stream")
 
     async def follow(self, integration_id: str) -> AsyncIterator[str]:
-        """The steps as the document has them, sent again whenever it changes."""
+        """The steps as the document has them, sent again whenever it changes; with the
+        whole page's content, which the page takes when the mode changed (an install that
+        ends here shows its settings and actions without a reload)."""
         last: Any = None
         while True:
             try:
@@ -198,7 +204,8 @@ class InstallPage:
                 last = seen
                 image_of = self.image_for(await self.connector_of(doc))
                 steps = _pages.steps_list(doc, image_of, self.config.csrf, seen[1])
-                data = json.dumps({"steps": steps, "mode": doc.get("mode")})
+                body = await self.body_of(doc)
+                data = json.dumps({"steps": steps, "mode": doc.get("mode"), "body": body})
                 yield f"event: steps\ndata: {data}\n\n"
             await asyncio.sleep(FOLLOW_EVERY)
 

@@ -47,10 +47,12 @@ if (followed && window.EventSource) {
   const events = new EventSource(followed.dataset.follow);
   events.addEventListener('steps', (e) => {
     const data = JSON.parse(e.data);
-    document.querySelector('ol.steps').outerHTML = data.steps;
+    if (data.mode !== document.body.dataset.mode) {  // settings, actions: all of it changed
+      document.querySelector('main').innerHTML = data.body;
+    } else {  // only the steps: what is typed into a waiting step's form stays
+      document.querySelector('ol.steps').outerHTML = data.steps;
+    }
     document.body.dataset.mode = data.mode;
-    const mode = document.getElementById('mode');
-    if (mode) mode.textContent = data.mode;
   });
   events.addEventListener('gone', () => { location.href = '/'; });
 }
