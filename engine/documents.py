@@ -24,6 +24,12 @@ def compare_versions(a: str, b: str) -> int:
     return (ka > kb) - (ka < kb)
 
 
+def needs_update(doc: Document, version: str) -> bool:
+    """Whether an update to ``version`` would do anything: another version, or an update
+    to finish."""
+    return bool(doc.get("updateInProgress")) or doc.get("version") != version
+
+
 def status_of(doc: Document) -> dict[str, Any]:
     """``status --json``'s shape (SPEC §4): ``waiting`` while a step waits for a person,
     ``error`` after a failed function, each ``None`` otherwise."""

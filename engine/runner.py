@@ -16,6 +16,7 @@ from engine.client import ApiClient, Document
 from engine.defaults import LEASE_TTL
 from engine.documents import (
     check_installable,
+    needs_update,
     new_integration,
     started_update_target,
     update_target,
@@ -264,8 +265,7 @@ class Engine:
     @staticmethod
     def needs_update(doc: Document, connector: Connector) -> bool:
         """Whether ``update`` would do anything: another version, or an update to finish."""
-        version = connector.manifest.version
-        return bool(doc.get("updateInProgress")) or doc.get("version") != version
+        return needs_update(doc, connector.manifest.version)
 
     async def uninstall(self, integration_id: str, connector: Connector | None = None) -> None:
         """Undo every completed step in reverse order, then delete the integration."""

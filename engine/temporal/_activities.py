@@ -19,6 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from engine.client import ApiClient, Document
+from engine.documents import needs_update
 from engine.errors import BadInput, NotFound, SmartConnectorError, to_wire
 from engine.functions import function_names, resolve_functions
 from engine.invoke import DEFAULT_TIMEOUT
@@ -28,7 +29,7 @@ from engine.models import Integration, Mode, parse
 from engine.plan import Action, Intent, plan_run
 from engine.run import IntegrationRun, begin_update_ops
 from engine.run_state import RunState
-from engine.temporal._rollout import Page, PageRequest, RolloutRequest, Targets, needs_update
+from engine.temporal._rollout import Page, PageRequest, RolloutRequest, Targets
 from engine.temporal._workflow import (
     FINAL,
     Done,

@@ -92,10 +92,6 @@ class Targets:
     missing: list[str] = field(default_factory=list)
 
 
-def needs_update(doc: dict[str, Any], version: str) -> bool:
-    return doc.get("updateInProgress") is True or doc.get("version") != version
-
-
 @workflow.defn(name=ROLLOUT_WORKFLOW)
 class RolloutWorkflow:
     def __init__(self) -> None:
