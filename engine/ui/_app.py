@@ -189,9 +189,9 @@ class InstallPage:
         return StreamingResponse(self.follow(integration_id), media_type="text/event-stream")
 
     async def follow(self, integration_id: str) -> AsyncIterator[str]:
-        """The steps as the document has them, sent again whenever it changes; with the
-        whole page's content, which the page takes when the mode changed (an install that
-        ends here shows its settings and actions without a reload)."""
+        """The page's content as the document has it, sent again whenever it changes: the
+        page takes all of it when the mode changed (an install that ends here shows its
+        settings and actions without a reload), else only the steps."""
         last: Any = None
         while True:
             try:
@@ -202,10 +202,7 @@ class InstallPage:
             seen = (doc.get("lastModified"), self.runs.running(integration_id))
             if seen != last:
                 last = seen
-                image_of = self.image_for(await self.connector_of(doc))
-                steps = _pages.steps_list(doc, image_of, self.config.csrf, seen[1])
-                body = await self.body_of(doc)
-                data = json.dumps({"steps": steps, "mode": doc.get("mode"), "body": body})
+                data = json.dumps({"mode": doc.get("mode"), "body": await self.body_of(doc)})
                 yield f"event: steps\ndata: {data}\n\n"
             await asyncio.sleep(FOLLOW_EVERY)
 

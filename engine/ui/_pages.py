@@ -49,8 +49,10 @@ if (followed && window.EventSource) {
     const data = JSON.parse(e.data);
     if (data.mode !== document.body.dataset.mode) {  // settings, actions: all of it changed
       document.querySelector('main').innerHTML = data.body;
-    } else {  // only the steps: what is typed into a waiting step's form stays
-      document.querySelector('ol.steps').outerHTML = data.steps;
+    } else {  // only the steps: settings being edited outside them stay as typed
+      const fresh = document.createElement('div');
+      fresh.innerHTML = data.body;
+      document.querySelector('ol.steps').replaceWith(fresh.querySelector('ol.steps'));
     }
     document.body.dataset.mode = data.mode;
   });
