@@ -192,6 +192,7 @@ class Activities:
         """A slice of the plan, heartbeating (and renewing the lease) while its function
         runs; a failure is recorded in the document by the run itself, as locally."""
         actions = request.actions
+        deletes = bool(actions) and actions[-1].action == "delete"  # re-planning keeps it
         try:
             async with self.run_for(request.run, request.doc) as run:
                 if activity.info().attempt > 1:  # an earlier try may have done some of it
@@ -203,11 +204,11 @@ class Activities:
                 finally:
                     beat.cancel()
         except ApplicationError as exc:
-            if actions and actions[-1].action == "delete" and _not_found(exc):
+            if deletes and _not_found(exc):
                 return Done(None)  # deleted by an earlier try whose answer was lost
             raise
         log.info("slice done", integration_id=run.writer.id, actions=len(actions))
-        if actions and actions[-1].action == "delete":
+        if deletes:
             return Done(None)
         return Done(run.writer.doc, [Held(a, raw) for a, raw in run.held])
 
