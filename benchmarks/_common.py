@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,14 @@ class SandboxServer:
             cwd=ROOT,
         )
         wait_until_ready(self.url.removesuffix("/v1"), self.process, self.log)
+
+    @staticmethod
+    def times(requests: list[dict[str, Any]]) -> list[float]:
+        """When each of ``requests`` (access-log lines) was answered, in epoch seconds."""
+        return [
+            datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00")).timestamp()
+            for r in requests
+        ]
 
     def api_requests(self) -> list[dict[str, Any]]:
         """The access log's API requests so far."""

@@ -103,12 +103,7 @@ def rollout_rate(sizes: Sizes) -> list[Row]:
 
 def _sustained_rate(requests: list[dict[str, Any]], skip: int) -> float:
     """Requests per second after the first ``skip`` (the bucket's), from the access log."""
-    from datetime import datetime
-
-    stamps = [
-        datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00")).timestamp()
-        for r in requests[skip:]
-    ]
+    stamps = SandboxServer.times(requests[skip:])
     if len(stamps) < 2:
         return float("nan")
     return (len(stamps) - 1) / (stamps[-1] - stamps[0])

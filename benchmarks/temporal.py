@@ -186,7 +186,5 @@ def rollout_on_temporal(sizes: Sizes) -> list[Row]:
 
 def _span(requests: list[dict[str, Any]]) -> float:
     """Seconds from the first request to the last, from the access log."""
-    from datetime import datetime
-
-    stamps = [datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00")) for r in requests]
-    return (max(stamps) - min(stamps)).total_seconds() if stamps else float("nan")
+    stamps = SandboxServer.times(requests)
+    return max(stamps) - min(stamps) if stamps else float("nan")
