@@ -91,11 +91,16 @@ def rollout_rate(sizes: Sizes) -> list[Row]:
         Row(
             f"rollout of {count:,} integrations via the CLI, `sandbox serve` at its default limit",
             f"{elapsed:.1f} s; {len(requests):,} requests"
-            f" ({len(requests) / count:.2f} an integration), {sustained:.0f}/s once the bucket"
-            f" was spent; {summary['counts']['updated']:,} updated,"
+            f" ({len(requests) / count:.2f} an integration)"
+            + (f", {sustained:.0f}/s once the bucket was spent" if ideal > 0 else "")
+            + f"; {summary['counts']['updated']:,} updated,"
             f" {summary['counts']['failed']} failed; {throttled} answered 429",
             f"{ideal:.1f} s (the first {BURST:,} requests at once, the rest at {RATE}/s)",
-            f"{elapsed / ideal:.2f}x the ideal; {sustained / RATE:.0%} of the limit sustained",
+            (
+                f"{elapsed / ideal:.2f}x the ideal; {sustained / RATE:.0%} of the limit sustained"
+                if ideal > 0
+                else f"all within the bucket of {BURST:,}: no sustained rate to measure"
+            ),
             f"2 requests an integration, ≥ 90% of {RATE}/s, no 429",
         )
     ]
