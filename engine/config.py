@@ -13,6 +13,7 @@ from pathlib import Path
 from engine.client import ApiClient, RateLimit, RetryPolicy, in_process
 from engine.errors import BadInput
 from engine.models import StepPolicy
+from engine.writes import WriteWay, WriteWays, forced_way
 
 EMBEDDED_URL = "http://embedded.sandbox/v1"
 EMBEDDED_TOKEN_LABEL = "embedded"
@@ -73,7 +74,11 @@ def open_client(settings: Settings) -> ApiClient:
             )
         assert settings.api_url is not None
         return ApiClient(
-            settings.api_url, settings.token, retry=settings.retry, rate_limit=settings.rate_limit
+            settings.api_url,
+            settings.token,
+            retry=settings.retry,
+            rate_limit=settings.rate_limit,
+            writes=WriteWays.at_home(settings.api_url, settings.home, forced_way()),
         )
     from sandbox import Store, create_app  # the embedded default only
 
@@ -87,4 +92,5 @@ def open_client(settings: Settings) -> ApiClient:
         retry=settings.retry,
         rate_limit=settings.rate_limit,
         reachable=False,
+        writes=WriteWays(EMBEDDED_URL, forced=forced_way() or WriteWay.JSON_PATCH_TEST),
     )

@@ -96,12 +96,13 @@ def sandbox_api(sandbox_store: Any, sandbox_token: str) -> Iterator[ApiClient]:
     It holds no connection, so it works on whichever event loop the test runs.
     """
     from engine.client import ApiClient, in_process
+    from engine.writes import WriteWay, WriteWays
     from sandbox import create_app
 
     transport = in_process(create_app(sandbox_store))
-    api = ApiClient(
-        "http://sandbox.test/v1", sandbox_token, transport=transport, retry=fast_retry()
-    )
+    url = "http://sandbox.test/v1"
+    writes = WriteWays(url, forced=WriteWay.JSON_PATCH_TEST)
+    api = ApiClient(url, sandbox_token, transport=transport, retry=fast_retry(), writes=writes)
     yield api
     asyncio.run(api.aclose())
 

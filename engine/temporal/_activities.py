@@ -40,7 +40,7 @@ from engine.temporal._workflow import (
     SliceRequest,
     slices,
 )
-from engine.writer import DocumentWriter, Owner
+from engine.writer import DocumentWriter, Owner, open_writer, read_view
 from installers import Connector, find_installed
 from installers.remote import ExtensionServer, with_remote
 
@@ -91,6 +91,11 @@ class Activities:
         integration = Integration.model_validate(doc) if doc is not None else None
         return with_remote(found, self.extension, function_names(found, integration))
 
+    async def writer(self, doc: Document, request: RunRequest) -> DocumentWriter:
+        """The writer of the API's way, under the workflow run's lease."""
+        way = await self.api.writes.of(self.api, request.integration_id)
+        return open_writer(way, self.api, doc, owner_of(request), request.lease_ttl)
+
     @contextlib.asynccontextmanager
     async def run_for(
         self, request: RunRequest, doc: Document | None = None
@@ -100,8 +105,8 @@ class Activities:
         under the run's lease; the engine's errors leave it typed and final."""
         try:
             if doc is None or activity.info().attempt > 1:
-                doc = await self.api.get("integrations", request.integration_id)
-            writer = DocumentWriter(self.api, doc, owner_of(request), request.lease_ttl)
+                doc = await read_view(self.api, request.integration_id)
+            writer = await self.writer(doc, request)
             run = IntegrationRun(
                 writer=writer,
                 connector=self.connector(request.connector_id, doc),
@@ -126,7 +131,7 @@ class Activities:
         try:
             doc = request.doc
             if doc is None or activity.info().attempt > 1:
-                doc = await self.api.get("integrations", request.integration_id)
+                doc = await read_view(self.api, request.integration_id)
             integration = parse(Integration, doc, what=f"integration {request.integration_id}")
             local = self.connectors.get(request.connector_id) or self.connector(
                 request.connector_id
@@ -139,7 +144,7 @@ class Activities:
                 also = (
                     begin_update_ops(doc, manifest, first) if first.action == "begin_update" else []
                 )
-                writer = DocumentWriter(self.api, doc, owner_of(request), request.lease_ttl)
+                writer = await self.writer(doc, request)
                 await writer.acquire(also)
                 doc = writer.doc
                 actions = actions[1:] if also else actions

@@ -29,7 +29,7 @@ from engine.temporal._rollout import (
     rollout_id,
 )
 from engine.temporal._workflow import WORKFLOW_NAME, IntegrationWorkflow, RunRequest, RunResult
-from engine.writer import check_lease
+from engine.writer import check_lease, read_view
 from installers import Connector
 from installers.remote import ExtensionServer
 
@@ -64,7 +64,7 @@ class TemporalEngine(Engine):
             doc = await self._create(connector, owner_of(request))
             request.integration_id = doc["_id"]
         else:
-            doc = await self.api.get("integrations", integration_id)
+            doc = await read_view(self.api, integration_id)
             check_installable(doc)
             await self._validate(integration_id, connector, doc)
         request.doc = doc
@@ -84,7 +84,7 @@ class TemporalEngine(Engine):
                 " every argument): resume with --engine local",
                 field="--input-file",
             )
-        doc = await self.api.get("integrations", integration_id)
+        doc = await read_view(self.api, integration_id)
         connector = await self._validate(integration_id, connector, doc)
         request = self._request("resume", integration_id, connector)
         request.doc = doc
@@ -93,7 +93,7 @@ class TemporalEngine(Engine):
         return await self._start(request)
 
     async def uninstall(self, integration_id: str, connector: Connector | None = None) -> None:
-        doc = await self.api.get("integrations", integration_id)
+        doc = await read_view(self.api, integration_id)
         connector = await self._validate(integration_id, connector, doc)
         request = self._request("uninstall", integration_id, connector)
         request.doc = doc
@@ -122,7 +122,7 @@ class TemporalEngine(Engine):
         self, integration_id: str, connector: Connector | None, doc: Document | None = None
     ) -> Connector:
         """Everything the local engine checks before a run, so a refusal changes nothing."""
-        doc = doc if doc is not None else await self.api.get("integrations", integration_id)
+        doc = doc if doc is not None else await read_view(self.api, integration_id)
         connector = connector or self.find_connector(integration_id, doc)
         integration = parse(Integration, doc, what=f"integration {integration_id}")
         connector = await self.resolve(connector, integration)
