@@ -118,12 +118,15 @@ class WriteWays:
     async def of(self, api: Patches, integration_id: str) -> WriteWay:
         """The way, probing ``integration_id`` the first time."""
         if self.way is None:
-            self.way = await probe(api, integration_id)
-            log.info("write way found", api=self.url, writes=self.way.value)
-            self._remember(self.way)
+            self.learn(await probe(api, integration_id))
+            assert self.way is not None
         return self.way
 
-    def _remember(self, way: WriteWay) -> None:
+    def learn(self, way: WriteWay) -> None:
+        """Take ``way`` as the API's, and remember it in the home."""
+        if way is not self.way:
+            log.info("write way found", api=self.url, writes=way.value)
+        self.way = way
         if self.path is None:
             return
         known: dict[str, str] = {}
