@@ -41,6 +41,7 @@ from engine.plan import Intent, Plan, install_plan, plan_run
 from engine.run import IntegrationRun, StepObserver, begin_update_ops
 from engine.run_state import RUN_FIELD, Op, RunState
 from engine.writer import (
+    CLAIM_WAIT,
     DocumentWriter,
     LeaseKeeper,
     Owner,
@@ -65,6 +66,9 @@ class Engine:
     api: ApiClient
     journal: Journal
     lease_ttl: float = LEASE_TTL
+    #: Seconds a claim of the lease waits before reading it back, where the API offers no
+    #: compare-and-set (:class:`~engine.writer.StateWriter`).
+    claim_wait: float = CLAIM_WAIT
     #: Set by a first Ctrl-C: runs stop after the function that is running, recorded.
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set by a second: the functions still running are abandoned (see :mod:`engine.interrupts`).
@@ -187,7 +191,7 @@ class Engine:
         """The writer of the API's way (found by a probe the first time: before any
         function runs, so a run that cannot write has called none)."""
         way = await self.api.writes.of(self.api, str(doc["_id"]))
-        return open_writer(way, self.api, doc, owner, self.lease_ttl)
+        return open_writer(way, self.api, doc, owner, self.lease_ttl, self.claim_wait)
 
     # -- runs -----------------------------------------------------------------------------
 

@@ -361,9 +361,14 @@ class StateWriter(DocumentWriter):
 
 
 def open_writer(
-    way: WriteWay, api: ApiClient, doc: Document, owner: Owner, ttl: float = LEASE_TTL
+    way: WriteWay,
+    api: ApiClient,
+    doc: Document,
+    owner: Owner,
+    ttl: float = LEASE_TTL,
+    claim_wait: float = CLAIM_WAIT,
 ) -> DocumentWriter:
     """The writer for ``way``."""
     if way is WriteWay.JSON_PATCH_TEST:
         return DocumentWriter(api, doc, owner, ttl)
-    return StateWriter(api, doc, owner, ttl, way=way)
+    return StateWriter(api, doc, owner, ttl, way=way, claim_wait=claim_wait)

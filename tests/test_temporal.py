@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from benchmarks._common import TemporalDevServer
 from benchmarks.rollout import seed_fleet, update_connector
@@ -142,6 +144,13 @@ def setup(temporal_address: str, server: Server, tmp_path: Path) -> Setup:
     )
 
 
+async def workflow_status(address: str, integration_id: str) -> WorkflowExecutionStatus | None:
+    """The status Temporal gives the integration's latest workflow run."""
+    client = await Client.connect(address)
+    described = await client.get_workflow_handle(f"smartconnector-{integration_id}").describe()
+    return described.status
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     process.send_signal(signal.SIGTERM)
     try:
@@ -164,10 +173,14 @@ def test_install_failure_resume_and_uninstall_on_temporal(setup: Setup) -> None:
             run_cli("status", integration_id, "--json", home=setup.home, env=setup.env).stdout
         )
         assert [s["completed"] for s in status["install"]] == [True, False, False]
+        failed = asyncio.run(workflow_status(setup.address, integration_id))
+        assert failed == WorkflowExecutionStatus.FAILED  # Temporal shows the failure too
 
         (setup.directory / "broken-B").unlink()
         resumed = setup.run("resume", integration_id)
         assert resumed.returncode == 0, resumed.stderr
+        done_status = asyncio.run(workflow_status(setup.address, integration_id))
+        assert done_status == WorkflowExecutionStatus.COMPLETED
         done = [c[1] for c in calls(setup.directory) if c[0] == "done"]
         assert done == ["A", "B", "C"]
 

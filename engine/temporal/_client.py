@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
@@ -28,7 +28,13 @@ from engine.temporal._rollout import (
     RolloutWorkflow,
     rollout_id,
 )
-from engine.temporal._workflow import WORKFLOW_NAME, IntegrationWorkflow, RunRequest, RunResult
+from engine.temporal._workflow import (
+    WORKFLOW_NAME,
+    IntegrationWorkflow,
+    RunRequest,
+    RunResult,
+    run_failure,
+)
 from engine.writer import check_lease, read_view
 from installers import Connector
 from installers.remote import ExtensionServer
@@ -146,8 +152,11 @@ class TemporalEngine(Engine):
                 f" {workflow_id(request.integration_id)}",
                 integration_id=request.integration_id,
             ) from None
-        if result.error is not None:
-            raise from_wire(result.error)
+        except WorkflowFailureError as exc:
+            failure = run_failure(exc)
+            if failure is None:
+                raise
+            raise from_wire(failure) from None
         if request.action == "uninstall" or result.doc is None:
             return {"_id": request.integration_id}
         return result.doc

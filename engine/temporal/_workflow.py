@@ -9,8 +9,9 @@ activity and the PATCH that records it. A slice retried after a lost worker read
 document again and skips what it shows done. ``updateFunction``'s result travels in the
 workflow to the update's last act, whose PATCH writes it (2 + k requests an update); a
 function that fails before then has it written with its error record. Errors come
-back typed: the activity raises an ``ApplicationError`` whose type is the engine's error
-class and whose details are its facts, and the command raises that same class again.
+back typed: the activity raises an ``ApplicationError`` whose details are the engine's
+error and its facts; a run that fails fails its workflow with the same (non-retryable), so
+Temporal shows it as failed, and the command raises that same class again.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ with workflow.unsafe.imports_passed_through():
 WORKFLOW_NAME = "smartconnector.integration"
 #: Error classes an activity raises that retrying cannot fix (everything the engine raises).
 FINAL = "final"
+#: The type of the error a failed run fails its workflow with; its details are the engine's
+#: error as :func:`engine.errors.to_wire` made it.
+RUN_FAILED = "smartconnector.RunFailed"
 HEARTBEAT = timedelta(seconds=10)
 
 
@@ -92,11 +96,9 @@ class Done:
 
 @dataclass
 class RunResult:
-    """How the run ended: ``error`` is the engine's error as :func:`engine.errors.to_wire`
-    made it, ``None`` when the run finished."""
+    """How a finished run left the integration (a failed one fails its workflow)."""
 
     integration_id: str
-    error: dict[str, Any] | None = None
     #: The document as the run left it (``None`` once it is deleted).
     doc: dict[str, Any] | None = None
 
@@ -145,7 +147,10 @@ class IntegrationWorkflow:
                 asked = SliceRequest(request, part.actions, done.doc, done.held)
                 done = await self._run(asked, part)
         except ActivityError as exc:
-            return RunResult(request.integration_id, _wire(exc))
+            wire = _wire(exc)
+            raise ApplicationError(
+                str(wire.get("message")), wire, type=RUN_FAILED, non_retryable=True
+            ) from None
         return RunResult(request.integration_id, doc=done.doc)
 
     async def _run(self, request: SliceRequest, part: Slice) -> Done:
@@ -166,3 +171,12 @@ class IntegrationWorkflow:
             retry_policy=retry,
         )
         return done
+
+
+def run_failure(exc: BaseException) -> dict[str, Any] | None:
+    """The engine's error (as :func:`engine.errors.to_wire` made it) that failed a run's
+    workflow, from the error that waiting for the workflow (or child) raised."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, ApplicationError) and cause.type == RUN_FAILED and cause.details:
+        return dict(cause.details[0])
+    return None
