@@ -37,7 +37,7 @@ from engine.functions import resolve_functions
 from engine.journal import Journal
 from engine.machine import ModeMachine
 from engine.models import Integration, Mode, StepPolicy, parse
-from engine.plan import Intent, Plan, install_plan, plan_run
+from engine.plan import Action, Intent, plan_run
 from engine.run import IntegrationRun, StepObserver, begin_update_ops
 from engine.run_state import RUN_FIELD, Op, RunState
 from engine.writer import (
@@ -93,11 +93,6 @@ class Engine:
         self._leases = LeaseKeeper(self.lease_ttl)
 
     # -- read-only ------------------------------------------------------------------------
-
-    @staticmethod
-    def plan_for(connector: Connector) -> Plan:
-        """Validate ``connector`` and list what install would do, changing nothing."""
-        return install_plan(connector)
 
     def running_functions(self) -> int:
         """How many connector functions are running now, across this engine's runs."""
@@ -186,6 +181,26 @@ class Engine:
         """The integrations the API holds (matching ``filters``), each with its run state."""
         docs = await self.api.list("integrations", **filters)
         return list(await asyncio.gather(*(view_of(self.api, d) for d in docs)))
+
+    async def plan_for(
+        self, integration_id: str, intent: Intent, connector: Connector | None = None
+    ) -> list[Action]:
+        """What ``resume``, ``uninstall`` or ``update`` would do to the integration, from its
+        document and run state; nothing is called or changed."""
+        doc = await read_view(self.api, integration_id)
+        connector = connector or self.find_connector(integration_id, doc)
+        integration = parse(
+            Integration, doc, what=f"integration {integration_id}", error=DocumentInvalid
+        )
+        connector = await self.resolve(connector, integration)
+        version = None
+        if intent is Intent.UPDATE:
+            version = update_target(doc, connector)
+            if version is None:
+                return []
+        elif doc.get("mode") == Mode.SETTINGS.value and doc.get("updateInProgress"):
+            version = started_update_target(doc, connector)
+        return plan_run(doc, connector.manifest, intent, version)
 
     async def _writer(self, doc: Document, owner: Owner) -> DocumentWriter:
         """The writer of the API's way (found by a probe the first time: before any
