@@ -272,10 +272,15 @@ class ApiClient:
     async def get(self, resource: str, id: str) -> Document:
         return (await self._send("GET", f"/{resource}/{id}")).json()  # type: ignore[no-any-return]
 
-    async def create(self, resource: str, doc: Document, *, repeatable: bool = True) -> Document:
+    async def create(
+        self, resource: str, doc: Document, *, repeatable: bool | None = None
+    ) -> Document:
         """POST ``doc``. Its retries carry one ``Idempotency-Key``; on an API that does not
-        honour it (``repeatable=False``) an answer lost after the request may have been
-        applied is not retried but raised as :class:`~engine.errors.AnswerLost`."""
+        honour it (``repeatable`` defaults to whether the API's write way does) an answer
+        lost after the request may have been applied is not retried but raised as
+        :class:`~engine.errors.AnswerLost`."""
+        if repeatable is None:
+            repeatable = self.writes.way is not None and self.writes.way.keeps_idempotency_keys
         key = secrets.token_hex(16)
         response = await self._send(
             "POST",

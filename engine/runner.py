@@ -127,9 +127,7 @@ class Engine:
             body.pop(RUN_FIELD)  # the API keeps no unknown field
         began = time.time()
         try:
-            return await self.api.create(
-                "integrations", body, repeatable=way is WriteWay.JSON_PATCH_TEST
-            )
+            return await self.api.create("integrations", body)
         except AnswerLost as lost:
             adopted = await self._adopt(connector, owner, began)
             if adopted is not None:
@@ -308,7 +306,7 @@ class Engine:
         """
         if doc is None:
             doc = await read_view(self.api, integration_id)
-        else:
+        elif doc.get("updateInProgress") is True:  # its target is in the run state
             doc = await view_of(self.api, doc)
         connector = connector or self.find_connector(integration_id, doc)
         target = update_target(doc, connector, allow_downgrade=allow_downgrade)

@@ -179,7 +179,7 @@ class MemoryApi:
         return {**doc, "_id": id, "lastModified": f"{next(self._ids):020d}"}
 
     async def create(
-        self, resource: str, doc: dict[str, Any], *, repeatable: bool = True
+        self, resource: str, doc: dict[str, Any], *, repeatable: bool | None = None
     ) -> dict[str, Any]:
         self.requests_sent += 1
         if self.recorded is not None:

@@ -39,7 +39,7 @@ class PressingApi(MemoryApi):
                 self.interrupts.press()
 
     async def create(
-        self, resource: str, doc: dict[str, Any], *, repeatable: bool = True
+        self, resource: str, doc: dict[str, Any], *, repeatable: bool | None = None
     ) -> dict[str, Any]:
         self._maybe_press(False)
         created = await super().create(resource, doc, repeatable=repeatable)
