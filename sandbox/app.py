@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from sandbox._http import PAGE_SIZE, RESOURCES, ApiProblem, install_error_handlers
 from sandbox._policy import LeakyBucket
-from sandbox._routes import Handling, add_application_routes, add_resource_routes
+from sandbox._routes import Handling, add_application_routes, add_resource_routes, default_writes
 from sandbox._state import add_state_routes
 from sandbox._store import Store
 
@@ -33,7 +33,7 @@ def create_app(
     api = Handling(store, LeakyBucket(capacity=burst, rate=rate), page_size)
     # Routes are matched in order, so the busiest come first: documents, then the rest.
     for resource in RESOURCES:
-        add_resource_routes(app, api, resource)
+        add_resource_routes(app, api, resource, default_writes(api, resource))
     add_application_routes(app, api)
     add_state_routes(app, api, None)
     for resource in RESOURCES:
