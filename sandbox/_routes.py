@@ -19,8 +19,9 @@ from sandbox._http import (
     body_spec,
     responses,
 )
-from sandbox._patching import PatchError, apply_patch
+from sandbox._patching import PatchError, apply_patch, merge_patch
 from sandbox._policy import LeakyBucket, accepted_scopes, allows, required_scope, retry_after_header
+from sandbox._profiles import keep_fields
 from sandbox._store import Document, Store, hash_token
 
 
@@ -241,8 +242,12 @@ def add_resource_routes(app: FastAPI, api: Handling, resource: str, writes: Writ
     )
 
 
-def add_application_routes(app: FastAPI, api: Handling) -> None:
-    """The second seed's application-scoped get, merge patch and delete."""
+def add_application_routes(app: FastAPI, api: Handling, fields: frozenset[str] | None) -> None:
+    """The second seed's application-scoped get, merge patch and delete.
+
+    With ``fields`` (the platform's integration schema), what the merge patch leaves keeps
+    only those top-level fields, as every other write of an integration does.
+    """
     path = f"{API_PREFIX}/applications/{{applicationId}}/integrations/{{integrationId}}"
 
     async def get_app_integration(
@@ -258,10 +263,20 @@ def add_application_routes(app: FastAPI, api: Handling) -> None:
         body = await api.read_json(request)
         if not isinstance(body, dict):
             raise ApiProblem(400, "malformed_request", "expected an integration patch object")
-        doc = api.patch_document(
-            "integrations", integrationId, body, "application/merge-patch+json"
-        )
-        return JSONResponse(doc)
+        if fields is None:
+            return JSONResponse(
+                api.patch_document(
+                    "integrations", integrationId, body, "application/merge-patch+json"
+                )
+            )
+
+        def merge(doc: Document) -> Document:
+            return keep_fields(merge_patch(doc, body), fields)
+
+        merged = api.store.update("integrations", integrationId, merge)
+        if merged is None:
+            raise api.missing("integrations", integrationId)
+        return JSONResponse(merged)
 
     async def delete_app_integration(
         request: Request, applicationId: str, integrationId: str
