@@ -93,12 +93,15 @@ def sandbox_token(sandbox_store: Any) -> str:
 def sandbox_api(sandbox_store: Any, sandbox_token: str) -> Iterator[ApiClient]:
     """An :class:`~engine.ApiClient` on an in-process sandbox (httpx's ASGI transport).
 
-    It holds no connection, so it works on whichever event loop the test runs.
+    It holds no connection, so it works on whichever event loop the test runs. The sandbox
+    serves the profile ``$SMARTCONNECTOR_SANDBOX_PROFILE`` names (``platform`` or
+    ``put-only``: only what the platform's docs promise), else ``default``.
     """
     from engine.client import ApiClient, in_process
+    from engine.config import embedded_profile
     from sandbox import create_app
 
-    transport = in_process(create_app(sandbox_store))
+    transport = in_process(create_app(sandbox_store, profile=embedded_profile()))
     api = ApiClient(
         "http://sandbox.test/v1", sandbox_token, transport=transport, retry=fast_retry()
     )

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 
+from engine.client import ApiClient
+from engine.config import SANDBOX_PROFILE_ENV, Settings, open_client
 from sandbox import INTEGRATION_FIELDS, PROFILES, RESOURCES, Store, create_app
+
+from .conftest import EXAMPLE, run_cli
 
 JSON_PATCH = {"content-type": "application/json-patch+json"}
 
@@ -316,3 +322,46 @@ def test_openapi_documents_what_each_profile_serves(sandbox_store: Store) -> Non
     assert "application/merge-patch+json" not in platform_patch["requestBody"]["content"]
     assert "patch" not in documents["put-only"]["paths"][item]
     assert "patch" in documents["put-only"]["paths"]["/v1/connections/{id}"]
+
+
+@pytest.mark.parametrize(("profile", "kept"), [(None, True), ("platform", False)])
+async def test_embedded_sandbox_serves_the_profile_the_environment_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, profile: str | None, kept: bool
+) -> None:
+    """The engine's embedded sandbox serves $SMARTCONNECTOR_SANDBOX_PROFILE, else default."""
+    if profile is None:
+        monkeypatch.delenv(SANDBOX_PROFILE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(SANDBOX_PROFILE_ENV, profile)
+    async with open_client(Settings(home=tmp_path)) as api:
+        doc = await api.create("integrations", {"name": "n", "smartconnector": {}})
+    assert ("smartconnector" in doc) is kept
+
+
+def test_plugin_sandbox_serves_the_profile_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """The pytest plugin's sandbox_api fixture serves $SMARTCONNECTOR_SANDBOX_PROFILE too."""
+    monkeypatch.setenv(SANDBOX_PROFILE_ENV, "platform")
+    api: ApiClient = request.getfixturevalue("sandbox_api")
+    doc = asyncio.run(api.create("integrations", {"name": "n", "smartconnector": {}}))
+    assert "smartconnector" not in doc
+
+
+def test_sandbox_serve_with_a_bad_profile_exits_2(tmp_path: Path) -> None:
+    """sandbox serve --profile nonsense is a usage error: exit 2, one line naming the allowed."""
+    db = tmp_path / "s.db"
+    out = run_cli("sandbox", "serve", "--profile", "nonsense", "--db", str(db), home=tmp_path)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert "'nonsense'" in out.stderr and all(name in out.stderr for name in PROFILES)
+    assert not db.exists()
+
+
+def test_embedded_sandbox_with_a_bad_profile_exits_2_and_makes_nothing(tmp_path: Path) -> None:
+    """A bad $SMARTCONNECTOR_SANDBOX_PROFILE is a usage error before the sandbox is made."""
+    home = tmp_path / "home"
+    out = run_cli("install", str(EXAMPLE), home=home, env={SANDBOX_PROFILE_ENV: "nonsense"})
+    assert out.returncode == 2 and SANDBOX_PROFILE_ENV in out.stderr
+    assert all(name in out.stderr for name in PROFILES) and "Traceback" not in out.stderr
+    assert not (home / "sandbox.db").exists()
