@@ -170,10 +170,10 @@ def _journal_readable(path: Path) -> bool:
 
 def embedded_way() -> WriteWay:
     """The embedded sandbox's way, from its profile (``SMARTCONNECTOR_SANDBOX_PROFILE``)."""
+    from engine.config import embedded_profile
     from engine.writes import SANDBOX_PROFILE_WAYS, forced_way
 
-    profile = os.environ.get("SMARTCONNECTOR_SANDBOX_PROFILE", "default")
-    return forced_way() or SANDBOX_PROFILE_WAYS.get(profile, WriteWay.JSON_PATCH_TEST)
+    return forced_way() or SANDBOX_PROFILE_WAYS[embedded_profile()]
 
 
 async def diagnose(settings: Settings) -> Report:

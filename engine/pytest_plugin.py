@@ -93,15 +93,19 @@ def sandbox_token(sandbox_store: Any) -> str:
 def sandbox_api(sandbox_store: Any, sandbox_token: str) -> Iterator[ApiClient]:
     """An :class:`~engine.ApiClient` on an in-process sandbox (httpx's ASGI transport).
 
-    It holds no connection, so it works on whichever event loop the test runs.
+    It holds no connection, so it works on whichever event loop the test runs. The sandbox
+    serves the profile ``$SMARTCONNECTOR_SANDBOX_PROFILE`` names (``platform`` or
+    ``put-only``: only what the platform's docs promise), else ``default``.
     """
     from engine.client import ApiClient, in_process
-    from engine.writes import WriteWay, WriteWays
+    from engine.config import embedded_profile
+    from engine.writes import SANDBOX_PROFILE_WAYS, WriteWays
     from sandbox import create_app
 
-    transport = in_process(create_app(sandbox_store))
+    profile = embedded_profile()
+    transport = in_process(create_app(sandbox_store, profile=profile))
     url = "http://sandbox.test/v1"
-    writes = WriteWays(url, forced=WriteWay.JSON_PATCH_TEST)
+    writes = WriteWays(url, forced=SANDBOX_PROFILE_WAYS[profile])
     api = ApiClient(url, sandbox_token, transport=transport, retry=fast_retry(), writes=writes)
     yield api
     asyncio.run(api.aclose())

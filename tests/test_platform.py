@@ -68,9 +68,7 @@ class Platform:
         self.profile = profile
         self.store = Store(tmp / f"{profile}.db")
         self.token = self.store.create_token(["all.User"])
-        self.app = Counted(
-            create_app(self.store, **({} if profile == "default" else {"profile": profile}))
-        )
+        self.app = Counted(create_app(self.store, profile=profile))
         self.home = tmp / "home"
         self.apis: list[ApiClient] = []
 
