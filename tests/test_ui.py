@@ -1,4 +1,5 @@
-"""The install page in a real browser (Debian's Chromium, driven by Playwright), and its guards."""
+"""The install page: its guards (the real command on a loopback port) and its markup (the app
+in-process, on the plugin's sandbox). tests/test_ui_browser.py drives it in Chromium."""
 
 from __future__ import annotations
 
@@ -26,12 +27,6 @@ from engine.ui._words import when
 from installers import Connector, load_connector
 
 from .conftest import CLI, EXAMPLE, ROOT, free_port
-from .test_input import SECRET, everything_written
-
-CHROMIUM = "/usr/bin/chromium"
-browser = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="Chromium is not installed (.ci/run installs it)"
-)
 
 SLOW = """
 import time
@@ -85,19 +80,18 @@ def start_ui(tmp_path: Path, *connectors: Path) -> Ui:
     return Ui(url, base, home, process)
 
 
-@pytest.fixture
-def example(tmp_path: Path) -> Path:
-    """The example connector, asking for its NetSuite credentials."""
-    work = tmp_path / "example"
-    shutil.copytree(EXAMPLE, work)
+def asking_example(work: Path) -> Path:
+    """A copy of the example connector in ``work`` that asks for its NetSuite credentials."""
+    shutil.copytree(EXAMPLE, work, ignore=shutil.ignore_patterns("__pycache__"))
     manifest = json.loads((work / "connector.json").read_text())
     manifest["settings"]["askForCredentials"] = True
     (work / "connector.json").write_text(json.dumps(manifest))
     return work
 
 
-@pytest.fixture
-def ui(tmp_path: Path, example: Path) -> Iterator[Ui]:
+def serving_example_and_slow(tmp_path: Path) -> Iterator[Ui]:
+    """`smartconnector ui` offering the example (asking for its credentials) and a connector
+    whose one step takes two seconds; stopped when the caller is done."""
     slow = write_connector_folder(
         tmp_path / "slow",
         {
@@ -110,102 +104,16 @@ def ui(tmp_path: Path, example: Path) -> Iterator[Ui]:
         },
         SLOW,
     )
-    server = start_ui(tmp_path, example, slow)
+    server = start_ui(tmp_path, asking_example(tmp_path / "example"), slow)
     yield server
     server.process.terminate()
     server.process.wait(10)
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    """Debian's Chromium, headless, with nothing reaching out to the network."""
-    return {
-        **browser_type_launch_args,
-        "executable_path": CHROMIUM,
-        "args": [
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-        ],
-    }
-
-
-def shows_something(png: bytes) -> bool:
-    """A screenshot of a page with content, not a blank one (a blank PNG compresses to a few
-    hundred bytes)."""
-    return png.startswith(b"\x89PNG") and len(png) > 8_000
-
-
-@browser
-def test_a_person_installs_the_example_from_the_page_and_uninstalls_it(
-    ui: Ui, page: Any, tmp_path: Path
-) -> None:
-    """Install, answer the NetSuite step's questions in the form, watch the steps finish
-    without a reload, save settings, then uninstall after a confirmation; the secret shows
-    nowhere, and the page shows something at 1280 and at 390 pixels wide."""
-    page.set_viewport_size({"width": 1280, "height": 900})
-    page.goto(ui.url)
-    page.get_by_role("button", name="Install").first.click()
-    steps = page.get_by_role("list", name="Install steps")
-    first = steps.locator("li").first
-    first.wait_for()
-    assert first.get_attribute("data-step") == "NetSuite Connection"
-    page.wait_for_selector('li[data-step="NetSuite Connection"][data-status="waiting"]')
-    assert page.get_by_role("heading", level=1).inner_text() == "BigCommerce - NetSuite Connector"
-    assert page.locator("body").get_attribute("data-mode") == "install"
-    assert page.get_by_alt_text("NetSuite Connection").count() == 1
-    account = page.get_by_label("NetSuite account ID")
-    token = page.get_by_label("Token")
-    assert account.get_attribute("type") == "text" and token.get_attribute("type") == "password"
-    account.fill("TSTDRV000000")
-    token.fill(SECRET)
-    (tmp_path / "waiting-1280.png").write_bytes(page.screenshot(full_page=True))
-    page.set_viewport_size({"width": 390, "height": 844})
-    narrow = page.screenshot(full_page=True)
-    (tmp_path / "waiting-390.png").write_bytes(narrow)
-    assert shows_something(narrow)
-    page.set_viewport_size({"width": 1280, "height": 900})
-    page.get_by_role("button", name="Verify").click()
-
-    page.evaluate("window.stillThisPage = true")  # gone if the page reloads
-    page.wait_for_selector('body[data-mode="settings"]', timeout=20_000)
-    statuses = steps.locator("li").evaluate_all("items => items.map(i => i.dataset.status)")
-    assert statuses == ["done"] * 4
-    assert page.evaluate("window.stillThisPage") is True
-    done = page.screenshot(full_page=True)
-    (tmp_path / "done-1280.png").write_bytes(done)
-    assert shows_something(done)
-    assert SECRET not in page.content()
-
-    settings = page.get_by_label("Settings (JSON)")
-    saved = {**json.loads(settings.input_value()), "schedule": "hourly"}
-    settings.fill(json.dumps(saved))
-    page.get_by_role("button", name="Save settings").click()
-    assert json.loads(page.get_by_label("Settings (JSON)").input_value())["schedule"] == "hourly"
-
-    page.get_by_role("button", name="Uninstall").click()
-    page.get_by_role("button", name="Uninstall").click()  # the confirmation
-    page.wait_for_url(ui.base + "/", timeout=20_000)
-    assert page.get_by_role("table", name="Integrations").count() == 0
-    assert SECRET not in everything_written(ui.home)
-
-
-@browser
-def test_an_action_while_a_run_holds_the_integration_is_refused(ui: Ui, page: Any) -> None:
-    """While an install runs, Uninstall answers 409 with the engine's message in an alert,
-    and changes nothing."""
-    page.goto(ui.url)
-    page.locator("li", has_text="Slow").get_by_role("button", name="Install").click()
-    page.wait_for_selector('li[data-step="Wait"][data-status="running"]')
-    page.get_by_role("button", name="Uninstall").click()
-    with page.expect_response(lambda r: r.request.method == "POST") as answered:
-        page.get_by_role("button", name="Uninstall").click()
-    assert answered.value.status == 409
-    assert "being run" in page.get_by_role("alert").inner_text()
-    page.wait_for_selector('li[data-step="Wait"][data-status="done"]', timeout=20_000)
+@pytest.fixture
+def ui(tmp_path: Path) -> Iterator[Ui]:
+    """The page offering the example and a slow connector."""
+    yield from serving_example_and_slow(tmp_path)
 
 
 def test_every_page_needs_the_token_the_right_host_and_a_csrf_token(ui: Ui) -> None:
