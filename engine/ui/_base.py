@@ -23,7 +23,8 @@ def install_base(
     names = {c.manifest.connector_id: c.manifest.name for c in connectors}
     newest_first = sorted(docs, key=lambda d: str(d.get("lastModified") or ""), reverse=True)
     rows = "".join(_row(doc, names, now) for doc in newest_first)
-    return f"<h1>Install base</h1>{_offered(connectors, csrf)}{_table(rows)}"
+    lead = '<p class="lead">The integrations the API holds, the latest change first.</p>'
+    return f"<h1>Install base</h1>{lead}{_offered(connectors, csrf)}{_table(rows)}"
 
 
 def _table(rows: str) -> str:
@@ -34,7 +35,7 @@ def _table(rows: str) -> str:
         '<section class="card table-card" aria-labelledby="integrations-title">'
         '<div class="toolbar"><h2 id="integrations-title">Integrations</h2>'
         '<label for="filter">Filter integrations</label>'
-        '<input id="filter" type="search" placeholder="Name, id, connector or state"'
+        '<input id="filter" type="search" placeholder="Name, id or state"'
         ' aria-controls="integrations" autocomplete="off">'
         '<span class="shown" id="shown" aria-live="polite"></span></div>'
         '<table id="integrations" role="table" aria-label="Integrations">'
