@@ -195,19 +195,6 @@ def integration_page(
 ) -> str:
     """``/integrations/{_id}``: the install page."""
     base = f"/integrations/{escape(str(doc['_id']))}"
-    head = (
-        '<a class="back" href="/">← Install base</a><div class="head"><div>'
-        f'<h1>{escape(name_of(doc))}</h1><p class="meta">Version'
-        f" {escape(str(doc.get('version')))} · ID {id_code(str(doc['_id']))}</p></div>"
-        f"{state_block(doc)}</div>"
-    )
-    done = steps_done(doc)
-    banner = (
-        f'<p class="banner" role="status"><strong>Installed</strong> — {done} step'
-        f"{'' if done == 1 else 's'} done. Its settings are below.</p>"
-        if installed_now and doc.get("mode") == "settings"
-        else ""
-    )
     newer_note = (
         f'<div class="callout"><p>Version {escape(newer)} is available.</p>'
         f"{button(base + '/update', 'Update', csrf, kind='primary')}</div>"
@@ -220,9 +207,28 @@ def integration_page(
         " each step, the last one first, and deletes the integration.</p></div>"
         f"{button(base + '/uninstall', 'Uninstall', csrf, kind='danger-quiet')}</section>"
     )
+    installed = installed_now and doc.get("mode") == "settings"
     return (
-        f"{head}{banner}{newer_note}{steps_list(doc, image_of, csrf, running)}"
-        f"{_settings_form(doc, base, csrf)}{uninstall}"
+        f"{_header(doc)}{_installed_banner(doc) if installed else ''}{newer_note}"
+        f"{steps_list(doc, image_of, csrf, running)}{_settings_form(doc, base, csrf)}{uninstall}"
+    )
+
+
+def _header(doc: dict[str, Any]) -> str:
+    """The way back, the integration's name, version and id, and its state."""
+    return (
+        '<a class="back" href="/">← Install base</a><div class="head"><div>'
+        f'<h1>{escape(name_of(doc))}</h1><p class="meta">Version'
+        f" {escape(str(doc.get('version')))} · ID {id_code(str(doc['_id']))}</p></div>"
+        f"{state_block(doc)}</div>"
+    )
+
+
+def _installed_banner(doc: dict[str, Any]) -> str:
+    done = steps_done(doc)
+    return (
+        f'<p class="banner" role="status"><strong>Installed</strong> — {done} step'
+        f"{'' if done == 1 else 's'} done. Its settings are below.</p>"
     )
 
 
