@@ -222,8 +222,7 @@ async def test_the_header_says_the_state_in_words(
 async def test_a_waiting_step_shows_its_message_once(
     message: str, sandbox_api: Any, smartconnector_engine: Engine
 ) -> None:
-    """A waiting step's message is shown once, and not at all when it repeats the
-    description."""
+    """A waiting step's message shows once, and not at all when it repeats the description."""
     waiting = {"waiting": {"step": "Two", "message": message}}
     made = await sandbox_api.create("integrations", integration(done=1, smartconnector=waiting))
     async with served(smartconnector_engine) as client:
@@ -235,8 +234,7 @@ async def test_a_waiting_step_shows_its_message_once(
 async def test_a_waiting_steps_url_is_a_button_that_opens_a_new_tab(
     sandbox_api: Any, smartconnector_engine: Engine
 ) -> None:
-    """A waiting step's URL is a button-styled link opening a new tab without an opener,
-    with the URL itself shown where it can wrap."""
+    """A waiting step's URL is a button-styled link to a new tab (noopener), the URL beside it."""
     url = "https://system.netsuite.com/app/bundler/bundledetails.nl?id=20038&whence=installer"
     waiting = {"waiting": {"step": "Two", "message": "Install the bundle", "url": url}}
     made = await sandbox_api.create("integrations", integration(done=1, smartconnector=waiting))
@@ -266,8 +264,7 @@ async def test_a_finished_install_is_confirmed(smartconnector_engine: Engine) ->
 async def test_the_uninstall_confirmation_lists_what_it_undoes_last_first(
     sandbox_api: Any, smartconnector_engine: Engine
 ) -> None:
-    """Uninstall first shows the completed steps it will undo, in reverse order, and a
-    destructive Uninstall button."""
+    """Uninstall first lists the done steps it undoes, last first, with a destructive button."""
     made = await sandbox_api.create("integrations", integration("install", done=3))
     async with served(smartconnector_engine) as client:
         html = (await client.post(f"/integrations/{made['_id']}/uninstall")).text
@@ -280,8 +277,7 @@ async def test_the_uninstall_confirmation_lists_what_it_undoes_last_first(
 async def test_the_install_base_shows_short_ids_last_changes_and_a_filter_box(
     sandbox_api: Any, smartconnector_engine: Engine
 ) -> None:
-    """Each row of the install base has its short id (the full one on hover) and its last
-    change in words, newest first, under a labelled filter box."""
+    """Install base rows show a short id, the last change in words, newest first, and a filter."""
     older = await sandbox_api.create("integrations", integration(name="Older"))
     await asyncio.sleep(0.01)
     newer = await sandbox_api.create("integrations", integration(name="Newer"))
@@ -311,8 +307,7 @@ def test_last_changes_read_as_a_person_says_them() -> None:
 async def test_settings_are_a_labelled_form_not_raw_json_on_the_page(
     sandbox_api: Any, smartconnector_engine: Engine
 ) -> None:
-    """An installed integration's settings are in a labelled textarea of a form that saves
-    them, not dumped into the page."""
+    """Settings are a labelled textarea in a form that saves them, not JSON dumped in the page."""
     made = await sandbox_api.create("integrations", integration("settings", done=4))
     async with served(smartconnector_engine) as client:
         html = (await client.get(f"/integrations/{made['_id']}")).text
@@ -324,8 +319,7 @@ async def test_settings_are_a_labelled_form_not_raw_json_on_the_page(
 
 
 async def test_the_example_ships_the_images_of_its_steps(smartconnector_engine: Engine) -> None:
-    """Every step of the example has an image of its own, served from the connector's
-    folder as SVG: no placeholder."""
+    """Each step of the example has its own SVG image, served from its folder: no placeholder."""
     example = load_connector(EXAMPLE)
     doc = await smartconnector_engine.install(example)
     async with served(smartconnector_engine, example) as client:

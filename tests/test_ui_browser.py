@@ -250,8 +250,7 @@ def wait_for(client: httpx.Client, path: str, marker: str) -> None:
 
 
 def test_no_page_scrolls_sideways_on_a_phone(fleet: Fleet, page: Any) -> None:
-    """At 390 px the install base, a page waiting at a long URL, a page failed with a long
-    error and an installed page are no wider than the window."""
+    """At 390 px no page (base, long URL, long error, installed) is wider than the window."""
     page.set_viewport_size(PHONE)
     for name in ("bundle", "failed", "waiting", "installed"):
         fleet.open(page, name)
@@ -285,8 +284,7 @@ BROKEN_WORDS = """(selector) => {
 
 @pytest.mark.parametrize("size", [PHONE, DESKTOP], ids=["390px", "1280px"])
 def test_headers_keep_their_words_whole(fleet: Fleet, page: Any, size: dict[str, int]) -> None:
-    """No word of a heading, a table header, a label or a state breaks across two lines, and
-    the labels of a phone's rows may wrap only between words."""
+    """No word of a heading, table header, label or state breaks across two lines."""
     page.set_viewport_size(size)
     for name in ("waiting", "installed", "failed"):
         fleet.open(page, name)
@@ -301,8 +299,7 @@ def test_headers_keep_their_words_whole(fleet: Fleet, page: Any, size: dict[str,
 
 
 def test_the_filter_box_keeps_the_rows_that_match(fleet: Fleet, page: Any) -> None:
-    """Typing in the labelled filter box leaves the rows whose name, short id or state match,
-    says how many, and says so when none does."""
+    """The labelled filter box keeps the rows that match, counts them, and says when none do."""
     page.goto(fleet.ui.url)
     shown = page.locator("#integrations tbody tr:visible")
     box = page.get_by_label("Filter integrations")
@@ -321,8 +318,7 @@ def test_the_filter_box_keeps_the_rows_that_match(fleet: Fleet, page: Any) -> No
 
 
 def test_the_state_and_the_confirmation_follow_a_run_live(ui: Ui, page: Any) -> None:
-    """While a run goes the header names the step it is at; when the install ends it says
-    Installed and confirms it, without a reload."""
+    """The header follows a run step by step, then says Installed and confirms it, no reload."""
     page.goto(ui.url)
     page.locator("li", has_text="Slow").get_by_role("button", name="Install").click()
     state = page.locator("#state .pill")
@@ -349,8 +345,7 @@ def test_a_waiting_steps_button_opens_its_url_in_a_new_tab(
 
 
 def test_the_uninstall_confirmation_lists_the_steps_in_red(fleet: Fleet, page: Any) -> None:
-    """Uninstall asks first, listing the steps it undoes last first, its button red; Keep it
-    leaves the integration installed."""
+    """Uninstall's confirmation lists the steps last first, in red; Keep it changes nothing."""
     fleet.open(page, "installed")
     page.get_by_role("button", name="Uninstall").click()
     undone = page.get_by_role("list", name="Steps to undo").locator("li")
@@ -367,8 +362,7 @@ def test_the_uninstall_confirmation_lists_the_steps_in_red(fleet: Fleet, page: A
 
 
 def test_screenshots_of_the_finished_page(fleet: Fleet, page: Any, tmp_path: Path) -> None:
-    """The install base, a waiting page and an installed page at 1280 and 390 px, each image
-    loaded and none a placeholder (SMARTCONNECTOR_SCREENSHOTS=docs writes them to docs/)."""
+    """Screenshots at 1280 and 390 px show every image loaded and none a placeholder."""
     out = ROOT / "docs" if os.environ.get("SMARTCONNECTOR_SCREENSHOTS") == "docs" else tmp_path
     shots = {"install-base": None, "install-page": "waiting", "installed": "installed"}
     for size, suffix in ((DESKTOP, ""), (PHONE, "-390")):
