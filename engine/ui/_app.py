@@ -141,7 +141,7 @@ class InstallPage:
         return await self._index()
 
     async def _index(self, alert: str | None = None) -> HTMLResponse:
-        docs = await (await self.engine()).api.list("integrations")
+        docs = await (await self.engine()).integrations()
         now = datetime.now(UTC)
         body = _base.install_base(docs, self.config.connectors, self.config.csrf, now)
         return HTMLResponse(_pages.page("smartconnector", body, alert=alert), 409 if alert else 200)
@@ -167,7 +167,7 @@ class InstallPage:
         self, integration_id: str, alert: str | None = None, status: int = 200
     ) -> Response:
         try:
-            doc = await (await self.engine()).api.get("integrations", integration_id)
+            doc = await (await self.engine()).status(integration_id)
         except NotFound:
             return HTMLResponse(_pages.page("Not found", "<h1>No such integration</h1>"), 404)
         body = await self.body_of(doc)
@@ -194,7 +194,7 @@ class InstallPage:
 
     async def integration(self, integration_id: str) -> Response:
         try:
-            await (await self.engine()).api.get("integrations", integration_id)
+            await (await self.engine()).status(integration_id)
         except NotFound:  # uninstalled (perhaps just now, by this page): the install base
             return RedirectResponse("/", 303)
         return await self.render(integration_id)
@@ -210,7 +210,7 @@ class InstallPage:
         last: Any = None
         while True:
             try:
-                doc = await (await self.engine()).api.get("integrations", integration_id)
+                doc = await (await self.engine()).status(integration_id)
             except NotFound:
                 yield "event: gone\ndata: {}\n\n"
                 return
@@ -252,7 +252,7 @@ class InstallPage:
     async def act(self, integration_id: str, work: Callable[[Engine], Awaitable[Any]]) -> Response:
         """Start ``work`` on the integration unless a run holds it; an install that it
         finishes is confirmed on the page."""
-        doc = await (await self.engine()).api.get("integrations", integration_id)
+        doc = await (await self.engine()).status(integration_id)
         held = await self.refused(doc)
         if held is not None:
             return held
@@ -289,13 +289,13 @@ class InstallPage:
 
     async def update(self, integration_id: str, request: Request) -> Response:
         await self.posted(request)
-        doc = await (await self.engine()).api.get("integrations", integration_id)
+        doc = await (await self.engine()).status(integration_id)
         connector = await self.connector_of(doc)
         return await self.act(integration_id, lambda e: e.update(integration_id, connector))
 
     async def uninstall(self, integration_id: str, request: Request) -> Response:
         if (await self.posted(request)).get("confirm") != "yes":
-            doc = await (await self.engine()).api.get("integrations", integration_id)
+            doc = await (await self.engine()).status(integration_id)
             image_of = self.image_for(await self.connector_of(doc))
             body = _pages.confirm_uninstall(doc, image_of, self.config.csrf)
             return HTMLResponse(_pages.page(str(doc.get("name")), body, str(doc.get("mode"))))
@@ -304,7 +304,7 @@ class InstallPage:
     async def save_settings(self, integration_id: str, request: Request) -> Response:
         form = await self.posted(request)
         held = await self.refused(
-            await (await self.engine()).api.get("integrations", integration_id)
+            await (await self.engine()).status(integration_id)
         )
         if held is not None:
             return held
