@@ -303,9 +303,7 @@ class InstallPage:
 
     async def save_settings(self, integration_id: str, request: Request) -> Response:
         form = await self.posted(request)
-        held = await self.refused(
-            await (await self.engine()).status(integration_id)
-        )
+        held = await self.refused(await (await self.engine()).status(integration_id))
         if held is not None:
             return held
         self.runs.installed.discard(integration_id)
