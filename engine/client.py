@@ -34,8 +34,10 @@ from engine.errors import (
     AnswerLost,
     ApiError,
     ApiUnavailable,
+    AuthenticationFailed,
     Conflict,
     NotFound,
+    PermissionDenied,
     RateLimited,
     ServerError,
     error_for_status,
@@ -304,6 +306,8 @@ class ApiClient:
         """The status a PATCH is answered with (retried as any request), success or not."""
         try:
             await self._send("PATCH", f"/{resource}/{id}", json=ops, headers=_content_type(ops))
+        except (AuthenticationFailed, PermissionDenied):
+            raise  # the token's, not the API's way
         except ApiError as exc:
             if exc.status is None or exc.status >= 500 or exc.status == 429:
                 raise

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from engine.client import ApiClient, Document
-from engine.errors import LeaseHeld, NotFound, StepFailed, WaitingForUser
+from engine.errors import LeaseHeld, NotFound, PermissionDenied, StepFailed, WaitingForUser
 from engine.journal import Journal
 from engine.pytest_plugin import fast_retry
 from engine.run_state import RUN_FIELD
@@ -271,3 +271,19 @@ async def test_succeeding_steps_record_their_results(
     doc = await platform.engine().install(fake.connector())
     stored = platform.raw(doc["_id"])
     assert stored is not None and stored["install"][0]["_connectionId"] == "made-once"
+
+
+async def test_a_token_that_cannot_write_calls_no_function(
+    platform: Platform, fake_connector: Fake
+) -> None:
+    """Found before any function runs: a token without the patch scope exits 3, and the way
+    of the API is not mistaken for another."""
+    platform.token = platform.store.create_token(
+        ["integration.get", "integrations.get", "integrations.post"]
+    )
+    fake = fake_connector(["a"])
+    engine = platform.engine()
+    with pytest.raises(PermissionDenied):
+        await engine.install(fake.connector())
+    assert fake.installer("a").calls == []
+    assert engine.api.writes.way in (None, PROFILES[platform.profile])  # never mistaken
