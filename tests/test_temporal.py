@@ -161,6 +161,25 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def test_install_failure_resume_and_uninstall_on_temporal(setup: Setup) -> None:
     """A run on Temporal ends as a local one: exit codes, printed id, document state."""
+    failure_resume_and_uninstall(setup)
+
+
+def test_temporal_on_the_platform_as_documented(temporal_address: str, tmp_path: Path) -> None:
+    """On an API with replace operations only, workers keep the run state in the State API
+    and a run ends as it does on the sandbox."""
+    (tmp_path / "api").mkdir()
+    srv = start_server(tmp_path / "api", "--profile", "platform")
+    try:
+        env = {"SMARTCONNECTOR_API_URL": srv.url, "SMARTCONNECTOR_API_TOKEN": srv.token()}
+        directory = connector(tmp_path / "connector")
+        home = tmp_path / "home"
+        setup = Setup(temporal_address, f"q-{tmp_path.name}", directory, env, home)
+        failure_resume_and_uninstall(setup)
+    finally:
+        srv.stop()
+
+
+def failure_resume_and_uninstall(setup: Setup) -> None:
     (setup.directory / "broken-B").write_text("")
     worker = setup.worker()
     try:
