@@ -78,7 +78,8 @@ def show_report(report: Report) -> None:
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     console.print(
         f"[bold]{report.connector}[/] {report.version}: each function's success lost once"
-        f" in a crash, then resumed [dim]({report.seconds:.1f} s)[/]"
+        f" in a crash, then resumed [dim]({report.seconds:.1f} s)[/]",
+        soft_wrap=True,
     )
     console.print(_table(report))
     if report.leaks:
@@ -91,7 +92,7 @@ def show_report(report: Report) -> None:
             )
     else:
         console.print("Uninstall left nothing the install made.")
-    console.print(advice(report))
+    console.print(advice(report), soft_wrap=True)
 
 
 def _table(report: Report) -> Table:
