@@ -21,6 +21,7 @@ from engine import NotFound
 from engine.check import check_connector as check
 from engine.models import ConnectorManifest
 from installers import Connector, Registry, StepContext
+from installers.fakes import FakeConnector, waits_for_user
 
 from .conftest import EXAMPLE, ROOT, Server
 
@@ -252,6 +253,18 @@ async def test_steps_that_wait_are_checked_with_the_answers_given(
     assert {f["rerun_safe"] for f in unanswered["functions"]} == {None}
     answered = await check_connector(directory, input={"account": "TSTDRV1", "token": "t0k"})
     assert answered["ok"] is True, answered
+
+
+async def test_a_fake_connector_whose_step_waits_once_is_checked_to_the_end(
+    check_connector: Check, fake_connector: Callable[..., FakeConnector]
+) -> None:
+    """A step that waits for a person asking nothing is resumed, as after they acted; fakes
+    make nothing, so every function, connector-level ones included, is safe."""
+    fake = fake_connector(["Bundle", "Flows"], connector_functions=True)
+    fake.installer("Bundle").behaviour = waits_for_user("install the bundle", times=1)
+    report = await check_connector(fake)
+    assert report["ok"] is True, report
+    assert len(report["functions"]) == 7
 
 
 def in_memory(idempotent: list[tuple[bool, bool]]) -> Connector:

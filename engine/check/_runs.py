@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from engine.check._calls import Attribution, Call, CrashAfter, Phase, SimulatedCrash, watched
 from engine.check._workspace import Snapshot, Workspace
-from engine.errors import SmartConnectorError, StepFailed, WaitingForUser
+from engine.errors import LeaseHeld, SmartConnectorError, StepFailed, WaitingForUser
 from engine.runner import Engine
 from installers import Connector
 
@@ -18,6 +18,8 @@ from installers import Connector
 #: it over only once it expires. The runs that will crash hold leases this short, so the
 #: run that resumes them waits no longer than this (a real one would wait its 30 s).
 DEAD_LEASE_TTL = 0.05
+
+TAKE_OVER_TRIES = 10
 
 #: Loads the connector as a new process would: module state starts afresh each time.
 Load = Callable[[], Connector]
@@ -165,16 +167,31 @@ async def crashed_run(
     except SimulatedCrash as crash:
         died = crash
     await asyncio.to_thread(dead.journal.close)  # the dead process's connection goes too
-    await asyncio.sleep(DEAD_LEASE_TTL)
     again, fresh = load(), await workspace.engine()
     outcome.crashed = True
     outcome.ending = await finish(
         fresh,
         again,
-        lambda: fresh.resume(died.integration_id, again, input=died.answers or None),
+        lambda: _taking_over(fresh, died.integration_id, again, died.answers),
         target.phase,
         answers,
         died.integration_id,
     )
     outcome.final = await workspace.snapshot()
     return outcome
+
+
+async def _taking_over(
+    engine: Engine, integration_id: str, connector: Connector, answers: dict[str, str]
+) -> Any:
+    """Resume once the dead run's lease has expired. A renewal it had in flight when it
+    died may still land and push the expiry on, once: a refused resume changed nothing
+    and called nothing, so it is tried again."""
+    for _ in range(TAKE_OVER_TRIES - 1):
+        await asyncio.sleep(DEAD_LEASE_TTL)
+        try:
+            return await engine.resume(integration_id, connector, input=answers or None)
+        except LeaseHeld:
+            continue
+    await asyncio.sleep(DEAD_LEASE_TTL)
+    return await engine.resume(integration_id, connector, input=answers or None)
