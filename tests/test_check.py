@@ -115,6 +115,11 @@ async def drop_connection_once(ctx):
     await ctx.api.delete("connections", ctx.step.connection_id)
 
 
+@registry.function("makeExportFails")
+async def make_export_fails(ctx):
+    raise RuntimeError("NetSuite said no")
+
+
 @registry.function("setUpWithFlow")
 async def set_up_with_flow(ctx):
     await _once(ctx, "flows", "Nightly")
@@ -223,6 +228,28 @@ async def test_an_uninstaller_that_fails_when_its_connection_is_gone_is_the_only
     assert problem.startswith("fails when run again: step 'Connection'")
     assert "NotFound" in problem and "functions.py" in problem
     assert report["leaks"] == []
+
+
+async def test_a_function_that_fails_on_its_first_run_stops_what_comes_after_it(
+    check_connector: Check, write_connector: WriteConnector
+) -> None:
+    """It is unsafe, saying so; the steps no run reached are null; the rest are judged."""
+    swap = {"Orders": ("makeExportFails", "dropExport")}
+    report = await check_connector(write_connector(manifest(swap), FUNCTIONS))
+    verdicts = {(f["function"], f["phase"]): f["rerun_safe"] for f in report["functions"]}
+    assert verdicts == {
+        ("setUp", "install"): True,
+        ("makeConnection", "install"): True,
+        ("makeExportFails", "install"): False,
+        ("makeImport", "install"): None,
+        ("dropImport", "uninstall"): None,
+        ("dropExport", "uninstall"): None,
+        ("dropConnection", "uninstall"): True,
+        ("tearDown", "uninstall"): True,
+    }
+    assert problem_of(report, "makeExportFails").startswith(
+        "fails on its first run: step 'Orders': function 'makeExportFails' failed: RuntimeError"
+    )
 
 
 async def test_the_example_connector_passes(check_connector: Check) -> None:

@@ -18,6 +18,8 @@ class Verdict:
     call: Call
     rerun_safe: bool | None
     problem: str | None = None
+    #: It failed in the clean run already: nothing a rerun did, but nothing after it ran.
+    first_run: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,7 +70,7 @@ def judge(call: Call, clean: CleanRun, crashed: CrashedRun) -> Verdict:
     """Safe when the resumed run ended as the clean one did, with nothing more than it."""
     first = clean.ending(call.phase)
     if first is not None and first.kind == "failed" and first.call == call:
-        return Verdict(call, False, f"fails on its first run: {first.message}")
+        return Verdict(call, False, f"fails on its first run: {first.message}", first_run=True)
     ending = crashed.ending
     if call not in clean.returned or not crashed.crashed or ending is None or first is None:
         return Verdict(call, None)

@@ -117,8 +117,10 @@ def advice(report: Report) -> str:
     """One line: what to change in the connector, or that nothing needs changing."""
     if report.ok:
         return "[green]Safe to resume:[/] every function can run again after a crash."
-    unsafe = {v.call.phase for v in report.verdicts if v.rerun_safe is False}
+    unsafe = {v.call.phase for v in report.verdicts if v.rerun_safe is False and not v.first_run}
     todo = []
+    if any(v.first_run for v in report.verdicts):
+        todo.append("make the function that fails on its first run work (its problem says where)")
     if "install" in unsafe:
         todo.append(
             "look for what an earlier try made before making it (tag it with"
