@@ -81,17 +81,15 @@ async def _run_all(
     with tempfile.TemporaryDirectory(
         prefix="smartconnector-check-", ignore_cleanup_errors=True
     ) as temporary:
-        root = Path(temporary)
+        home = Path(temporary) / "home"
         free: asyncio.Queue[Sandbox] = asyncio.Queue()
-        sandboxes = [
-            _sandbox(root / f"sandbox-{i}") for i in range(min(CONCURRENCY, 1 + len(calls)))
-        ]
+        sandboxes = [Sandbox() for _ in range(min(CONCURRENCY, 1 + len(calls)))]
         for sandbox in sandboxes:
             free.put_nowait(sandbox)
 
-        async def in_workspace(name: str, job: Callable[[Workspace], Awaitable[T]]) -> T:
+        async def in_workspace(job: Callable[[Workspace], Awaitable[T]]) -> T:
             sandbox = await free.get()
-            workspace = Workspace(sandbox, root / name)
+            workspace = Workspace(sandbox, home)
             try:
                 return await job(workspace)
             finally:
@@ -101,22 +99,15 @@ async def _run_all(
 
         try:
             async with asyncio.TaskGroup() as group:
-                clean = group.create_task(
-                    in_workspace("clean", lambda w: clean_run(w, load, answers))
-                )
+                clean = group.create_task(in_workspace(lambda w: clean_run(w, load, answers)))
                 crashed = [
-                    group.create_task(in_workspace(f"crash-{i}", _crashing(load, answers, call)))
-                    for i, call in enumerate(calls)
+                    group.create_task(in_workspace(_crashing(load, answers, call)))
+                    for call in calls
                 ]
         finally:
             for sandbox in sandboxes:
                 await sandbox.close()
     return clean.result(), [task.result() for task in crashed]
-
-
-def _sandbox(directory: Path) -> Sandbox:
-    directory.mkdir()
-    return Sandbox(directory)
 
 
 def _crashing(

@@ -1,9 +1,9 @@
 """Where a check runs: throwaway embedded sandboxes, and a home for each simulated process.
 
 Nothing here reads the user's settings: no ``$SMARTCONNECTOR_HOME``, no ``--api-url``, no
-token from the environment. Each sandbox lives in a temporary directory and serves one
-run at a time, emptied between runs, so runs that go on at once never see each other's
-resources.
+token from the environment. Each sandbox lives in memory and serves one run at a time,
+emptied between runs, so runs that go on at once never see each other's resources; the
+journal is a file in a temporary home, as the engine keeps it.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ Snapshot = dict[tuple[str, str], Resource]
 class Sandbox:
     """An embedded sandbox of the check's own (the same API ``install`` talks to)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self) -> None:
         from sandbox import Store, create_app
 
-        self._store = Store(directory / "sandbox.db")
+        self._store = Store(":memory:")  # thrown away with it: nothing to write to disk
         token = self._store.create_token(["all.User"], label="check")
         app = create_app(self._store, rate=UNLIMITED, burst=UNLIMITED)
         self.api = ApiClient(
@@ -80,8 +80,9 @@ class Sandbox:
 
 
 class Workspace:
-    """One run's machine: the sandbox it installs on, and a home for its journal that each
-    engine it starts (each simulated process) opens anew."""
+    """One run's machine: the sandbox it installs on, and the home whose journal each
+    engine it starts (each simulated process) opens anew. Runs may share a home, as
+    integrations on one machine do: the journal keys every call by its integration."""
 
     def __init__(self, sandbox: Sandbox, home: Path) -> None:
         self.sandbox = sandbox
