@@ -1,4 +1,4 @@
-"""Where a check runs: throwaway embedded sandboxes, and a home for each simulated process.
+"""Where a check runs: throwaway embedded sandboxes, and the home whose journal its engines keep.
 
 Nothing here reads the user's settings: no ``$SMARTCONNECTOR_HOME``, no ``--api-url``, no
 token from the environment. Each sandbox lives in memory and serves one run at a time,
