@@ -19,6 +19,7 @@ from hypothesis import given, settings, strategies as st
 
 from engine import NotFound
 from engine.check import check_connector as check
+from engine.cli._check import advice
 from engine.models import ConnectorManifest
 from installers import Connector, Registry, StepContext
 from installers.fakes import FakeConnector, waits_for_user
@@ -272,12 +273,15 @@ def example_asking(tmp_path: Path) -> Path:
 async def test_steps_that_wait_are_checked_with_the_answers_given(
     check_connector: Check, tmp_path: Path, monkeypatch: Any
 ) -> None:
-    """Without answers no function is reached (null, not ok); with them, all are safe."""
+    """Without answers no function is reached (null, not ok, and the advice names the
+    answers asked); with them, all are safe."""
     monkeypatch.delenv("NETSUITE_ACCOUNT", raising=False)
     directory = example_asking(tmp_path)
-    unanswered = await check_connector(directory)
+    report = await check(directory)
+    unanswered = report.to_json()
     assert unanswered["ok"] is False
     assert {f["rerun_safe"] for f in unanswered["functions"]} == {None}
+    assert "(asks for: account, token); give the answers with --input-file" in advice(report)
     answered = await check_connector(directory, input={"account": "TSTDRV1", "token": "t0k"})
     assert answered["ok"] is True, answered
 

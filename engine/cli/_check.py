@@ -114,9 +114,24 @@ def _table(report: Report) -> Table:
 
 
 def advice(report: Report) -> str:
-    """One line: what to change in the connector, or that nothing needs changing."""
+    """One line: what to change in the connector, what to give to check the rest, or that
+    nothing needs changing."""
     if report.ok:
         return "[green]Safe to resume:[/] every function can run again after a crash."
+    todo = _fixes(report)
+    said = ["To fix: " + "; ".join(todo) + "."] if todo else []
+    waiting = report.waiting
+    if waiting is not None and any(v.rerun_safe is None for v in report.verdicts):
+        asked = ", ".join(waiting.asked) or "nothing"
+        step = waiting.call.step if waiting.call else None
+        said.append(
+            f"To check the rest: step {step or '(connector)'!r} waits for a person (asks for:"
+            f" {asked}); give the answers with --input-file answers.json."
+        )
+    return " ".join(said) or "Some functions were not reached."
+
+
+def _fixes(report: Report) -> list[str]:
     unsafe = {v.call.phase for v in report.verdicts if v.rerun_safe is False and not v.first_run}
     todo = []
     if any(v.first_run for v in report.verdicts):
@@ -130,12 +145,4 @@ def advice(report: Report) -> str:
         todo.append("treat a resource that is already gone as deleted (catch NotFound)")
     if report.leaks:
         todo.append("delete what each step made in its uninstallerFunction")
-    waiting = report.waiting
-    if waiting is not None and any(v.rerun_safe is None for v in report.verdicts):
-        asked = ", ".join(waiting.asked) or "nothing"
-        step = waiting.call.step if waiting.call else None
-        todo.append(
-            f"step {step or '(connector)'!r} waits for a person (asks for: {asked}):"
-            " give --input-file answers.json to check what comes after it"
-        )
-    return "To fix: " + "; ".join(todo) + "."
+    return todo
