@@ -1,0 +1,229 @@
+"""Operating a rollout from outside, through the CLI, on a sandbox server: `rollout --pause`,
+`--bake`, and `rollouts`, `rollouts status|pause|resume|abort ID` from another process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from benchmarks.rollout import STEP, seed_fleet
+from engine.pytest_plugin import write_connector_folder
+
+from .conftest import CLI, ROOT, Server, run_cli, start_server
+
+FUNCTIONS = """
+import time
+from pathlib import Path
+from installers import Registry
+registry = Registry("rollouts test")
+HERE = Path(__file__).parent
+
+@registry.function("noop")
+def noop(ctx):
+    return None
+
+@registry.function("connectorUpdate")
+def update(ctx):
+    began = time.time()
+    time.sleep(float((HERE / "delay").read_text()))
+    with (HERE / "updates.log").open("a") as log:
+        log.write(f"{ctx.integration.id} {began} {time.time()}\\n")
+"""
+
+
+def versioned(directory: Path, connector_id: str, version: str, delay: float) -> Path:
+    """The fleet's connector at ``version``, whose updateFunction takes ``delay`` seconds and
+    logs each run (integration id, start, end) in updates.log."""
+    manifest = {
+        "name": "Rollouts test",
+        "_connectorId": connector_id,
+        "version": version,
+        "updateFunction": "connectorUpdate",
+        "install": [STEP],
+    }
+    write_connector_folder(directory, manifest, FUNCTIONS)
+    (directory / "delay").write_text(str(delay))
+    return directory
+
+
+@dataclass
+class Fleet:
+    """Integrations of one connector at version 1 on a sandbox server, and version 2."""
+
+    server: Server
+    token: str
+    directory: Path
+    connector_id: str
+    home: Path
+    extra: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"SMARTCONNECTOR_API_URL": self.server.url, "SMARTCONNECTOR_API_TOKEN": self.token}
+
+    @property
+    def rollout_id(self) -> str:
+        return f"{self.connector_id}-2"
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, *self.extra, home=self.home, env=self.env, timeout=timeout)
+
+    def start(self, *options: str) -> subprocess.Popen[str]:
+        """`rollout DIR --all OPTIONS` in the background."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCONNECTOR_")}
+        env.update(self.env, SMARTCONNECTOR_HOME=str(self.home), SMARTCONNECTOR_LOG_FORMAT="json")
+        return subprocess.Popen(
+            [*CLI, "rollout", str(self.directory), "--all", *options, *self.extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+
+    def api(self, path: str) -> Any:
+        answer = httpx.get(
+            f"{self.server.url}{path}", headers={"Authorization": f"Bearer {self.token}"}
+        )
+        return answer.json() if answer.status_code == 200 else None
+
+    def docs(self) -> list[dict[str, Any]]:
+        """The connector's integrations, as the API has them now."""
+        return list(self.api(f"/integrations?_connectorId={self.connector_id}"))
+
+    def record(self) -> dict[str, Any] | None:
+        """The rollout's record, straight from the State API."""
+        found: dict[str, Any] | None = self.api(f"/state/smartconnector-rollout-{self.rollout_id}")
+        return found
+
+    def updates(self) -> list[tuple[str, float, float]]:
+        """Each updateFunction run so far: integration id, start, end."""
+        log = self.directory / "updates.log"
+        lines = log.read_text().split("\n") if log.exists() else []
+        return [(i, float(a), float(b)) for i, a, b in (x.split() for x in lines if x)]
+
+    def status(self) -> dict[str, Any]:
+        out = self.cli("rollouts", "status", self.rollout_id, "--json")
+        assert out.returncode == 0, out.stderr
+        found: dict[str, Any] = json.loads(out.stdout)
+        return found
+
+    def wait_for(self, done: Callable[[dict[str, Any]], bool], within: float = 60) -> None:
+        """Until the record says ``done``."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            record = self.record()
+            if record is not None and done(record):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"rollout never got there: {self.record()}")
+
+    def agrees_with_the_api(self) -> dict[str, Any]:
+        """`rollouts --json` and `rollouts status ID --json` say the same, and what the API
+        holds: as many at version 2 as updated and skipped, none updating. The status."""
+        status = self.status()
+        listed = json.loads(self.cli("rollouts", "--json").stdout)
+        mine = [r for r in listed if r["id"] == self.rollout_id]
+        assert mine == [{k: v for k, v in status.items() if k != "failures"}]
+        docs = self.docs()
+        versions = Counter(d["version"] for d in docs)
+        assert not [d["_id"] for d in docs if d.get("updateInProgress")]
+        assert status["updated"] + status["skipped"] == versions["2"]
+        assert status["remaining"] + status["failed"] == versions["1"]
+        return status
+
+
+def make_fleet(tmp_path: Path, size: int, delay: float, *extra: str) -> Iterator[Fleet]:
+    server = start_server(tmp_path)
+    connector_id = f"fleet-{tmp_path.name[-12:]}"
+    seed_fleet(server.db, size, connector_id)
+    directory = versioned(tmp_path / "v2", connector_id, "2", delay)
+    yield Fleet(server, server.token(), directory, connector_id, tmp_path / "home", extra)
+    server.stop()
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """40 integrations at version 1; version 2's updateFunction takes 0.5 s."""
+    yield from make_fleet(tmp_path, 40, 0.5)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait(10)
+
+
+def held_after_phase_1(fleet: Fleet) -> list[str]:
+    """The rollout holds after phase 1 with exactly that phase's 10 integrations updated."""
+    fleet.wait_for(lambda r: r["state"] == "paused")
+    status = fleet.agrees_with_the_api()
+    assert (status["state"], status["phase"], status["phases"]) == ("paused", 1, 4)
+    assert (status["updated"], status["remaining"], status["failures"]) == (10, 30, [])
+    first = [d["_id"] for d in fleet.docs()][:10]
+    assert sorted(i for i, _, _ in fleet.updates()) == sorted(first)
+    return first
+
+
+def paused_mid_phase(fleet: Fleet) -> None:
+    """`rollouts pause` mid-phase: updates stop within 2.5 s, nothing is left updating."""
+    fleet.wait_for(lambda r: r["updated"] >= 12)
+    asked = time.time()
+    out = fleet.cli("rollouts", "pause", fleet.rollout_id)
+    assert out.returncode == 0, out.stderr
+    assert "paused" in out.stdout
+    last_end = max(end for _, _, end in fleet.updates())
+    assert last_end - asked <= 2.5, f"updates went on {last_end - asked:.1f} s after the pause"
+    before = len(fleet.updates())
+    time.sleep(2)
+    assert len(fleet.updates()) == before
+    assert fleet.agrees_with_the_api()["state"] == "paused"
+
+
+def test_pause_resume_pause_abort_and_a_second_run(fleet: Fleet) -> None:
+    """`rollout --all --phase 25 --pause --concurrency 2` of 40 integrations holds after phase
+    1; `rollouts resume` goes on; `rollouts pause` mid-phase stops it within 2.5 s; `rollouts
+    abort` ends the command with exit 1 and the rest untouched; the same command again
+    finishes, each integration's updateFunction having run once in all."""
+    options = ("--phase", "25", "--pause", "--concurrency", "2")
+    rollout = fleet.start(*options)
+    try:
+        held_after_phase_1(fleet)
+        assert fleet.cli("rollouts", "resume", fleet.rollout_id).returncode == 0
+        paused_mid_phase(fleet)
+        out = fleet.cli("rollouts", "abort", fleet.rollout_id)
+        assert out.returncode == 0, out.stderr
+        _, stderr = rollout.communicate(timeout=30)
+        assert rollout.returncode == 1 and "aborted" in stderr
+    finally:
+        stop(rollout)
+    aborted = fleet.agrees_with_the_api()
+    assert aborted["state"] == "aborted" and aborted["remaining"] > 0
+    untouched = [d for d in fleet.docs() if d["version"] == "1"]
+    assert len(untouched) == aborted["remaining"]
+    assert all("smartconnector" not in d for d in untouched)
+
+    again = fleet.start(*options)
+    try:
+        while again.poll() is None:  # promote each phase it holds after
+            if (fleet.record() or {}).get("state") == "paused":
+                fleet.cli("rollouts", "resume", fleet.rollout_id)
+            time.sleep(0.3)
+        assert again.returncode == 0, again.communicate()[1]
+    finally:
+        stop(again)
+    done = fleet.agrees_with_the_api()
+    assert (done["state"], done["remaining"], done["failed"]) == ("done", 0, 0)
+    runs = Counter(i for i, _, _ in fleet.updates())
+    assert sorted(runs) == sorted(d["_id"] for d in fleet.docs())
+    assert set(runs.values()) == {1}
