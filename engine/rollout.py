@@ -149,10 +149,10 @@ async def _pool(
     targets: AsyncIterator[Any],
     work: Callable[[Any], Awaitable[None]],
     concurrency: int,
-    proceed: Callable[[], Awaitable[bool]],
+    going: Callable[[], bool] = lambda: True,
 ) -> None:
-    """``work`` each target, ``concurrency`` at a time, taking the next only when one ends;
-    ``proceed`` is asked just before each starts (it waits while paused; ``False``: stop)."""
+    """``work`` each target, ``concurrency`` at a time, taking the next only when one ends,
+    and only while ``going``."""
     source = aiter(targets)
     lock = asyncio.Lock()
 
@@ -163,15 +163,26 @@ async def _pool(
                     target = await anext(source)
                 except StopAsyncIteration:
                     return
-            if not await proceed():
+            if not going():
                 return
             await work(target)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-async def _update_one(engine: Engine, connector: Connector, target: str | Document) -> Outcome:
-    """One integration (an id, or the document a listing gave) to the connector's version."""
+async def _go() -> bool:
+    return True
+
+
+async def _update_one(
+    engine: Engine,
+    connector: Connector,
+    target: str | Document,
+    begin: Callable[[], Awaitable[bool]] = _go,
+) -> Outcome:
+    """One integration (an id, or the document a listing gave) to the connector's version;
+    ``begin`` is asked just before the update starts (it waits while the rollout is paused;
+    ``False``: aborted)."""
     integration_id = target if isinstance(target, str) else str(target["_id"])
     version = connector.manifest.version
     if engine.stop.is_set():
@@ -184,6 +195,8 @@ async def _update_one(engine: Engine, connector: Connector, target: str | Docume
         )
         if not engine.needs_update(doc, connector):
             return Outcome(integration_id, "skipped", f"already at {version}")
+        if not await begin():
+            return Outcome(integration_id, "not attempted", "aborted")
         await engine.update(integration_id, connector, doc=doc)
     except Interrupted as exc:  # its progress is saved: the next rollout finishes it
         return Outcome(integration_id, "interrupted", str(exc))
@@ -206,23 +219,32 @@ class _Run:
     control: RolloutController | None
     on_outcome: Callable[[Outcome], None] = lambda outcome: None
 
-    async def proceed(self) -> bool:
-        return True if self.control is None else await self.control.proceed()
+    def going(self) -> bool:
+        """Whether to take another integration: not once aborted."""
+        return self.control is None or not self.control.aborted
 
     async def one(self, target: str | Document, seen: dict[str, Status] | None = None) -> None:
-        if self.control is not None:
-            self.control.started()
-        outcome = await _update_one(self.engine, self.connector, target)
+        control = self.control
+        began = False
+
+        async def begin() -> bool:  # skipped ones never wait for a pause
+            nonlocal began
+            began = control is None or await control.proceed()
+            if began and control is not None:
+                control.started()
+            return began
+
+        outcome = await _update_one(self.engine, self.connector, target, begin)
         self.report.add(outcome)
         if seen is not None:
             seen[outcome.integration_id] = outcome.status
-        if self.control is not None:
-            self.control.finished(outcome.integration_id, outcome.status, outcome.reason)
+        if control is not None:
+            control.finished(outcome.integration_id, outcome.status, outcome.reason, began)
         self.on_outcome(outcome)
 
     async def paged(self) -> None:
         """Every integration of the connector, as the list is read."""
-        await _pool(self._listed(), self.one, self.concurrency, self.proceed)
+        await _pool(self._listed(), self.one, self.concurrency, self.going)
         if self.control is not None and self.control.aborted:
             self._aborted(None, [])
 
@@ -258,7 +280,7 @@ class _Run:
             for integration_id in wave:
                 yield integration_id
 
-        await _pool(ids(), lambda i: self.one(i, seen), self.concurrency, self.proceed)
+        await _pool(ids(), lambda i: self.one(i, seen), self.concurrency, self.going)
         return seen
 
     async def _bake(self, seen: dict[str, Status]) -> None:

@@ -24,7 +24,7 @@ from engine.client import ApiClient, Document
 from engine.errors import LeaseHeld, SmartConnectorError
 from engine.rollout_record import RolloutRecord, RolloutRecords, Wave, now_iso, rollout_name
 from engine.run_state import RunState
-from engine.writer import _pid_alive, read_view
+from engine.writer import read_view
 
 log = structlog.get_logger("smartconnector.rollout")
 #: Seconds between reads of the record (what bounds how late a pause or an abort is seen).
@@ -51,8 +51,6 @@ def _held_elsewhere(found: RolloutRecord | None) -> None:
     if found is None or found.executor != "local" or found.ended or found.abandoned:
         return
     runner = found.runner or {}
-    if runner.get("host") == socket.gethostname() and not _pid_alive(runner.get("pid")):
-        return  # its command was a process on this host that is gone
     raise LeaseHeld(
         f"rollout {found.id} is being run by pid {runner.get('pid')} on {runner.get('host')}"
         f" (its record was written {found.silent_for() or 0:.0f} s ago); wait for it, or"
@@ -129,10 +127,11 @@ class RolloutController:
     def started(self) -> None:
         self.record.inFlight += 1
 
-    def finished(self, integration_id: str, status: str, reason: str | None) -> None:
-        """One integration's outcome, in the phase the rollout is in."""
+    def finished(self, integration_id: str, status: str, reason: str | None, began: bool) -> None:
+        """One integration's outcome, in the phase the rollout is in (``began``: its update
+        had started)."""
         record = self.record
-        record.inFlight -= 1
+        record.inFlight -= 1 if began else 0
         if record.inFlight == 0 and record.control == "pause":
             self._kick.set()  # paused now: say so at once
         wave = record.waves[record.phase - 1] if record.waves else None

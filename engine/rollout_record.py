@@ -27,6 +27,8 @@ The rollout reads ``control`` back before each write, so it keeps what an operat
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -163,13 +165,26 @@ class RolloutRecord:
 
     @property
     def abandoned(self) -> bool:
-        """A local rollout whose command is gone: it has not written for a while."""
+        """A local rollout whose command is gone: it has not written for a while, or it was a
+        process on this host that is no more."""
+        if self.executor != "local" or self.ended:
+            return False
         silent = self.silent_for()
-        return (
-            self.executor == "local"
-            and not self.ended
-            and (silent is None or silent > SILENT_AFTER)
-        )
+        return silent is None or silent > SILENT_AFTER or _gone(self.runner or {})
+
+
+def _gone(runner: dict[str, Any]) -> bool:
+    """Whether ``runner`` was a process on this host that has ended."""
+    pid = runner.get("pid")
+    if runner.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _wave(raw: Any) -> dict[str, int]:

@@ -227,3 +227,98 @@ def test_pause_resume_pause_abort_and_a_second_run(fleet: Fleet) -> None:
     runs = Counter(i for i, _, _ in fleet.updates())
     assert sorted(runs) == sorted(d["_id"] for d in fleet.docs())
     assert set(runs.values()) == {1}
+
+
+@pytest.fixture
+def small_fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """8 integrations at version 1; version 2's updateFunction takes 0.2 s."""
+    yield from make_fleet(tmp_path, 8, 0.2)
+
+
+def test_a_bake_counts_an_integration_broken_meanwhile_as_a_failure(small_fleet: Fleet) -> None:
+    """`--bake 2 --max-failures 0`: an integration of phase 1 taken back to version 1 during
+    the bake fails the look after it, so the rollout stops there (state failed, exit 1) with
+    phase 2 untouched; `rollouts status ID` off a terminal printed one line per change."""
+    fleet = small_fleet
+    rollout = fleet.start("--phase", "50", "--bake", "2", "--max-failures", "0")
+    follower = None
+    try:
+        fleet.wait_for(lambda r: r["state"] == "baking")
+        follower = subprocess.Popen(
+            [*CLI, "rollouts", "status", fleet.rollout_id],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **fleet.env, "SMARTCONNECTOR_HOME": str(fleet.home)},
+            cwd=ROOT,
+        )
+        broken = next(d for d in fleet.docs() if d["version"] == "2")
+        httpx.patch(
+            f"{fleet.server.url}/integrations/{broken['_id']}",
+            json=[{"op": "replace", "path": "/version", "value": "1"}],
+            headers={"Authorization": f"Bearer {fleet.token}"},
+        ).raise_for_status()
+        _, stderr = rollout.communicate(timeout=60)
+        assert rollout.returncode == 1, stderr
+        lines, _ = follower.communicate(timeout=30)
+    finally:
+        stop(rollout)
+        if follower is not None and follower.poll() is None:
+            follower.kill()
+    status = fleet.status()
+    assert (status["state"], status["phase"], status["failed"], status["updated"]) == (
+        "failed",
+        1,
+        1,
+        3,
+    )
+    assert status["failures"] == [
+        {"_id": broken["_id"], "error": "after the bake: at version 1, not 2"}
+    ]
+    assert Counter(d["version"] for d in fleet.docs()) == {"1": 5, "2": 3}
+    states = [line.split()[2] for line in lines.splitlines() if line[:1].isdigit()]
+    assert states[0] == "baking" and states[-1] == "failed", lines
+
+
+def test_a_killed_command_leaves_its_pause_and_the_same_command_holds_again(
+    small_fleet: Fleet,
+) -> None:
+    """kill -9 of a rollout held after phase 1 leaves its record paused; a second command
+    while the first ran was refused (exit 4); the same command again holds until `rollouts
+    resume`, then finishes."""
+    fleet = small_fleet
+    options = ("--phase", "50", "--pause")
+    first = fleet.start(*options)
+    try:
+        fleet.wait_for(lambda r: r["state"] == "paused")
+        rival = fleet.cli("rollout", str(fleet.directory), "--all", *options)
+        assert rival.returncode == 4 and "is being run by pid" in rival.stderr
+    finally:
+        stop(first)
+    assert fleet.status()["state"] == "paused"
+    out = fleet.cli("rollouts", "status", fleet.rollout_id, "--once")
+    assert "no rollout command runs it now" in out.stdout
+    again = fleet.start(*options)
+    try:
+        time.sleep(3)
+        assert again.poll() is None and len(fleet.updates()) == 4
+        assert fleet.agrees_with_the_api()["state"] == "paused"
+        out = fleet.cli("rollouts", "resume", fleet.rollout_id)
+        assert out.returncode == 0, out.stderr
+        assert again.wait(60) == 0
+    finally:
+        stop(again)
+    assert fleet.agrees_with_the_api()["state"] == "done"
+    assert len(fleet.updates()) == 8
+
+
+def test_an_unknown_rollout_exits_6_saying_where_it_looked(small_fleet: Fleet) -> None:
+    """`rollouts status|pause ID` of no rollout: exit 6 naming the API and the key; with no
+    rollouts, `rollouts --json` is an empty array; a home with nothing installed is exit 6."""
+    fleet = small_fleet
+    assert json.loads(fleet.cli("rollouts", "--json").stdout) == []
+    for command in ("status", "pause", "resume", "abort"):
+        out = fleet.cli("rollouts", command, "nope-1")
+        assert out.returncode == 6
+        assert fleet.server.url in out.stderr and "smartconnector-rollout-nope-1" in out.stderr
+    empty = run_cli("rollouts", home=fleet.home / "nothing")
+    assert empty.returncode == 6 and "nothing was installed" in empty.stderr
