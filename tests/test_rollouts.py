@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,9 @@ class Fleet:
     directory: Path
     connector_id: str
     home: Path
-    extra: tuple[str, ...] = ()
+    #: Options of `rollout` (the executor's), and of `rollouts` (where to find it).
+    engine: tuple[str, ...] = ()
+    finding: tuple[str, ...] = ()
 
     @property
     def env(self) -> dict[str, str]:
@@ -76,14 +79,15 @@ class Fleet:
         return f"{self.connector_id}-2"
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return run_cli(*args, *self.extra, home=self.home, env=self.env, timeout=timeout)
+        extra = {"rollout": self.engine, "rollouts": self.finding}[args[0]]
+        return run_cli(*args, *extra, home=self.home, env=self.env, timeout=timeout)
 
     def start(self, *options: str) -> subprocess.Popen[str]:
         """`rollout DIR --all OPTIONS` in the background."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCONNECTOR_")}
         env.update(self.env, SMARTCONNECTOR_HOME=str(self.home), SMARTCONNECTOR_LOG_FORMAT="json")
         return subprocess.Popen(
-            [*CLI, "rollout", str(self.directory), "--all", *options, *self.extra],
+            [*CLI, "rollout", str(self.directory), "--all", *options, *self.engine],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -143,19 +147,24 @@ class Fleet:
         return status
 
 
-def make_fleet(tmp_path: Path, size: int, delay: float, *extra: str) -> Iterator[Fleet]:
+@contextmanager
+def make_fleet(tmp_path: Path, size: int, delay: float) -> Iterator[Fleet]:
+    """``size`` integrations on a server of their own; version 2 takes ``delay`` seconds."""
     server = start_server(tmp_path)
-    connector_id = f"fleet-{tmp_path.name[-12:]}"
-    seed_fleet(server.db, size, connector_id)
-    directory = versioned(tmp_path / "v2", connector_id, "2", delay)
-    yield Fleet(server, server.token(), directory, connector_id, tmp_path / "home", extra)
-    server.stop()
+    try:
+        connector_id = f"fleet-{tmp_path.name[-12:]}"
+        seed_fleet(server.db, size, connector_id)
+        directory = versioned(tmp_path / "v2", connector_id, "2", delay)
+        yield Fleet(server, server.token(), directory, connector_id, tmp_path / "home")
+    finally:
+        server.stop()
 
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
     """40 integrations at version 1; version 2's updateFunction takes 0.5 s."""
-    yield from make_fleet(tmp_path, 40, 0.5)
+    with make_fleet(tmp_path, 40, 0.5) as made:
+        yield made
 
 
 def stop(process: subprocess.Popen[str]) -> None:
@@ -164,20 +173,23 @@ def stop(process: subprocess.Popen[str]) -> None:
         process.wait(10)
 
 
-def held_after_phase_1(fleet: Fleet) -> list[str]:
-    """The rollout holds after phase 1 with exactly that phase's 10 integrations updated."""
+def held_after_phase_1(fleet: Fleet, size: int) -> None:
+    """The rollout holds after phase 1 (of 4) with exactly that phase updated."""
     fleet.wait_for(lambda r: r["state"] == "paused")
     status = fleet.agrees_with_the_api()
     assert (status["state"], status["phase"], status["phases"]) == ("paused", 1, 4)
-    assert (status["updated"], status["remaining"], status["failures"]) == (10, 30, [])
-    first = [d["_id"] for d in fleet.docs()][:10]
+    assert (status["updated"], status["remaining"], status["failures"]) == (
+        size // 4,
+        size - size // 4,
+        [],
+    )
+    first = [d["_id"] for d in fleet.docs()][: size // 4]
     assert sorted(i for i, _, _ in fleet.updates()) == sorted(first)
-    return first
 
 
-def paused_mid_phase(fleet: Fleet) -> None:
+def paused_mid_phase(fleet: Fleet, size: int) -> None:
     """`rollouts pause` mid-phase: updates stop within 2.5 s, nothing is left updating."""
-    fleet.wait_for(lambda r: r["updated"] >= 12)
+    fleet.wait_for(lambda r: r["updated"] >= size // 4 + 2)
     asked = time.time()
     out = fleet.cli("rollouts", "pause", fleet.rollout_id)
     assert out.returncode == 0, out.stderr
@@ -190,20 +202,19 @@ def paused_mid_phase(fleet: Fleet) -> None:
     assert fleet.agrees_with_the_api()["state"] == "paused"
 
 
-def test_pause_resume_pause_abort_and_a_second_run(fleet: Fleet) -> None:
-    """`rollout --all --phase 25 --pause --concurrency 2` of 40 integrations holds after phase
-    1; `rollouts resume` goes on; `rollouts pause` mid-phase stops it within 2.5 s; `rollouts
-    abort` ends the command with exit 1 and the rest untouched; the same command again
-    finishes, each integration's updateFunction having run once in all."""
+def operate(fleet: Fleet, size: int, while_held: Callable[[], None] = lambda: None) -> None:
+    """Hold after phase 1, resume, pause mid-phase, abort, then the same command again to
+    the end: what an operator does to a rollout, checked against the API at each point."""
     options = ("--phase", "25", "--pause", "--concurrency", "2")
     rollout = fleet.start(*options)
     try:
-        held_after_phase_1(fleet)
+        held_after_phase_1(fleet, size)
+        while_held()
         assert fleet.cli("rollouts", "resume", fleet.rollout_id).returncode == 0
-        paused_mid_phase(fleet)
+        paused_mid_phase(fleet, size)
         out = fleet.cli("rollouts", "abort", fleet.rollout_id)
         assert out.returncode == 0, out.stderr
-        _, stderr = rollout.communicate(timeout=30)
+        _, stderr = rollout.communicate(timeout=60)
         assert rollout.returncode == 1 and "aborted" in stderr
     finally:
         stop(rollout)
@@ -212,7 +223,15 @@ def test_pause_resume_pause_abort_and_a_second_run(fleet: Fleet) -> None:
     untouched = [d for d in fleet.docs() if d["version"] == "1"]
     assert len(untouched) == aborted["remaining"]
     assert all("smartconnector" not in d for d in untouched)
+    to_the_end(fleet, options)
+    runs = Counter(i for i, _, _ in fleet.updates())
+    assert sorted(runs) == sorted(d["_id"] for d in fleet.docs())
+    assert set(runs.values()) == {1}
 
+
+def to_the_end(fleet: Fleet, options: tuple[str, ...]) -> None:
+    """The same rollout command again, resumed whenever it holds, ends with exit 0 and
+    every integration at version 2."""
     again = fleet.start(*options)
     try:
         while again.poll() is None:  # promote each phase it holds after
@@ -224,15 +243,21 @@ def test_pause_resume_pause_abort_and_a_second_run(fleet: Fleet) -> None:
         stop(again)
     done = fleet.agrees_with_the_api()
     assert (done["state"], done["remaining"], done["failed"]) == ("done", 0, 0)
-    runs = Counter(i for i, _, _ in fleet.updates())
-    assert sorted(runs) == sorted(d["_id"] for d in fleet.docs())
-    assert set(runs.values()) == {1}
+
+
+def test_pause_resume_pause_abort_and_a_second_run(fleet: Fleet) -> None:
+    """`rollout --all --phase 25 --pause --concurrency 2` of 40 integrations holds after phase
+    1; `rollouts resume` goes on; `rollouts pause` mid-phase stops it within 2.5 s; `rollouts
+    abort` ends the command with exit 1 and the rest untouched; the same command again
+    finishes, each integration's updateFunction having run once in all."""
+    operate(fleet, 40)
 
 
 @pytest.fixture
 def small_fleet(tmp_path: Path) -> Iterator[Fleet]:
     """8 integrations at version 1; version 2's updateFunction takes 0.2 s."""
-    yield from make_fleet(tmp_path, 8, 0.2)
+    with make_fleet(tmp_path, 8, 0.2) as made:
+        yield made
 
 
 def test_a_bake_counts_an_integration_broken_meanwhile_as_a_failure(small_fleet: Fleet) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import structlog
 from temporalio import activity
@@ -27,9 +28,11 @@ from engine.journal import Journal
 from engine.machine import ModeMachine
 from engine.models import Integration, Mode, parse
 from engine.plan import Action, Intent, plan_run
+from engine.rollout_control import health_problem
+from engine.rollout_record import RolloutRecord, RolloutRecords, now_iso
 from engine.run import IntegrationRun, begin_update_ops
 from engine.run_state import RunState
-from engine.temporal._rollout import Page, PageRequest, RolloutRequest, Targets
+from engine.temporal._rollout import Look, Page, PageRequest, RolloutRequest, Targets
 from engine.temporal._workflow import (
     FINAL,
     Done,
@@ -191,6 +194,23 @@ class Activities:
             else:
                 found.skipped += 1
         return found
+
+    @activity.defn(name="smartconnector.record")
+    async def record(self, record: dict[str, Any]) -> None:
+        """Write a rollout's record to the State API, where ``rollouts`` reads it."""
+        found = RolloutRecord.from_json(record)
+        if found is not None:
+            found.heardAt = now_iso()
+            await RolloutRecords(self.api).put(found)
+
+    @activity.defn(name="smartconnector.look")
+    async def look(self, look: Look) -> str:
+        """What is wrong with an integration after a bake ("" when nothing is)."""
+        try:
+            doc = await read_view(self.api, look.integration_id)
+        except SmartConnectorError as exc:
+            return f"after the bake: {exc}"
+        return health_problem(doc, look.version) or ""
 
     @activity.defn(name="smartconnector.run")
     async def run(self, request: SliceRequest) -> Done:
