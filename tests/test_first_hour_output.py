@@ -1,0 +1,69 @@
+"""A new user's first hour, second round: connector.json problems all at once, and output a
+person reads at a glance, each as the user met it on the command line."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from .conftest import EXAMPLE, ROOT, run_cli
+from .test_cli import stored
+
+# -- 3. every problem in one run -----------------------------------------------------------
+
+
+def test_every_connector_json_problem_is_named_in_one_run(tmp_path: Path) -> None:
+    """Missing fields, a wrong type and a duplicate step name: exit 2, each named with its
+    field in the same run, none hidden behind "(and N more)"."""
+    directory = tmp_path / "broken"
+    directory.mkdir()
+    steps = [
+        {"name": "A", "installerFunction": "a"},
+        {"name": "A", "installerFunction": "b", "uninstallerFunction": "c", "completed": "yes"},
+    ]
+    (directory / "connector.json").write_text(json.dumps({"name": "Broken", "install": steps}))
+    out = run_cli("plan", str(directory), home=tmp_path / "home")
+    assert out.returncode == 2
+    for field in (
+        "_connectorId: Field required",
+        "version: Field required",
+        "install[0].uninstallerFunction: Field required",
+        "install[1].completed: Input should be a valid boolean",
+        "install[1].name: duplicate step name 'A'",
+    ):
+        assert field in out.stderr
+    assert "more)" not in out.stderr and "5 problems" in out.stderr
+
+
+def test_an_unknown_function_name_suggests_the_closest(tmp_path: Path) -> None:
+    """A typo in a function name: exit 2 naming the field, with "did you mean" the defined
+    one; every such name in the same run; nothing created."""
+    work = tmp_path / "example"
+    shutil.copytree(EXAMPLE, work, ignore=shutil.ignore_patterns("__pycache__"))
+    manifest = json.loads((work / "connector.json").read_text())
+    manifest["install"][0]["installerFunction"] = "verifyNetsuiteConnection"
+    manifest["install"][3]["uninstallerFunction"] = "somethingElseEntirely"
+    (work / "connector.json").write_text(json.dumps(manifest))
+    home = tmp_path / "home"
+    for command in ("plan", "install"):
+        out = run_cli(command, str(work), home=home)
+        assert out.returncode == 2, out.stderr
+        assert (
+            "install[0].installerFunction: function 'verifyNetsuiteConnection' is not defined;"
+            " did you mean 'verifyNetSuiteConnection'?" in out.stderr
+        )
+        assert "install[3].uninstallerFunction: function 'somethingElseEntirely'" in out.stderr
+    assert not (home / "sandbox.db").exists() or stored(home) == []
+
+
+def test_readme_lists_the_required_connector_json_fields() -> None:
+    """The README says which connector.json fields are required, step fields included."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("Required in `connector.json`") :][:800]
+    for field in ("name", "_connectorId", "version", "install"):
+        assert f"`{field}`" in section
+    for field in ("installerFunction", "uninstallerFunction"):
+        assert f"`{field}`" in section
+    assert re.search(r"`updateFunction`", section)
