@@ -280,7 +280,8 @@ def test_plan_json_and_dry_run_json_list_the_actions(tmp_path: Path) -> None:
 
 
 def test_status_and_install_json_carry_waiting_and_error(tmp_path: Path) -> None:
-    """A waiting step's message and URL, and the last error, are in the JSON objects."""
+    """A waiting step's message, URL and fields (none here), and the last error, are in the
+    JSON objects."""
     directory = acme(tmp_path, "verifyBundle")
     home = tmp_path / "home"
     out = run_cli("install", str(directory), "--json", home=home)
@@ -291,6 +292,7 @@ def test_status_and_install_json_carry_waiting_and_error(tmp_path: Path) -> None
         "function": "verifyBundle",
         "message": "install the Acme bundle",
         "url": "https://acme.example/bundle",
+        "fields": [],
     }
     assert body["error"] is None
     status = json.loads(run_cli("status", body["_id"], "--json", home=home).stdout)

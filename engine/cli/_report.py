@@ -40,6 +40,12 @@ def print_status(doc: dict[str, Any], as_json: bool) -> None:
         )
         if stopped.get("raisedAt"):
             typer.echo(f"    raised at {stopped['raisedAt']}")
+        fields = (status["waiting"] or {}).get("fields")
+        if fields:
+            from engine.cli._answers import fields_asked, how_to_answer
+
+            typer.echo(f"    answers asked: {fields_asked(fields)}")
+            typer.echo(f"    then: {how_to_answer(str(status['_id']), fields)}")
 
 
 def report_outcome(
@@ -58,7 +64,7 @@ def report_outcome(
             return await job(engine)
         except SmartConnectorError as exc:
             integration_id = exc.context.get("integration_id")
-            if integration_id and exc.exit_code in (1, 7, 130):
+            if integration_id and (exc.exit_code in (1, 7, 130) or answers_refused(exc)):
                 stopped = await stopped_status(engine, integration_id, exc)
                 explain(exc, verbose)
                 typer.echo(json.dumps(stopped) if as_json else integration_id)
@@ -70,6 +76,13 @@ def report_outcome(
         print_status(doc, True)
     else:
         typer.echo(doc["_id"])
+
+
+def answers_refused(exc: Exception) -> bool:
+    """``--input-file`` answers the waiting step did not ask for (it stays waiting)."""
+    from engine.errors import BadInput
+
+    return isinstance(exc, BadInput) and exc.field == "--input-file"
 
 
 async def stopped_status(
@@ -114,7 +127,13 @@ def next_step(exc: Exception) -> str | None:
             return f"fix the cause, then `{resume}` finishes the rollback"
         return f"fix the cause, then `{resume}`"
     if isinstance(exc, WaitingForUser):
-        return f"once done, `{resume}`"
+        from engine.cli._answers import how_to_answer
+        from engine.documents import asked_fields
+
+        fields = asked_fields({"fields": exc.fields})
+        return how_to_answer(integration_id, fields) if fields else f"once done, `{resume}`"
+    if answers_refused(exc):
+        return f"fix the answers, then `{resume} --input-file FILE`"
     if isinstance(exc, Interrupted):
         return f"`{resume}` goes on from here"
     if isinstance(exc, AuthenticationFailed | PermissionDenied):
@@ -150,6 +169,10 @@ def explain(exc: Exception, verbose: bool = False) -> None:
             typer.echo("  (--verbose shows the whole traceback)", err=True)
     if isinstance(exc, WaitingForUser) and exc.url:
         typer.echo(f"  go to: {exc.url}", err=True)
+    if isinstance(exc, WaitingForUser):
+        from engine.cli._answers import explain_waiting
+
+        explain_waiting(exc)
     advice = next_step(exc)
     if advice:
         typer.echo(f"  then: {advice}", err=True)
