@@ -1,12 +1,15 @@
-"""A new user's first hour, second round: the answers a waiting step asks for, as the user
-met them on the command line."""
+"""A new user's first hour, second round: the answers a waiting step asks for, and usage
+errors at the edges, each as the user met it on the command line."""
 
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
-from .conftest import ROOT, run_cli
+import pytest
+
+from .conftest import ROOT, Server, run_cli
 from .test_input import SECRET, asking, everything_written
 
 
@@ -106,6 +109,101 @@ def test_install_with_an_answer_not_asked_for_stops_naming_it(tmp_path: Path) ->
     integration_id = out.stdout.strip().splitlines()[-1]
     assert f"resume {integration_id} --input-file" in out.stderr
     assert not (directory / "seen.txt").exists()
+
+
+# -- 2. usage errors, before anything runs -------------------------------------------------
+
+BINARY = bytes(range(256))
+
+
+@pytest.mark.parametrize(
+    ("options", "token", "says"),
+    [
+        (["--api-url", "notaurl"], None, "'notaurl' is not an http(s) URL"),
+        (["--api-url", "http://256.1.1.1/v1"], None, "Invalid IPv4 address"),
+        (["--api-url", "localhost:8700/v1"], None, "did you mean http://localhost:8700/v1"),
+        (["--api-url", "http://x/v1", "--token-file", "missing"], None, "cannot read"),
+        (["--api-url", "http://x/v1", "--token-file", "token"], b"", "is empty"),
+        (["--api-url", "http://x/v1", "--token-file", "token"], b"\n \n", "is empty"),
+        (["--api-url", "http://x/v1", "--token-file", "token"], BINARY, "not a text file"),
+        (["--api-url", "http://x/v1", "--token-file", "."], None, "cannot read"),
+        (["--token-file", "token"], b"a-token", "--token-file is for a server"),
+    ],
+    ids=[
+        "not-a-url",
+        "no-valid-host",
+        "no-scheme",
+        "token-file-missing",
+        "token-file-empty",
+        "token-file-blank",
+        "token-file-binary",
+        "token-file-unreadable",
+        "token-file-without-api-url",
+    ],
+)
+def test_usage_errors_exit_2_in_one_line_without_a_traceback(
+    tmp_path: Path, options: list[str], token: bytes | None, says: str
+) -> None:
+    """Each bad --api-url or token file: exit 2 at once, one line saying what to do, no
+    traceback, nothing made."""
+    if token is not None:
+        (tmp_path / "token").write_bytes(token)
+    options = [str(tmp_path / o) if o in ("missing", "token", ".") else o for o in options]
+    home = tmp_path / "home"
+    out = run_cli("install", str(asking(tmp_path)), *options, home=home, timeout=30)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    assert says in out.stderr
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("error: ") and (" give " in line or "; " in line)
+    assert not home.exists()
+
+
+def test_ui_on_a_taken_port_exits_2_and_prints_no_url(tmp_path: Path) -> None:
+    """ui on a port something else listens on: exit 2 naming the port, and no URL (with
+    its session token) is printed."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        out = run_cli("ui", "--port", str(port), home=tmp_path / "home", timeout=30)
+    assert out.returncode == 2, out.stderr
+    assert out.stdout == ""
+    assert f"port {port} on 127.0.0.1 is taken" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_refused_api_is_retried_then_named_with_the_version_path(tmp_path: Path) -> None:
+    """A port nothing listens on is retried within the budget like any failure; exit 5
+    names the URL and says the base URL must include the version path."""
+    out = run_cli(
+        "status",
+        "x",
+        "--api-url",
+        "http://127.0.0.1:9/v1",
+        "--retry-budget",
+        "1",
+        home=tmp_path,
+        env={"SMARTCONNECTOR_API_TOKEN": "a-token-of-realistic-length"},
+    )
+    assert out.returncode == 5, out.stderr
+    assert '"retrying request"' in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert "http://127.0.0.1:9/v1" in last and "version path (/v1)" in last
+
+
+def test_an_api_url_without_its_version_says_so(server: Server, tmp_path: Path) -> None:
+    """A base URL missing /v1 is answered 404 by the server; the message says the base URL
+    must include the version path."""
+    unversioned = server.url.removesuffix("/v1")
+    out = run_cli(
+        "status",
+        "6b0480442d82113bd629b566",
+        "--api-url",
+        unversioned,
+        home=tmp_path,
+        env={"SMARTCONNECTOR_API_TOKEN": server.token()},
+    )
+    assert out.returncode == 6, out.stderr
+    assert f"the API at {unversioned}" in out.stderr and "version path (/v1)" in out.stderr
 
 
 def test_readme_shows_install_input_file() -> None:

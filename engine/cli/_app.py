@@ -217,6 +217,7 @@ def resolve_settings(
     if log_format not in (None, "console", "json"):
         fail(f"--log-format: {log_format!r} is not console or json", 2)
     logs.configure(log_format)
+    check_api_options(api_url, token_file)
     token = guard(lambda: read_token(token_file))
     logs.redactor.add(token)
     policy = None
@@ -249,6 +250,26 @@ def resolve_settings(
     )
 
 
+def check_api_options(api_url: str | None, token_file: Path | None) -> None:
+    """``--api-url`` must be an http(s) URL with a valid host, and ``--token-file`` is for it
+    alone (the embedded sandbox makes its own token): exit 2 before anything runs."""
+    from engine.cli._checks import EXAMPLE_URL, api_url_problem
+
+    problem = api_url_problem(api_url) if api_url else None
+    if problem:
+        fail(
+            f"--api-url (or SMARTCONNECTOR_API_URL): {problem}; give the API's base URL with"
+            f" its version, as in {EXAMPLE_URL}",
+            2,
+        )
+    if token_file is not None and not api_url:
+        fail(
+            "--token-file is for a server given with --api-url; the embedded sandbox makes its"
+            " own token, so drop --token-file or add --api-url URL",
+            2,
+        )
+
+
 def settings_from(parameters: dict[str, Any]) -> Settings:
     """A command's common options, from its parameters by name (its ``locals()`` on entry):
     each command declares the options it takes, this resolves them the same way for all."""
@@ -256,10 +277,11 @@ def settings_from(parameters: dict[str, Any]) -> Settings:
     return resolve_settings(**{k: v for k, v in parameters.items() if k in wanted})
 
 
-def guard(action: Callable[[], T], looked_in: str | None = None) -> T:
+def guard(action: Callable[[], T], looked_in: str | None = None, api_url: str | None = None) -> T:
     """Run ``action``; a :class:`SmartConnectorError` becomes its message and exit code.
 
-    ``looked_in`` names the API a not-found answer came from, so the message says where.
+    ``looked_in`` names the API a not-found answer came from, so the message says where;
+    with ``api_url``, an API that did not answer (exit 5) is named with what to check.
     """
     from engine.errors import NotFound, SmartConnectorError
 
@@ -272,6 +294,10 @@ def guard(action: Callable[[], T], looked_in: str | None = None) -> T:
             message += f" (integration {integration_id})"
         if isinstance(exc, NotFound) and looked_in:
             message += f"; looked in {looked_in}"
+        if exc.exit_code == 5 and api_url:
+            from engine.cli._checks import version_hint
+
+            message += f"; {version_hint(api_url)}"
         fail(message, exc.exit_code)
 
 
@@ -282,7 +308,11 @@ def looked_in(settings: Settings) -> str:
             f"the embedded sandbox in {settings.home.resolve()}"
             " (--home or SMARTCONNECTOR_HOME to choose another, --api-url for a server)"
         )
-    return f"the API at {settings.api_url}"
+    from engine.cli._checks import version_hint, versioned
+
+    assert settings.api_url is not None
+    hint = "" if versioned(settings.api_url) else f" ({version_hint(settings.api_url)})"
+    return f"the API at {settings.api_url}{hint}"
 
 
 async def make_engine(
@@ -352,7 +382,7 @@ def with_engine(
     gc.freeze()  # what start-up made lives until exit: spare the collector walking it again
     with interrupts.installed():
         try:
-            return guard(lambda: asyncio.run(main()), looked_in(settings))
+            return guard(lambda: asyncio.run(main()), looked_in(settings), settings.api_url)
         except KeyboardInterrupt:
             begun = list(engines[0].known) if engines else []
             typer.echo("interrupted" + ("" if begun else "; nothing was changed"), err=True)

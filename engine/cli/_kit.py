@@ -232,6 +232,15 @@ def ui_command(
         api = guard(lambda: open_client(settings))
         return Engine(api, Journal(settings.home / "journal.db")), api.aclose
 
+    from engine.cli._checks import claim_port
+
+    try:
+        listening = claim_port(host, port)
+    except OSError as exc:
+        fail(exc.strerror or str(exc), 2)
     config = UiConfig(host, port, connectors, open_engine)
     typer.echo(config.url)
-    uvicorn.run(create_ui_app(config), host=host, port=port, log_level="warning", access_log=False)
+    server_config = uvicorn.Config(
+        create_ui_app(config), host=host, port=port, log_level="warning", access_log=False
+    )
+    uvicorn.Server(server_config).run(sockets=[listening])
