@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .conftest import EXAMPLE, ROOT, run_cli
 from .test_cli import stored
+from .test_first_hour import acme, help_of
 
 # -- 3. every problem in one run -----------------------------------------------------------
 
@@ -67,3 +68,48 @@ def test_readme_lists_the_required_connector_json_fields() -> None:
     for field in ("installerFunction", "uninstallerFunction"):
         assert f"`{field}`" in section
     assert re.search(r"`updateFunction`", section)
+
+
+# -- 4. output a person reads at a glance --------------------------------------------------
+
+
+def test_list_has_a_header_and_says_where_it_looked_when_empty(tmp_path: Path) -> None:
+    """list: a header over aligned columns; nothing to show names the home (and filter) it
+    looked in, whether or not the home holds a sandbox yet."""
+    home = tmp_path / "home"
+    out = run_cli("list", home=home)
+    assert out.returncode == 0 and out.stdout == ""
+    assert f"no integrations in the embedded sandbox in {home}" in out.stderr
+    assert not home.exists()
+    integration_id = run_cli("install", str(acme(tmp_path, "noop")), home=home).stdout.split()[-1]
+    header, row = run_cli("list", home=home).stdout.splitlines()
+    assert header.split() == ["NAME", "ID", "CONNECTOR", "VERSION", "MODE", "STEPS", "STATE"]
+    assert row.split() == ["Acme", integration_id, "acme", "1.0.0", "settings", "1/1"]
+    assert row.index(integration_id) == header.index("ID")
+    other = run_cli("list", "--connector-id", "nobody", home=home)
+    assert f"no integrations of connector nobody in the embedded sandbox in {home}" in other.stderr
+
+
+def test_resume_and_uninstall_say_what_they_did(tmp_path: Path) -> None:
+    """resume and uninstall each say in words what they did, the id still the last line."""
+    home, directory = tmp_path / "home", acme(tmp_path, "noop", "verifyBundle")
+    integration_id = run_cli("install", str(directory), home=home).stdout.split()[-1]
+    (directory / "bundle-installed").write_text("")
+    resumed = run_cli("resume", integration_id, home=home)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed {integration_id}: installed (mode settings, version 1.0.0, 2/2 steps)" in (
+        resumed.stderr
+    )
+    assert resumed.stdout.splitlines()[-1] == integration_id
+    removed = run_cli("uninstall", integration_id, home=home)
+    assert removed.returncode == 0, removed.stderr
+    assert f"uninstalled {integration_id}: undid 2 steps and deleted it" in removed.stderr
+    assert removed.stdout.splitlines()[-1] == integration_id
+
+
+def test_help_shows_no_type_after_flags() -> None:
+    """--help lists flags bare (no `<bool>`); options that take a value keep their type."""
+    for command in ((), ("install",), ("rollout",), ("list",)):
+        text = help_of(*command)
+        assert "<bool>" not in text
+    assert "<path>" in help_of("install")

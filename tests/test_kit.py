@@ -77,7 +77,7 @@ def test_list_shows_the_install_base_and_filters_by_connector(tmp_path: Path) ->
     )
     first = run_cli("install", str(ok), home=home).stdout.split()[-1]
     second = run_cli("install", str(waits), home=home).stdout.split()[-1]
-    lines = run_cli("list", home=home).stdout.splitlines()
+    lines = run_cli("list", home=home).stdout.splitlines()[1:]  # under the header
     assert len(lines) == 2
     assert first in lines[0] and "settings" in lines[0] and "1/1" in lines[0]
     assert second in lines[1] and "0/1" in lines[1] and lines[1].endswith("waiting")

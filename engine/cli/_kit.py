@@ -19,6 +19,7 @@ from engine.cli._app import (
     fail,
     guard,
     load,
+    looked_in,
     settings_from,
     with_engine,
 )
@@ -95,26 +96,36 @@ def list_command(
         docs: list[dict[str, Any]] = []  # nothing was installed with this home
     else:
         docs = with_engine(settings, job, creates=False)
-    _show_integrations(docs, as_json)
+    if as_json:
+        from engine.documents import status_of
+
+        typer.echo(json.dumps([status_of(d) for d in docs]))
+    elif docs:
+        _show_integrations(docs)
+    else:
+        which = f" of connector {wanted}" if wanted else ""
+        typer.echo(f"no integrations{which} in {looked_in(settings)}", err=True)
 
 
-def _show_integrations(docs: list[dict[str, Any]], as_json: bool) -> None:
+LIST_HEADER = ("NAME", "ID", "CONNECTOR", "VERSION", "MODE", "STEPS", "STATE")
+
+
+def _show_integrations(docs: list[dict[str, Any]]) -> None:
+    """One line each under a header, in columns."""
     from engine.documents import status_of
 
-    statuses = [status_of(d) for d in docs]
-    if as_json:
-        typer.echo(json.dumps(statuses))
-        return
-    if not docs:
-        typer.echo("no integrations", err=True)
-    for doc, status in zip(docs, statuses, strict=True):
+    rows = [LIST_HEADER]
+    for doc in docs:
+        status = status_of(doc)
         steps = status["install"]
         done = sum(1 for s in steps if s["completed"] is True)
-        badge = "  waiting" if status["waiting"] else "  failed" if status["error"] else ""
-        typer.echo(
-            f"{doc.get('name') or '(no name)'}  {status['_id']}  {doc.get('_connectorId')}"
-            f"  {status['version']}  {status['mode']}  {done}/{len(steps)}{badge}"
-        )
+        state = "waiting" if status["waiting"] else "failed" if status["error"] else ""
+        row = (doc.get("name") or "(no name)", status["_id"], doc.get("_connectorId"))
+        row += (status["version"], status["mode"], f"{done}/{len(steps)}", state)
+        rows.append(tuple(str(v) if v is not None else "-" for v in row))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(LIST_HEADER))]
+    for row in rows:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
 @app.command(

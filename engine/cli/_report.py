@@ -55,8 +55,12 @@ def report_outcome(
     verbose: bool = False,
     *,
     creates: bool = False,
+    said: Callable[[dict[str, Any]], str] | None = None,
 ) -> None:
-    """Run an install-like job; print the id (or status) last, also when it stops early."""
+    """Run an install-like job; print the id (or status) last, also when it stops early.
+
+    ``said`` makes the line (on stderr) that says what the job did, when it did it all.
+    """
     from engine.errors import SmartConnectorError
 
     async def job_keeping_id(engine: Engine) -> dict[str, Any]:
@@ -72,6 +76,8 @@ def report_outcome(
             raise
 
     doc = with_engine(settings, job_keeping_id, creates=creates)
+    if said is not None:
+        typer.echo(said(doc), err=True)
     if as_json:
         print_status(doc, True)
     else:
@@ -104,6 +110,22 @@ async def stopped_status(
         return status_of(await engine.status(integration_id))
     except Exception:
         return None
+
+
+def steps_done(doc: dict[str, Any]) -> str:
+    """``3/4``: the steps completed of all."""
+    steps = [s for s in doc.get("install") or [] if isinstance(s, dict)]
+    return f"{sum(1 for s in steps if s.get('completed') is True)}/{len(steps)}"
+
+
+def resumed(doc: dict[str, Any]) -> str:
+    """What a resume did, from the document it ended with."""
+    if doc.get("mode") == "uninstall":  # a resumed uninstall ends by deleting it
+        return f"resumed {doc.get('_id')}: uninstalled and deleted it"
+    return (
+        f"resumed {doc.get('_id')}: installed (mode {doc.get('mode')},"
+        f" version {doc.get('version')}, {steps_done(doc)} steps)"
+    )
 
 
 def next_step(exc: Exception) -> str | None:

@@ -37,7 +37,7 @@ from engine.cli._app import (
     settings_from,
     with_engine,
 )
-from engine.cli._report import print_status, report_outcome
+from engine.cli._report import print_status, report_outcome, resumed, steps_done
 from engine.defaults import API_BURST, API_RATE, RETRY_BUDGET
 
 InputFile = Annotated[
@@ -158,7 +158,7 @@ def resume(
         answers = await answers_for_resume(engine, integration_id, given)
         return await engine.resume(integration_id, loaded, input=answers)
 
-    report_outcome(settings, job, as_json, verbose)
+    report_outcome(settings, job, as_json, verbose, said=resumed)
 
 
 @app.command(
@@ -191,10 +191,16 @@ def uninstall(
     loaded = load(connector) if connector else None
 
     async def job(engine: Engine) -> dict[str, Any]:
+        before = await engine.status(integration_id)
         await engine.uninstall(integration_id, loaded)
-        return {"_id": integration_id}
+        return before
 
-    report_outcome(settings, job, False, verbose)
+    def uninstalled(before: dict[str, Any]) -> str:
+        done = steps_done(before).split("/")[0]
+        undid = f"undid {done} step{'' if done == '1' else 's'}"
+        return f"uninstalled {integration_id}: {undid} and deleted it"
+
+    report_outcome(settings, job, False, verbose, said=uninstalled)
 
 
 @app.command(
