@@ -75,12 +75,15 @@ async def rollout(
     phase_pct: float | None = None,
     max_failures: int | None = None,
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
+    on_phase: Callable[[int, int, int], None] = lambda number, phases, total: None,
 ) -> RolloutReport:
     """Update ``integration_ids`` (default: every integration of the connector) to its version.
 
     Without ids or phases it pages through the connector's integrations, with at most
     ``concurrency`` documents in flight (and the page being read): memory stays flat
-    however large the fleet. Phases need the whole list of ids first.
+    however large the fleet. Phases need the whole list of ids first. ``on_phase`` hears
+    of each phase as it starts (its number, how many there are, how many integrations in
+    all); a rollout that pages through the fleet has none.
     """
     report = RolloutReport(connector.manifest.version)
 
@@ -95,7 +98,13 @@ async def rollout(
         if integration_ids is None:
             integration_ids = [d["_id"] async for d in _listed(engine, connector)]
         await _run_phases(
-            report, waves(integration_ids, phase_pct), noted, concurrency, engine, max_failures
+            report,
+            waves(integration_ids, phase_pct),
+            noted,
+            concurrency,
+            engine,
+            max_failures,
+            on_phase,
         )
     report.interrupted = engine.stop.is_set()
     return report
@@ -157,12 +166,14 @@ async def _run_phases(
     concurrency: int,
     engine: Engine,
     max_failures: int | None,
+    on_phase: Callable[[int, int, int], None],
 ) -> None:
     async def ids(wave: list[str]) -> AsyncIterator[str]:
         for integration_id in wave:
             yield integration_id
 
     for number, wave in enumerate(phases, 1):
+        on_phase(number, len(phases), sum(len(w) for w in phases))
         await _pool(ids(wave), noted, concurrency)
         too_many = max_failures is not None and len(report.failed) > max_failures
         if (too_many or engine.stop.is_set()) and number < len(phases):

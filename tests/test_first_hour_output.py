@@ -3,12 +3,16 @@ person reads at a glance, each as the user met it on the command line."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
-from .conftest import EXAMPLE, ROOT, run_cli
+from .conftest import CLI, EXAMPLE, ROOT, run_cli
 from .test_cli import stored
 from .test_first_hour import acme, help_of
 
@@ -113,3 +117,89 @@ def test_help_shows_no_type_after_flags() -> None:
         text = help_of(*command)
         assert "<bool>" not in text
     assert "<path>" in help_of("install")
+
+
+MIGRATE = """
+
+@registry.function("migrateTo110")
+def migrate_to_110(ctx):
+    ctx.log.info("migrating", integration=ctx.integration.id)
+    if ctx.integration.id in (HERE / "broken.txt").read_text().split():
+        raise KeyError("bundleId")
+"""
+
+
+def fleet(tmp_path: Path, size: int) -> tuple[Path, Path, list[str]]:
+    """``size`` integrations of acme 1.0.0, and acme 1.1.0 whose updateFunction fails for
+    the ids listed in its broken.txt: the new version's folder, the home and the ids."""
+    home = tmp_path / "home"
+    v1 = acme(tmp_path / "v1", "noop")
+    ids = [run_cli("install", str(v1), home=home).stdout.split()[-1] for _ in range(size)]
+    v2 = tmp_path / "v2"
+    shutil.copytree(v1, v2)
+    manifest = json.loads((v2 / "connector.json").read_text())
+    manifest.update(version="1.1.0", updateFunction="migrateTo110")
+    (v2 / "connector.json").write_text(json.dumps(manifest))
+    with (v2 / "functions.py").open("a") as functions:
+        functions.write(MIGRATE)
+    (v2 / "broken.txt").write_text("")
+    return v2, home, ids
+
+
+def on_a_terminal(*args: str, home: Path) -> tuple[int, list[str], str]:
+    """``smartconnector ARGS`` with stderr on a terminal (a pty) as a person runs it: the
+    exit code, the terminal's lines (each cursor move starts a new one) and stdout."""
+    master, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCONNECTOR_")}
+    env.update(SMARTCONNECTOR_HOME=str(home), COLUMNS="160", TERM="xterm")
+    process = subprocess.Popen(
+        [*CLI, *args], stdin=terminal, stderr=terminal, stdout=subprocess.PIPE, env=env
+    )
+    os.close(terminal)
+    shown = b""
+    with contextlib.suppress(OSError):  # the terminal closes with the process
+        while chunk := os.read(master, 65536):
+            shown += chunk
+    os.close(master)
+    assert process.stdout is not None
+    stdout = process.stdout.read().decode()
+    process.wait(60)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "\n", shown.decode(errors="replace"))
+    return process.returncode, [line for line in text.splitlines() if line.strip()], stdout
+
+
+def test_rollout_lines_name_each_integration_with_progress_and_phase(tmp_path: Path) -> None:
+    """On a terminal, one line per integration ("updated 3/4 · phase 2 of 2 · ID"), the
+    connector's log lines whole and apart from the live table; no line per step."""
+    v2, home, ids = fleet(tmp_path, 4)
+    code, lines, stdout = on_a_terminal("rollout", str(v2), "--all", "--phase", "50", home=home)
+    assert code == 0, "\n".join(lines)
+    for integration_id in ids:
+        [mine] = [line for line in lines if line.endswith(f"· {integration_id}")]
+        phase = 1 + ids.index(integration_id) // 2
+        assert re.fullmatch(rf"updated [1-4]/4 · phase {phase} of 2 · {integration_id}", mine)
+    logs = [line for line in lines if "migrating" in line]
+    assert len(logs) == 4
+    assert not any(mark in line for line in logs for mark in "│┃┏└")
+    assert not any("(connector)" in line for line in lines)  # the per-step display is off
+    assert "4 updated" in stdout
+
+
+def test_a_stopped_rollout_names_the_failures_to_fix_first(tmp_path: Path) -> None:
+    """After failures stop a rollout, the advice names the error, how many and which
+    integrations, then says what running it again will do."""
+    v2, home, ids = fleet(tmp_path, 4)
+    (v2 / "broken.txt").write_text(ids[0])
+    out = run_cli("rollout", str(v2), "--all", "--phase", "50", "--max-failures", "0", home=home)
+    assert out.returncode == 1
+    assert "stopped: 1 failures, over the limit of 0, after phase 1 of 2" in out.stdout
+    advice = out.stdout.strip().splitlines()[-1]
+    assert advice.startswith("  then: fix these failures first:")
+    assert "function 'migrateTo110' failed: KeyError: 'bundleId'" in advice
+    assert f"(1 integration: {ids[0]})" in advice
+    assert "goes on with the 2 not reached" in advice
+    events = [json.loads(x) for x in out.stderr.splitlines() if '"rollout outcome"' in x]
+    assert {(e["integration_id"], e["progress"][1:], e["phase"]) for e in events} == {
+        (ids[0], "/4", "1 of 2"),
+        (ids[1], "/4", "1 of 2"),
+    }
