@@ -39,6 +39,7 @@ def new_connector(folder: Path, name: str | None = None) -> list[Path]:
         "name": name,
         "_connectorId": secrets.token_hex(12),
         "version": "1.0.0",
+        "updateFunction": "update",
         "install": [
             {
                 "name": "Connection",
@@ -48,10 +49,17 @@ def new_connector(folder: Path, name: str | None = None) -> list[Path]:
                 "uninstallerFunction": "disconnect",
             }
         ],
-        "settings": {"sections": [], "commonresources": {}, "askForApproval": False},
+        "settings": {"sections": [], "commonresources": {}, "askForCredentials": False},
         "functions": "functions.py",
     }
-    fields = {"name": name, "slug": slug, "folder": str(folder)}
+    env = slug.replace("-", "_").upper()
+    fields = {
+        "name": name,
+        "name_literal": json.dumps(name, ensure_ascii=False),
+        "slug": slug,
+        "folder": str(folder),
+        "env": env,
+    }
     files = {
         "connector.json": json.dumps(manifest, indent=2) + "\n",
         "functions.py": (TEMPLATES / "functions.py.txt").read_text().format(**fields),

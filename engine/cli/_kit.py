@@ -41,11 +41,13 @@ def new_command(
         str | None, typer.Option("--name", help="The connector's name (default: from DIR).")
     ] = None,
 ) -> None:
-    """Write a connector that installs and passes its test as written.
+    """Write a connector that installs and passes its tests as written.
 
-    connector.json with one step, functions.py showing the idioms (the idempotency key,
-    stepsToUpdate, UserActionRequired) and test_connector.py using the pytest plugin's
-    fixtures. Then: `smartconnector plan DIR`, `smartconnector install DIR`, `pytest DIR`.
+    connector.json with one step and an updateFunction; functions.py showing the example's
+    idioms (finding what an earlier try made by the idempotency key, stepsToUpdate, asking
+    for a secret with UserActionRequired when its settings say so, an update); and
+    test_connector.py with a test of each, using the pytest plugin's fixtures. Then:
+    `smartconnector plan DIR`, `smartconnector install DIR`, `pytest DIR`.
     """
     from engine.scaffold import new_connector
 
