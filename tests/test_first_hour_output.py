@@ -203,3 +203,17 @@ def test_a_stopped_rollout_names_the_failures_to_fix_first(tmp_path: Path) -> No
         (ids[0], "/4", "1 of 2"),
         (ids[1], "/4", "1 of 2"),
     }
+
+
+def test_coverage_files_stay_out_of_the_work_tree() -> None:
+    """Coverage's per-process files (an interrupted `pytest --cov` leaves them) go to an
+    ignored cache folder, not the project's root; the gate is still set."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["coverage"]
+    data_file = Path(config["run"]["data_file"])
+    assert config["run"]["parallel"] is True and config["report"]["fail_under"] >= 90
+    assert len(data_file.parts) > 1 and not data_file.is_absolute()
+    leftover = data_file.parent / f"{data_file.name}.host.pid1.x"
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(leftover)], cwd=ROOT)
+    assert ignored.returncode == 0, f"{leftover} is not ignored"
