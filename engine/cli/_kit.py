@@ -116,18 +116,18 @@ def _show_integrations(docs: list[dict[str, Any]]) -> None:
     """One line each under a header, in columns."""
     from engine.documents import status_of
 
-    rows = [LIST_HEADER]
+    rows: list[list[str]] = [list(LIST_HEADER)]
     for doc in docs:
         status = status_of(doc)
         steps = status["install"]
         done = sum(1 for s in steps if s["completed"] is True)
         state = "waiting" if status["waiting"] else "failed" if status["error"] else ""
-        row = (doc.get("name") or "(no name)", status["_id"], doc.get("_connectorId"))
-        row += (status["version"], status["mode"], f"{done}/{len(steps)}", state)
-        rows.append(tuple(str(v) if v is not None else "-" for v in row))
+        row = [doc.get("name") or "(no name)", status["_id"], doc.get("_connectorId")]
+        row += [status["version"], status["mode"], f"{done}/{len(steps)}", state]
+        rows.append([str(v) if v is not None else "-" for v in row])
     widths = [max(len(row[i]) for row in rows) for i in range(len(LIST_HEADER))]
-    for row in rows:
-        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    for cells in rows:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(cells, widths, strict=True)).rstrip())
 
 
 @app.command(
