@@ -211,14 +211,13 @@ def resolve_settings(
 ) -> Settings:
     from engine import logs
     from engine.client import RateLimit, RetryPolicy
-    from engine.config import Settings, read_token
+    from engine.config import Settings
     from engine.models import StepPolicy
 
     if log_format not in (None, "console", "json"):
         fail(f"--log-format: {log_format!r} is not console or json", 2)
     logs.configure(log_format)
-    check_api_options(api_url, token_file)
-    token = guard(lambda: read_token(token_file))
+    token = api_token(api_url, token_file)
     logs.redactor.add(token)
     policy = None
     if step_timeout is not None or step_retries:
@@ -250,24 +249,16 @@ def resolve_settings(
     )
 
 
-def check_api_options(api_url: str | None, token_file: Path | None) -> None:
-    """``--api-url`` must be an http(s) URL with a valid host, and ``--token-file`` is for it
-    alone (the embedded sandbox makes its own token): exit 2 before anything runs."""
-    from engine.cli._checks import EXAMPLE_URL, api_url_problem
+def api_token(api_url: str | None, token_file: Path | None) -> str | None:
+    """The API token, once ``--api-url`` and ``--token-file`` are checked (exit 2 if not
+    usable): from the file, else the environment."""
+    from engine.cli._checks import api_options_problem
+    from engine.config import read_token
 
-    problem = api_url_problem(api_url) if api_url else None
+    problem = api_options_problem(api_url, token_file)
     if problem:
-        fail(
-            f"--api-url (or SMARTCONNECTOR_API_URL): {problem}; give the API's base URL with"
-            f" its version, as in {EXAMPLE_URL}",
-            2,
-        )
-    if token_file is not None and not api_url:
-        fail(
-            "--token-file is for a server given with --api-url; the embedded sandbox makes its"
-            " own token, so drop --token-file or add --api-url URL",
-            2,
-        )
+        fail(problem, 2)
+    return guard(lambda: read_token(token_file))
 
 
 def settings_from(parameters: dict[str, Any]) -> Settings:

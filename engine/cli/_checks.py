@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import re
 import socket
+from pathlib import Path
 
 #: What a base URL looks like, for the messages that ask for one.
 EXAMPLE_URL = "http://127.0.0.1:8700/v1"
@@ -30,6 +31,23 @@ def api_url_problem(url: str) -> str | None:
         return f"{url!r} names no valid host ({host!r})"
     if parsed.port is not None and not 0 < parsed.port < 65536:
         return f"{url!r} has no valid port ({parsed.port})"
+    return None
+
+
+def api_options_problem(api_url: str | None, token_file: Path | None) -> str | None:
+    """``--api-url`` must be an http(s) URL with a valid host, and ``--token-file`` is for it
+    alone (the embedded sandbox makes its own token); ``None`` when both are usable."""
+    problem = api_url_problem(api_url) if api_url else None
+    if problem:
+        return (
+            f"--api-url (or SMARTCONNECTOR_API_URL): {problem}; give the API's base URL with"
+            f" its version, as in {EXAMPLE_URL}"
+        )
+    if token_file is not None and not api_url:
+        return (
+            "--token-file is for a server given with --api-url; the embedded sandbox makes its"
+            " own token, so drop --token-file or add --api-url URL"
+        )
     return None
 
 

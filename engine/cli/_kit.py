@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -98,24 +99,23 @@ def list_command(
         docs: list[dict[str, Any]] = []  # nothing was installed with this home
     else:
         docs = with_engine(settings, job, creates=False)
-    if as_json:
-        from engine.documents import status_of
-
-        typer.echo(json.dumps([status_of(d) for d in docs]))
-    elif docs:
-        _show_integrations(docs)
-    else:
-        which = f" of connector {wanted}" if wanted else ""
-        typer.echo(f"no integrations{which} in {looked_in(settings)}", err=True)
+    which = f" of connector {wanted}" if wanted else ""
+    _show_integrations(docs, as_json, f"no integrations{which} in {looked_in(settings)}")
 
 
 LIST_HEADER = ("NAME", "ID", "CONNECTOR", "VERSION", "MODE", "STEPS", "STATE")
 
 
-def _show_integrations(docs: list[dict[str, Any]]) -> None:
-    """One line each under a header, in columns."""
+def _show_integrations(docs: list[dict[str, Any]], as_json: bool, none: str) -> None:
+    """One line each under a header, in columns (or ``none``, on stderr); or JSON."""
     from engine.documents import status_of
 
+    if as_json:
+        typer.echo(json.dumps([status_of(d) for d in docs]))
+        return
+    if not docs:
+        typer.echo(none, err=True)
+        return
     rows: list[list[str]] = [list(LIST_HEADER)]
     for doc in docs:
         status = status_of(doc)
@@ -245,15 +245,20 @@ def ui_command(
         api = guard(lambda: open_client(settings))
         return Engine(api, Journal(settings.home / "journal.db")), api.aclose
 
+    listening = _claimed(host, port)
+    config = UiConfig(host, port, connectors, open_engine)
+    typer.echo(config.url)
+    served = uvicorn.Config(
+        create_ui_app(config), host=host, port=port, log_level="warning", access_log=False
+    )
+    uvicorn.Server(served).run(sockets=[listening])
+
+
+def _claimed(host: str, port: int) -> socket.socket:
+    """The page's listening socket, taken before its URL is printed: exit 2 if it cannot."""
     from engine.cli._checks import claim_port
 
     try:
-        listening = claim_port(host, port)
+        return claim_port(host, port)
     except OSError as exc:
         fail(exc.strerror or str(exc), 2)
-    config = UiConfig(host, port, connectors, open_engine)
-    typer.echo(config.url)
-    server_config = uvicorn.Config(
-        create_ui_app(config), host=host, port=port, log_level="warning", access_log=False
-    )
-    uvicorn.Server(server_config).run(sockets=[listening])
