@@ -98,6 +98,17 @@ def test_an_answer_not_asked_for_is_exit_2_naming_it_and_nothing_runs(tmp_path: 
     assert not (directory / "seen.txt").exists()
 
 
+def test_answers_for_an_integration_that_waits_for_none_are_refused(tmp_path: Path) -> None:
+    """resume --input-file of an integration nothing stopped to ask: exit 2, saying so."""
+    directory, home = asking(tmp_path), tmp_path / "home"
+    answers = answers_file(tmp_path, {"account": "A", "token": "t"})
+    done = run_cli("install", str(directory), "--input-file", str(answers), home=home)
+    integration_id = done.stdout.split()[-1]
+    out = run_cli("resume", integration_id, "--input-file", str(answers), home=home)
+    assert out.returncode == 2
+    assert f"integration {integration_id} is not waiting for answers" in out.stderr
+
+
 def test_install_with_an_answer_not_asked_for_stops_naming_it(tmp_path: Path) -> None:
     """install --input-file whose key the step did not ask for: exit 2 naming it, the step
     is not run again, and the id is the last line so resume can take the right answers."""

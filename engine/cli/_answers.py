@@ -53,11 +53,11 @@ def ask_for_answers(doc: Document) -> dict[str, str]:
 
 def check_answers(
     answers: dict[str, str],
+    waiting: dict[str, Any] | None,
     fields: list[dict[str, Any]],
-    step: str | None,
     integration_id: str | None = None,
 ) -> None:
-    """Every key of ``answers`` must be a field the waiting step asked for: exit 2 (as
+    """Every key of ``answers`` must be a field the ``waiting`` step asked for: exit 2 (as
     :class:`BadInput`) naming the first other key and the names asked, never ignored."""
     from engine.errors import BadInput
 
@@ -66,11 +66,13 @@ def check_answers(
     if not unknown:
         return
     key = unknown[0]
-    where = f"step {step!r}" if step else "the integration"
-    if not names:
-        asked = f"{where} asks for no answers"
+    if waiting is None:
+        asked = f"integration {integration_id} is not waiting for answers"
     else:
-        asked = f"{where} asks for {', '.join(names)}{_did_you_mean(key, names)}"
+        step, function = waiting.get("step"), waiting.get("function")
+        who = f"step {step!r}" if step else f"function {function!r}"
+        listed = ", ".join(names) + _did_you_mean(key, names) if names else "no answers"
+        asked = f"{who} asks for {listed}"
     raise BadInput(
         f"--input-file: {key!r} is not an answer the waiting step asked for: {asked}."
         " Nothing more was run",
@@ -97,8 +99,7 @@ async def answers_for_resume(
     if given is None:
         return ask_for_answers(doc) or None
     waiting, fields = waiting_fields(doc)
-    step = waiting.get("step") if waiting else None
-    check_answers(given, fields, step if isinstance(step, str) else None, integration_id)
+    check_answers(given, waiting, fields, integration_id)
     return given or None
 
 
@@ -110,6 +111,7 @@ async def install_answering(
 ) -> Document:
     """``install --input-file``: when a step stops to ask, its answers come from the file
     and it runs again at once, so an install that asks finishes in one command."""
+    from engine.documents import asked_fields
     from engine.errors import WaitingForUser
 
     try:
@@ -117,7 +119,9 @@ async def install_answering(
     except WaitingForUser as waiting:
         if not given or not waiting.fields or waiting.integration_id is None:
             raise
-        check_answers(given, waiting.fields, waiting.context.get("step"), waiting.integration_id)
+        where = {k: waiting.context.get(k) for k in ("step", "function")}
+        fields = asked_fields({"fields": waiting.fields})
+        check_answers(given, where, fields, waiting.integration_id)
         return await engine.resume(waiting.integration_id, connector, input=given)
     if given:
         typer.echo("note: no step asked for answers; --input-file was not used", err=True)
