@@ -321,14 +321,16 @@ def plan(
     intent = Intent.UNINSTALL if uninstall else Intent.UPDATE if update else Intent.RESUME
     wanted = load(connector) if connector is not None else None
     actions = with_engine(settings, lambda e: e.plan_for(target, intent, wanted), creates=False)
+    shown = [a.to_json() for a in actions]
     if as_json:
-        typer.echo(json.dumps([a.to_json() for a in actions]))
+        typer.echo(json.dumps(shown))
         return
-    calls = [a for a in actions if a.function]
-    if all(a.action == "release" for a in actions):
+    if all(a["action"] == "release" for a in shown):
         typer.echo(f"{intent.value} {target}: nothing to do")
         return
+    calls = [a for a in shown if a["function"]]
     typer.echo(f"{intent.value} {target}: {len(calls)} function(s) to run")
-    for i, action in enumerate(actions, 1):
-        what = f"{action.step or '(connector)'}: {action.function}" if action.function else ""
-        typer.echo(f"  {i}. {action.action} {what or (action.to or '')}".rstrip())
+    for i, action in enumerate(shown, 1):
+        what = f"{action['step'] or '(connector)'}: {action['function']}"
+        detail = what if action["function"] else action.get("to", "")
+        typer.echo(f"  {i}. {action['action']} {detail}".rstrip())
