@@ -31,14 +31,18 @@ from aiolimiter import AsyncLimiter
 
 from engine.defaults import API_BURST, API_RATE, RETRY_BUDGET
 from engine.errors import (
+    AnswerLost,
     ApiError,
     ApiUnavailable,
+    AuthenticationFailed,
     Conflict,
     NotFound,
+    PermissionDenied,
     RateLimited,
     ServerError,
     error_for_status,
 )
+from engine.writes import WriteWays
 
 Document = dict[str, Any]
 Patch = list[dict[str, Any]] | dict[str, Any]
@@ -123,6 +127,18 @@ def _gave_up(exc: Exception, method: str, url: str, attempts: int) -> Exception:
     )
 
 
+def _content_type(ops: Patch) -> dict[str, str]:
+    return {"Content-Type": JSON_PATCH if isinstance(ops, list) else MERGE_PATCH}
+
+
+def _maybe_applied(exc: Exception) -> bool:
+    """Whether a failed request may have reached the server and been applied: not when the
+    connection was never made, nor when the server said it refused (429)."""
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return False
+    return not isinstance(exc, RateLimited)
+
+
 def _state_path(key: str | None, resource: str | None, id: str | None) -> str:
     """``/state[/key]``, or the same under ``/resource/id``; keys are escaped."""
     if (resource is None) != (id is None):
@@ -182,8 +198,11 @@ class ApiClient:
         rate_limit: RateLimit | None = None,
         timeout: float = 30.0,
         reachable: bool = True,
+        writes: WriteWays | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        #: How this API takes a run's progress (found by a probe unless known).
+        self.writes = writes or WriteWays(self.base_url)
         #: The URL another process can reach this API at; ``None`` for an in-process sandbox.
         self.public_url: str | None = self.base_url if reachable else None
         self._token = token
@@ -255,10 +274,22 @@ class ApiClient:
     async def get(self, resource: str, id: str) -> Document:
         return (await self._send("GET", f"/{resource}/{id}")).json()  # type: ignore[no-any-return]
 
-    async def create(self, resource: str, doc: Document) -> Document:
+    async def create(
+        self, resource: str, doc: Document, *, repeatable: bool | None = None
+    ) -> Document:
+        """POST ``doc``. Its retries carry one ``Idempotency-Key``; on an API that does not
+        honour it (``repeatable`` defaults to whether the API's write way does) an answer
+        lost after the request may have been applied is not retried but raised as
+        :class:`~engine.errors.AnswerLost`."""
+        if repeatable is None:
+            repeatable = self.writes.way is not None and self.writes.way.keeps_idempotency_keys
         key = secrets.token_hex(16)
         response = await self._send(
-            "POST", f"/{resource}", json=doc, headers={"Idempotency-Key": key}
+            "POST",
+            f"/{resource}",
+            json=doc,
+            headers={"Idempotency-Key": key},
+            repeatable=repeatable,
         )
         return response.json()  # type: ignore[no-any-return]
 
@@ -266,13 +297,29 @@ class ApiClient:
         return (await self._send("PUT", f"/{resource}/{id}", json=doc)).json()  # type: ignore[no-any-return]
 
     async def patch(self, resource: str, id: str, ops: Patch) -> Document:
-        """A JSON Patch (a list of operations) or a merge patch (a dict)."""
-        path = f"/{resource}/{id}"
-        content_type = JSON_PATCH if isinstance(ops, list) else MERGE_PATCH
+        """A JSON Patch (a list of operations) or a merge patch (a dict); the document as it
+        is after it (read again when the API answers 204, as the platform's docs say)."""
+        changed = await self.patch_applied(resource, id, ops)
+        return changed if changed is not None else await self.get(resource, id)
+
+    async def patch_status(self, resource: str, id: str, ops: Patch) -> int:
+        """The status a PATCH is answered with (retried as any request), success or not."""
         try:
-            response = await self._send(
-                "PATCH", path, json=ops, headers={"Content-Type": content_type}
-            )
+            await self._send("PATCH", f"/{resource}/{id}", json=ops, headers=_content_type(ops))
+        except (AuthenticationFailed, PermissionDenied):
+            raise  # the token's, not the API's way
+        except ApiError as exc:
+            if exc.status is None or exc.status >= 500 or exc.status == 429:
+                raise
+            return exc.status
+        return 200
+
+    async def patch_applied(self, resource: str, id: str, ops: Patch) -> Document | None:
+        """:meth:`patch`, or ``None`` when the API answers with no body (204): the caller
+        applies the change to the document it holds."""
+        path = f"/{resource}/{id}"
+        try:
+            response = await self._send("PATCH", path, json=ops, headers=_content_type(ops))
         except Conflict as exc:
             if not isinstance(ops, list) or exc.attempt == 1:
                 raise
@@ -281,6 +328,8 @@ class ApiClient:
                 raise
             log.debug("patch already applied", path=path)
             return current
+        if response.status_code == 204 or not response.content:
+            return None
         return response.json()  # type: ignore[no-any-return]
 
     async def delete(self, resource: str, id: str) -> None:
@@ -347,11 +396,14 @@ class ApiClient:
         json: Any = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        repeatable: bool = True,
     ) -> httpx.Response:
         """One logical request: rate-limited, retried where safe, errors mapped.
 
         5xx, 429, timeouts and resets are tried again as :meth:`RetryPolicy.wait_before`
-        says; anything else, or a failure that outlasts the policy, is raised.
+        says; anything else, or a failure that outlasts the policy, is raised. Unless
+        ``repeatable``, a failure after which the request may have been applied is raised at
+        once as :class:`~engine.errors.AnswerLost`.
         """
         began = time.monotonic()
         attempt = 1
@@ -359,6 +411,13 @@ class ApiClient:
             try:
                 return await self._attempt(method, path, json, params, headers, attempt)
             except (ServerError, RateLimited, httpx.TransportError) as exc:
+                if not repeatable and _maybe_applied(exc):
+                    raise AnswerLost(
+                        f"{method} {self.base_url}{path}: the answer was lost"
+                        f" ({type(exc).__name__}); the request may have been applied",
+                        method=method,
+                        path=path,
+                    ) from None
                 wait = self.retry.wait_before(attempt + 1, exc, time.monotonic() - began)
                 if isinstance(exc, RateLimited):
                     quiet = time.monotonic() + (exc.retry_after or wait or 0.0)

@@ -13,10 +13,15 @@ from pathlib import Path
 from engine.client import ApiClient, RateLimit, RetryPolicy, in_process
 from engine.errors import BadInput
 from engine.models import StepPolicy
+from engine.writes import SANDBOX_PROFILE_WAYS, WriteWays, forced_way
 
 EMBEDDED_URL = "http://embedded.sandbox/v1"
 EMBEDDED_TOKEN_LABEL = "embedded"
 ADMIN_SCOPES = ["all.User"]
+#: What the embedded sandbox serves: ``default`` (SPEC §5), or ``platform`` / ``put-only``, only
+#: what the platform's docs promise (SPEC §5a), to run the engine against that. ``sandbox
+#: serve --profile`` falls back to it too.
+SANDBOX_PROFILE_ENV = "SMARTCONNECTOR_SANDBOX_PROFILE"
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,23 @@ def read_token(token_file: Path | None) -> str | None:
     return os.environ.get("SMARTCONNECTOR_API_TOKEN") or None
 
 
+def sandbox_profile(name: str | None, source: str = SANDBOX_PROFILE_ENV) -> str:
+    """The sandbox profile ``name`` (``default`` when unset), checked; ``source`` is where the
+    name came from, for the message of a :class:`BadInput` naming the profiles there are."""
+    from sandbox import PROFILES
+
+    if not name:
+        return PROFILES[0]
+    if name not in PROFILES:
+        raise BadInput(f"{source}: {name!r} is not one of {', '.join(PROFILES)}", field=source)
+    return name
+
+
+def embedded_profile() -> str:
+    """The embedded sandbox's profile: ``$SMARTCONNECTOR_SANDBOX_PROFILE``, else ``default``."""
+    return sandbox_profile(os.environ.get(SANDBOX_PROFILE_ENV))
+
+
 def open_client(settings: Settings) -> ApiClient:
     """An API client for ``settings``: a remote API, or the embedded sandbox."""
     if not settings.embedded:
@@ -88,18 +110,24 @@ def open_client(settings: Settings) -> ApiClient:
             )
         assert settings.api_url is not None
         return ApiClient(
-            settings.api_url, settings.token, retry=settings.retry, rate_limit=settings.rate_limit
+            settings.api_url,
+            settings.token,
+            retry=settings.retry,
+            rate_limit=settings.rate_limit,
+            writes=WriteWays.at_home(settings.api_url, settings.home, forced_way()),
         )
     from sandbox import Store, create_app  # the embedded default only
 
+    profile = embedded_profile()  # a bad name is found before anything is made
     store = Store(settings.sandbox_db)
     store.forget_tokens(EMBEDDED_TOKEN_LABEL, older_than=24 * 3600)
     token = store.create_token(ADMIN_SCOPES, label=EMBEDDED_TOKEN_LABEL)
     return ApiClient(
         EMBEDDED_URL,
         token,
-        transport=in_process(create_app(store)),
+        transport=in_process(create_app(store, profile=profile)),
         retry=settings.retry,
         rate_limit=settings.rate_limit,
         reachable=False,
+        writes=WriteWays(EMBEDDED_URL, forced=forced_way() or SANDBOX_PROFILE_WAYS[profile]),
     )

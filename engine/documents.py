@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from engine.client import Document
 from engine.errors import BadInput, DocumentInvalid
-from engine.models import Integration, Mode, parse
+from engine.models import ConnectorManifest, Integration, Mode, parse
 from engine.run_state import RUN_FIELD, RunState
 from engine.writer import Owner
 from installers import Connector
@@ -94,6 +95,27 @@ def new_integration(connector: Connector, owner: Owner, ttl: float) -> Document:
         "updateInProgress": False,
         RUN_FIELD: RunState.initial(owner.lease(ttl)),
     }
+
+
+#: Seconds a server's clock may be behind this machine's when telling a just-made integration.
+ADOPT_SKEW = 120.0
+
+
+def just_made(doc: Document, manifest: ConnectorManifest, *, since: float) -> bool:
+    """Whether ``doc`` looks like an integration of ``manifest`` that install just created
+    (at ``since`` or after, a Unix time): in mode install, no step completed."""
+    steps = doc.get("install") if isinstance(doc.get("install"), list) else []
+    modified = doc.get("lastModified")
+    try:
+        at = datetime.fromisoformat(str(modified).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return False
+    return (
+        doc.get("name") == manifest.name
+        and doc.get("mode") == Mode.INSTALL.value
+        and not any(isinstance(s, dict) and s.get("completed") is True for s in steps or [])
+        and at >= since
+    )
 
 
 def check_installable(doc: Document) -> None:

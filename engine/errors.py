@@ -16,6 +16,7 @@
     │   ├── RateLimited             429  exit 5
     │   └── ServerError             5xx  exit 5
     ├── ApiUnavailable                 exit 5   transport failures outlasted the retry budget
+    │   └── AnswerLost                          a POST's answer was lost; it may have been applied
     ├── LeaseHeld                      exit 4   another run holds the integration
     ├── IllegalTransition              exit 1   the state machine refused a trigger
     ├── StepFailed                     exit 1   a connector function raised; resumable
@@ -134,6 +135,11 @@ class ApiUnavailable(SmartConnectorError):
     """The API could not be reached (timeouts, resets) within the retry budget."""
 
     exit_code = 5
+
+
+class AnswerLost(ApiUnavailable):
+    """A POST to an API that does not honour ``Idempotency-Key`` got no usable answer: it may
+    or may not have created the document, so it is not sent again blindly."""
 
 
 class LeaseHeld(SmartConnectorError):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.defaults import FUNCTION_TIMEOUT
+from engine.errors import AnswerLost
 from engine.models import StepPolicy
 from installers import RegisteredFunction, RetryableError, StepContext, StepResult
 
@@ -54,12 +55,32 @@ def normalise(raw: Any, function: str) -> StepResult:
     return StepResult(steps_to_update=updates)
 
 
+#: Times a function is run again after it lost the answer to a create it made on an API
+#: that does not honour ``Idempotency-Key`` (as resume would run it: with the same key).
+LOST_ANSWER_RERUNS = 3
+
+
 async def invoke(function: RegisteredFunction, ctx: StepContext, policy: StepPolicy | None) -> Any:
     """Run ``function`` once, or again on :class:`RetryableError` as ``policy`` allows.
 
-    Returns what the function returned, as JSON (a :class:`StepResult` as its wire form);
-    ``{"success": false}`` raises :class:`FunctionFailed`.
+    A function whose create lost its answer (:class:`~engine.errors.AnswerLost`: the API may
+    have made the document) is run again at once with the same idempotency key, which it
+    uses to find what that create made. Returns what the function returned, as JSON (a
+    :class:`StepResult` as its wire form); ``{"success": false}`` raises
+    :class:`FunctionFailed`.
     """
+    for rerun in range(LOST_ANSWER_RERUNS):
+        try:
+            return await _invoke_by_policy(function, ctx, policy)
+        except AnswerLost:
+            if rerun == LOST_ANSWER_RERUNS - 1:
+                raise
+    raise AssertionError("unreachable: the last rerun returns or raises")  # pragma: no cover
+
+
+async def _invoke_by_policy(
+    function: RegisteredFunction, ctx: StepContext, policy: StepPolicy | None
+) -> Any:
     policy = policy or StepPolicy()
     timeout = policy.timeout or DEFAULT_TIMEOUT
     ctx.options["timeout"] = timeout

@@ -7,6 +7,10 @@ A connector test in a few lines, in any folder, with no conftest.py and no confi
         assert doc["mode"] == "settings"
         assert await sandbox_api.list("connections")
 
+    async def test_is_safe_to_resume(check_connector):
+        report = await check_connector("path/to/my_connector")
+        assert report["ok"], report
+
 The fixtures are plain (synchronous) pytest fixtures whose objects work on any event loop,
 and an ``async def`` test that uses one of them is run on a fresh event loop by this
 plugin, unless another plugin (pytest-asyncio, anyio) already runs it. So a project that
@@ -43,6 +47,7 @@ FIXTURES = frozenset(
         "fake_connector",
         "install_connector",
         "write_connector",
+        "check_connector",
     }
 )
 
@@ -112,15 +117,20 @@ def sandbox_token(sandbox_store: Any) -> str:
 def sandbox_api(sandbox_store: Any, sandbox_token: str) -> Iterator[ApiClient]:
     """An :class:`~engine.ApiClient` on an in-process sandbox (httpx's ASGI transport).
 
-    It holds no connection, so it works on whichever event loop the test runs.
+    It holds no connection, so it works on whichever event loop the test runs. The sandbox
+    serves the profile ``$SMARTCONNECTOR_SANDBOX_PROFILE`` names (``platform`` or
+    ``put-only``: only what the platform's docs promise), else ``default``.
     """
     from engine.client import ApiClient, in_process
+    from engine.config import embedded_profile
+    from engine.writes import SANDBOX_PROFILE_WAYS, WriteWays
     from sandbox import create_app
 
-    transport = in_process(create_app(sandbox_store))
-    api = ApiClient(
-        "http://sandbox.test/v1", sandbox_token, transport=transport, retry=fast_retry()
-    )
+    profile = embedded_profile()
+    transport = in_process(create_app(sandbox_store, profile=profile))
+    url = "http://sandbox.test/v1"
+    writes = WriteWays(url, forced=SANDBOX_PROFILE_WAYS[profile])
+    api = ApiClient(url, sandbox_token, transport=transport, retry=fast_retry(), writes=writes)
     yield api
     asyncio.run(api.aclose())
 
@@ -164,6 +174,25 @@ def install_connector(
         return await smartconnector_engine.install(target)
 
     return install
+
+
+@pytest.fixture
+def check_connector() -> Callable[..., Awaitable[dict[str, Any]]]:
+    """Crash-test a connector (directory, :class:`Connector` or fake) as ``smartconnector
+    check`` does, on throwaway sandboxes: ``report = await check_connector(path)`` is the
+    ``--json`` report as a dict, so ``assert report["ok"], report`` says what is wrong.
+    ``input=`` answers the fields of steps that wait for a person."""
+    from engine.check import check_connector as check
+    from installers.fakes import FakeConnector
+
+    async def run(
+        target: Connector | FakeConnector | str | Path, *, input: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        if isinstance(target, FakeConnector):
+            target = target.connector()
+        return (await check(target, input=input)).to_json()
+
+    return run
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ Every operation validates everything it can before it changes anything: a refuse
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -15,13 +16,17 @@ from engine.calling import keep_secret_answers
 from engine.client import ApiClient, Document
 from engine.defaults import LEASE_TTL
 from engine.documents import (
+    ADOPT_SKEW,
     check_installable,
+    just_made,
     needs_update,
     new_integration,
     started_update_target,
     update_target,
 )
 from engine.errors import (
+    AnswerLost,
+    ApiUnavailable,
     BadInput,
     DocumentInvalid,
     Interrupted,
@@ -32,10 +37,20 @@ from engine.functions import resolve_functions
 from engine.journal import Journal
 from engine.machine import ModeMachine
 from engine.models import Integration, Mode, StepPolicy, parse
-from engine.plan import Intent, Plan, install_plan, plan_run
+from engine.plan import Action, BeginUpdate, Intent, plan_run
 from engine.run import IntegrationRun, StepObserver, begin_update_ops
-from engine.run_state import Op
-from engine.writer import DocumentWriter, LeaseKeeper, Owner
+from engine.run_state import RUN_FIELD, Op, RunState
+from engine.writer import (
+    CLAIM_WAIT,
+    DocumentWriter,
+    LeaseKeeper,
+    Owner,
+    open_writer,
+    read_state,
+    read_view,
+    view_of,
+)
+from engine.writes import WriteWay
 from installers import Connector, find_installed, load_connector
 from installers.remote import ExtensionServer
 
@@ -51,6 +66,9 @@ class Engine:
     api: ApiClient
     journal: Journal
     lease_ttl: float = LEASE_TTL
+    #: Seconds a claim of the lease waits before reading it back, where the API offers no
+    #: compare-and-set (:class:`~engine.writer.StateWriter`).
+    claim_wait: float = CLAIM_WAIT
     #: Set by a first Ctrl-C: runs stop after the function that is running, recorded.
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set by a second: the functions still running are abandoned (see :mod:`engine.interrupts`).
@@ -76,11 +94,6 @@ class Engine:
 
     # -- read-only ------------------------------------------------------------------------
 
-    @staticmethod
-    def plan_for(connector: Connector) -> Plan:
-        """Validate ``connector`` and list what install would do, changing nothing."""
-        return install_plan(connector)
-
     def running_functions(self) -> int:
         """How many connector functions are running now, across this engine's runs."""
         return len(self._calling)
@@ -98,14 +111,55 @@ class Engine:
         self._refuse_if_stopped()
         self._creating += 1
         try:
-            doc = await self.api.create(
-                "integrations", new_integration(connector, owner, self.lease_ttl)
-            )
+            doc = await self._post(connector, owner)
             self.known[doc["_id"]] = connector
         finally:
             self._creating -= 1
         self.journal.remember_connector(doc["_id"], connector.directory)
         return doc
+
+    async def _post(self, connector: Connector, owner: Owner, tries: int = 3) -> Document:
+        """POST once per try: where the API does not honour ``Idempotency-Key``, a lost
+        answer is reconciled with what the API holds rather than sent again blindly."""
+        way = self.api.writes.way
+        body = new_integration(connector, owner, self.lease_ttl)
+        if way not in (None, WriteWay.JSON_PATCH_TEST):
+            body.pop(RUN_FIELD)  # the API keeps no unknown field
+        began = time.time()
+        try:
+            return await self.api.create("integrations", body)
+        except AnswerLost as lost:
+            adopted = await self._adopt(connector, owner, began)
+            if adopted is not None:
+                return adopted
+            if tries <= 1:
+                raise lost
+            return await self._post(connector, owner, tries - 1)
+
+    async def _adopt(self, connector: Connector, owner: Owner, began: float) -> Document | None:
+        """The integration a POST whose answer was lost made, if it made one; exit 5 naming
+        the candidates when it cannot be told apart from another just made."""
+        manifest = connector.manifest
+        found = await self.api.list("integrations", _connectorId=manifest.connector_id)
+        ours = [d for d in found if RunState.of(d).lease_owner == owner.run_id]
+        if ours:  # an API that keeps the run state field says so exactly
+            return ours[0]
+        candidates = []
+        for doc in found:
+            if just_made(doc, manifest, since=began - ADOPT_SKEW) and (
+                await read_state(self.api, str(doc["_id"])) is None
+            ):
+                candidates.append(doc)
+        if len(candidates) > 1:
+            ids = ", ".join(str(d["_id"]) for d in candidates)
+            raise ApiUnavailable(
+                f"the answer to creating the integration was lost, and {len(candidates)} new"
+                f" integrations of connector {manifest.connector_id} could be it: {ids}."
+                " Uninstall the ones that are not yours (smartconnector uninstall ID), then"
+                " resume the other",
+                candidates=[str(d["_id"]) for d in candidates],
+            )
+        return candidates[0] if candidates else None
 
     def creating(self) -> bool:
         """Whether an integration is being created (its id not yet known)."""
@@ -117,7 +171,40 @@ class Engine:
             raise Interrupted("stopped before anything was changed")
 
     async def status(self, integration_id: str) -> Document:
-        return await self.api.get("integrations", integration_id)
+        """The integration with its run state (from the State API, where the API keeps it
+        there)."""
+        return await read_view(self.api, integration_id)
+
+    async def integrations(self, **filters: str) -> list[Document]:
+        """The integrations the API holds (matching ``filters``), each with its run state."""
+        docs = await self.api.list("integrations", **filters)
+        return list(await asyncio.gather(*(view_of(self.api, d) for d in docs)))
+
+    async def plan_for(
+        self, integration_id: str, intent: Intent, connector: Connector | None = None
+    ) -> list[Action]:
+        """What ``resume``, ``uninstall`` or ``update`` would do to the integration, from its
+        document and run state; nothing is called or changed."""
+        doc = await read_view(self.api, integration_id)
+        connector = connector or self.find_connector(integration_id, doc)
+        integration = parse(
+            Integration, doc, what=f"integration {integration_id}", error=DocumentInvalid
+        )
+        connector = await self.resolve(connector, integration)
+        version = None
+        if intent is Intent.UPDATE:
+            version = update_target(doc, connector)
+            if version is None:
+                return []
+        elif doc.get("mode") == Mode.SETTINGS.value and doc.get("updateInProgress"):
+            version = started_update_target(doc, connector)
+        return plan_run(doc, connector.manifest, intent, version)
+
+    async def _writer(self, doc: Document, owner: Owner) -> DocumentWriter:
+        """The writer of the API's way (found by a probe the first time: before any
+        function runs, so a run that cannot write has called none)."""
+        way = await self.api.writes.of(self.api, str(doc["_id"]))
+        return open_writer(way, self.api, doc, owner, self.lease_ttl, self.claim_wait)
 
     # -- runs -----------------------------------------------------------------------------
 
@@ -133,9 +220,10 @@ class Engine:
         owner = Owner.here()
         if integration_id is None:
             doc = await self._create(connector, owner)
-            writer = DocumentWriter(self.api, doc, owner, self.lease_ttl)
+            writer = await self._writer(doc, owner)
+            await writer.acquire(fresh=True)
         else:
-            doc = await self.api.get("integrations", integration_id)
+            doc = await read_view(self.api, integration_id)
             check_installable(doc)
             writer, connector = await self._take(integration_id, connector, owner, doc)
             self.journal.remember_connector(integration_id, connector.directory)
@@ -193,7 +281,7 @@ class Engine:
         gets them as ``ctx.input``, and nothing else does (secret ones are scrubbed from
         every log line and error).
         """
-        doc = await self.api.get("integrations", integration_id)
+        doc = await read_view(self.api, integration_id)
         connector = connector or self.find_connector(integration_id, doc)
         writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
         version = None
@@ -216,7 +304,10 @@ class Engine:
         update (``updateInProgress: true``) is finished, to the version it started for.
         ``doc`` saves a read when the caller has just listed the integration.
         """
-        doc = doc if doc is not None else await self.api.get("integrations", integration_id)
+        if doc is None:
+            doc = await read_view(self.api, integration_id)
+        elif doc.get("updateInProgress") is True:  # its target is in the run state
+            doc = await view_of(self.api, doc)
         connector = connector or self.find_connector(integration_id, doc)
         target = update_target(doc, connector, allow_downgrade=allow_downgrade)
         if target is None:
@@ -233,7 +324,7 @@ class Engine:
         )
         actions = plan_run(writer.doc, connector.manifest, Intent.UPDATE, target)
         first: list[Op] = []
-        if actions and actions[0].action == "begin_update":
+        if actions and isinstance(actions[0], BeginUpdate):
             first = begin_update_ops(writer.doc, connector.manifest, actions[0])
             actions = actions[1:]
         await writer.acquire(first)
@@ -243,7 +334,7 @@ class Engine:
         self, integration_id: str, settings: Document, connector: Connector | None = None
     ) -> Document:
         """Run the connector's ``persistSettings`` (if any) and write the settings."""
-        doc = await self.api.get("integrations", integration_id)
+        doc = await read_view(self.api, integration_id)
         connector = connector or self.find_connector(integration_id, doc)
         integration = parse(
             Integration, doc, what=f"integration {integration_id}", error=DocumentInvalid
@@ -269,7 +360,7 @@ class Engine:
 
     async def uninstall(self, integration_id: str, connector: Connector | None = None) -> None:
         """Undo every completed step in reverse order, then delete the integration."""
-        doc = await self.api.get("integrations", integration_id)
+        doc = await read_view(self.api, integration_id)
         connector = connector or self.find_connector(integration_id, doc)
         writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
         await self._run_plan(writer, connector, Intent.UNINSTALL)
@@ -302,7 +393,7 @@ class Engine:
     ) -> tuple[DocumentWriter, Connector]:
         """Validate the document and the connector against it, then take the lease (unless
         the caller takes it with its own first write)."""
-        doc = doc if doc is not None else await self.api.get("integrations", integration_id)
+        doc = doc if doc is not None else await read_view(self.api, integration_id)
         integration = parse(
             Integration, doc, what=f"integration {integration_id}", error=DocumentInvalid
         )
@@ -313,7 +404,7 @@ class Engine:
                 f" not {connector.manifest.connector_id} ({connector.provenance})",
                 field="_connectorId",
             )
-        writer = DocumentWriter(self.api, doc, owner, self.lease_ttl)
+        writer = await self._writer(doc, owner)
         self._refuse_if_stopped()
         if acquire:
             await writer.acquire()
@@ -377,7 +468,6 @@ class Engine:
             calling=self._calling,
             answers=answers,
         )
-        self.machine.add(run, Mode(writer.doc["mode"]))
         self._leases.add(writer)
         try:
             await action(run)
@@ -386,5 +476,4 @@ class Engine:
             raise
         finally:
             self._leases.discard(writer)
-            self.machine.remove(run)
         return writer.doc

@@ -46,21 +46,30 @@ def serve(
     fault_delay: float,
     rate: float,
     burst: float,
+    profile: str | None = None,
 ) -> None:
     import uvicorn
 
+    from engine.config import sandbox_profile
     from sandbox import AccessLog, FaultInjector, FaultSpecError, Store, create_app, parse_faults
 
+    served = sandbox_profile(profile, "--profile")
     try:
         fault_table = parse_faults(faults) if faults else {}
     except FaultSpecError as exc:
         raise BadInput(str(exc), field="--faults") from None
     log = structlog.get_logger("smartconnector.sandbox")
-    asgi = create_app(Store(db), rate=rate, burst=burst)
+    asgi = create_app(Store(db), rate=rate, burst=burst, profile=served)
     wrapped = (
         FaultInjector(asgi, fault_table, seed=seed, delay=fault_delay) if fault_table else asgi
     )
-    log.info("sandbox listening", url=f"http://{host}:{port}/v1", db=str(db), faults=fault_table)
+    log.info(
+        "sandbox listening",
+        url=f"http://{host}:{port}/v1",
+        db=str(db),
+        faults=fault_table,
+        profile=served,
+    )
     uvicorn.run(
         AccessLog(wrapped, log.info),
         host=host,

@@ -147,8 +147,12 @@ class MemoryApi:
     """
 
     def __init__(self) -> None:
+        from engine.writes import WriteWay, WriteWays
+
         self.base_url = "memory://api/v1"
         self.public_url: str | None = None
+        #: Like the sandbox, it takes JSON Patch with ``test`` and keeps every field.
+        self.writes = WriteWays(self.base_url, forced=WriteWay.JSON_PATCH_TEST)
         self.requests_sent = 0
         #: Set to a list to record every create and patch, to replay them (:meth:`replay`).
         self.recorded: list[tuple[str, tuple[Any, ...]]] | None = None
@@ -174,7 +178,9 @@ class MemoryApi:
     def _stamp(self, doc: dict[str, Any], id: str) -> dict[str, Any]:
         return {**doc, "_id": id, "lastModified": f"{next(self._ids):020d}"}
 
-    async def create(self, resource: str, doc: dict[str, Any]) -> dict[str, Any]:
+    async def create(
+        self, resource: str, doc: dict[str, Any], *, repeatable: bool | None = None
+    ) -> dict[str, Any]:
         self.requests_sent += 1
         if self.recorded is not None:
             self.recorded.append(("create", (resource, doc)))
@@ -239,6 +245,18 @@ class MemoryApi:
             ) from None
         self._docs[resource][id] = self._stamp(patched, id)
         return self._docs[resource][id]
+
+    async def patch_applied(self, resource: str, id: str, ops: Any) -> dict[str, Any]:
+        return await self.patch(resource, id, ops)
+
+    async def patch_status(self, resource: str, id: str, ops: Any) -> int:
+        from engine.errors import ApiError
+
+        try:
+            await self.patch(resource, id, ops)
+        except ApiError as exc:
+            return exc.status or 400
+        return 200
 
     async def delete(self, resource: str, id: str) -> None:
         self.requests_sent += 1

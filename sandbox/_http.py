@@ -102,6 +102,21 @@ PATCH_BODY = {
 }
 
 
+def replace_patch_body(fields: frozenset[str]) -> dict[str, Any]:
+    """The platform profile's ``PATCH /integrations/{_id}``: ``replace`` operations only, on
+    ``fields`` or paths under them."""
+    # a JSON Pointer (RFC 6901: "~" only as ~0 or ~1) whose first token is one of ``fields``
+    pointer = f"^/({'|'.join(sorted(fields))})(/([^~]|~[01])*)?$"
+    path = {"type": "string", "pattern": pointer}
+    operation = {
+        "type": "object",
+        "required": ["op", "path", "value"],
+        "properties": {"op": {"enum": ["replace"]}, "path": path, "value": {}},
+    }
+    schema = {"type": "array", "items": operation}
+    return body_spec("application/json-patch+json", "application/json", schema=schema)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiProblem)
     async def problem(request: Request, exc: ApiProblem) -> Response:

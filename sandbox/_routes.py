@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Query, Request, Response
@@ -18,8 +19,9 @@ from sandbox._http import (
     body_spec,
     responses,
 )
-from sandbox._patching import PatchError, apply_patch
+from sandbox._patching import PatchError, apply_patch, merge_patch
 from sandbox._policy import LeakyBucket, accepted_scopes, allows, required_scope, retry_after_header
+from sandbox._profiles import keep_fields
 from sandbox._store import Document, Store, hash_token
 
 
@@ -105,7 +107,53 @@ class Handling:
         return doc
 
 
-def add_resource_routes(app: FastAPI, api: Handling, resource: str) -> None:
+Endpoint = Callable[..., Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Writes:
+    """The handlers that write one resource's documents, chosen once, when the app is built."""
+
+    create: Endpoint
+    replace: Endpoint
+    #: ``None``: no PATCH route, so a PATCH is answered 405 naming the methods there are.
+    patch: Endpoint | None
+    #: What the OpenAPI document declares for the PATCH route.
+    patch_body: dict[str, Any] = field(default_factory=lambda: PATCH_BODY)
+    patch_status: int = 200
+    patch_errors: tuple[int, ...] = (400, 404, 409, 413, 422)
+    patch_summary: str = "(JSON Patch or merge patch)"
+
+
+def default_writes(api: Handling, resource: str) -> Writes:
+    """POST, PUT and PATCH as SPEC §5 has them: every field kept, Idempotency-Key honoured."""
+    store = api.store
+
+    async def create_document(request: Request) -> Response:
+        token_key = api.authorize(request, resource, item=False)
+        body = await api.read_document(request)
+        key = request.headers.get("idempotency-key")
+        doc, created = store.create(resource, body, idempotency=(token_key, key) if key else None)
+        return JSONResponse(doc, 201 if created else 200)
+
+    async def replace_document(request: Request, id: str) -> Response:
+        api.authorize(request, resource, item=True)
+        body = await api.read_document(request)
+        doc = store.update(resource, id, lambda _old: body)
+        if doc is None:
+            raise api.missing(resource, id)
+        return JSONResponse(doc)
+
+    async def patch(request: Request, id: str) -> Response:
+        api.authorize(request, resource, item=True)
+        body = await api.read_json(request)
+        content_type = request.headers.get("content-type", "application/json")
+        return JSONResponse(api.patch_document(resource, id, body, content_type))
+
+    return Writes(create_document, replace_document, patch)
+
+
+def add_resource_routes(app: FastAPI, api: Handling, resource: str, writes: Writes) -> None:
     """GET/POST on the collection, GET/PUT/PATCH/DELETE on each document."""
     store, page_size = api.store, api.page_size
     base = f"{API_PREFIX}/{resource}"
@@ -125,30 +173,9 @@ def add_resource_routes(app: FastAPI, api: Handling, resource: str) -> None:
             headers["Link"] = f'<{next_url}>; rel="next"'
         return JSONResponse(page, headers=headers)
 
-    async def create_document(request: Request) -> Response:
-        token_key = api.authorize(request, resource, item=False)
-        body = await api.read_document(request)
-        key = request.headers.get("idempotency-key")
-        doc, created = store.create(resource, body, idempotency=(token_key, key) if key else None)
-        return JSONResponse(doc, 201 if created else 200)
-
     async def get_document(request: Request, id: str) -> Response:
         api.authorize(request, resource, item=True)
         return JSONResponse(api.fetch(resource, id))
-
-    async def replace_document(request: Request, id: str) -> Response:
-        api.authorize(request, resource, item=True)
-        body = await api.read_document(request)
-        doc = store.update(resource, id, lambda _old: body)
-        if doc is None:
-            raise api.missing(resource, id)
-        return JSONResponse(doc)
-
-    async def patch(request: Request, id: str) -> Response:
-        api.authorize(request, resource, item=True)
-        body = await api.read_json(request)
-        content_type = request.headers.get("content-type", "application/json")
-        return JSONResponse(api.patch_document(resource, id, body, content_type))
 
     async def delete_document(request: Request, id: str) -> Response:
         api.authorize(request, resource, item=True)
@@ -167,7 +194,7 @@ def add_resource_routes(app: FastAPI, api: Handling, resource: str) -> None:
     )
     app.add_api_route(
         base,
-        create_document,
+        writes.create,
         methods=["POST"],
         status_code=201,
         operation_id=f"create_{singular}",
@@ -186,22 +213,24 @@ def add_resource_routes(app: FastAPI, api: Handling, resource: str) -> None:
     )
     app.add_api_route(
         item,
-        replace_document,
+        writes.replace,
         methods=["PUT"],
         operation_id=f"replace_{singular}",
         responses=responses(400, 404, 413, 422),
         openapi_extra=doc_body,
         summary=f"Replace a {singular}",
     )
-    app.add_api_route(
-        item,
-        patch,
-        methods=["PATCH"],
-        operation_id=f"patch_{singular}",
-        responses=responses(400, 404, 409, 413, 422),
-        openapi_extra=PATCH_BODY,
-        summary=f"Patch a {singular} (JSON Patch or merge patch)",
-    )
+    if writes.patch is not None:
+        app.add_api_route(
+            item,
+            writes.patch,
+            methods=["PATCH"],
+            status_code=writes.patch_status,
+            operation_id=f"patch_{singular}",
+            responses=responses(*writes.patch_errors),
+            openapi_extra=writes.patch_body,
+            summary=f"Patch a {singular} {writes.patch_summary}",
+        )
     app.add_api_route(
         item,
         delete_document,
@@ -213,8 +242,12 @@ def add_resource_routes(app: FastAPI, api: Handling, resource: str) -> None:
     )
 
 
-def add_application_routes(app: FastAPI, api: Handling) -> None:
-    """The second seed's application-scoped get, merge patch and delete."""
+def add_application_routes(app: FastAPI, api: Handling, fields: frozenset[str] | None) -> None:
+    """The second seed's application-scoped get, merge patch and delete.
+
+    With ``fields`` (the platform's integration schema), what the merge patch leaves keeps
+    only those top-level fields, as every other write of an integration does.
+    """
     path = f"{API_PREFIX}/applications/{{applicationId}}/integrations/{{integrationId}}"
 
     async def get_app_integration(
@@ -230,10 +263,20 @@ def add_application_routes(app: FastAPI, api: Handling) -> None:
         body = await api.read_json(request)
         if not isinstance(body, dict):
             raise ApiProblem(400, "malformed_request", "expected an integration patch object")
-        doc = api.patch_document(
-            "integrations", integrationId, body, "application/merge-patch+json"
-        )
-        return JSONResponse(doc)
+        if fields is None:
+            return JSONResponse(
+                api.patch_document(
+                    "integrations", integrationId, body, "application/merge-patch+json"
+                )
+            )
+
+        def merge(doc: Document) -> Document:
+            return keep_fields(merge_patch(doc, body), fields)
+
+        merged = api.store.update("integrations", integrationId, merge)
+        if merged is None:
+            raise api.missing("integrations", integrationId)
+        return JSONResponse(merged)
 
     async def delete_app_integration(
         request: Request, applicationId: str, integrationId: str

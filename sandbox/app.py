@@ -1,8 +1,10 @@
 """The sandbox API: integrator.io's integration routes over SQLite (SPEC §5).
 
-Bodies are read as raw JSON rather than through request models, because the platform keeps
-every field it is given exactly; the OpenAPI document still declares each body and every
-status code a route can return.
+Bodies are read as raw JSON rather than through request models, because the default profile
+keeps every field it is given exactly; the OpenAPI document still declares each body and every
+status code a route can return. ``profile`` picks what is served (see :mod:`sandbox._profiles`):
+``default`` (SPEC §5), ``platform`` (only what the platform's docs promise, SPEC §5a) or
+``put-only`` (``platform`` with no PATCH of integrations).
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from sandbox._http import PAGE_SIZE, RESOURCES, ApiProblem, install_error_handlers
+from sandbox._platform import writes_for
 from sandbox._policy import LeakyBucket
+from sandbox._profiles import PROFILES, profile_named
 from sandbox._routes import Handling, add_application_routes, add_resource_routes
 from sandbox._state import add_state_routes
 from sandbox._store import Store
@@ -22,8 +26,11 @@ def create_app(
     rate: float = 300,
     burst: float = 1000,
     page_size: int = PAGE_SIZE,
+    profile: str = PROFILES[0],
 ) -> FastAPI:
-    """The sandbox as an ASGI app over ``store``."""
+    """The sandbox as an ASGI app over ``store``, serving ``profile`` (one of :data:`PROFILES`;
+    any other name is a :class:`ValueError` naming them)."""
+    served = profile_named(profile)
     app = FastAPI(
         title="smartconnector sandbox",
         description="An integrator.io-compatible Integration API over SQLite.",
@@ -33,8 +40,8 @@ def create_app(
     api = Handling(store, LeakyBucket(capacity=burst, rate=rate), page_size)
     # Routes are matched in order, so the busiest come first: documents, then the rest.
     for resource in RESOURCES:
-        add_resource_routes(app, api, resource)
-    add_application_routes(app, api)
+        add_resource_routes(app, api, resource, writes_for(api, resource, served))
+    add_application_routes(app, api, served.integration_fields)
     add_state_routes(app, api, None)
     for resource in RESOURCES:
         add_state_routes(app, api, resource)
@@ -46,4 +53,4 @@ def create_app(
     return app
 
 
-__all__ = ["RESOURCES", "ApiProblem", "create_app"]
+__all__ = ["PROFILES", "RESOURCES", "ApiProblem", "create_app"]

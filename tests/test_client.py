@@ -13,6 +13,7 @@ import pytest
 
 from engine.client import ApiClient, RateLimit, RetryPolicy, tls_for
 from engine.errors import (
+    AnswerLost,
     ApiUnavailable,
     AuthenticationFailed,
     BadRequest,
@@ -24,6 +25,7 @@ from engine.errors import (
     Unprocessable,
 )
 from engine.pytest_plugin import fast_retry
+from engine.writes import WriteWay, WriteWays
 from sandbox import FaultInjector, Store, create_app
 
 TOKEN = "tok-very-secret-value"
@@ -168,8 +170,10 @@ def sandbox_client(
     store: Store, token: str, wrap: Callable[[Any], Any] = lambda a: a, **client_options: Any
 ) -> ApiClient:
     transport = httpx.ASGITransport(app=wrap(create_app(store)))
+    url = "http://sandbox.test/v1"
+    client_options.setdefault("writes", WriteWays(url, forced=WriteWay.JSON_PATCH_TEST))
     return ApiClient(
-        "http://sandbox.test/v1",
+        url,
         token,
         transport=transport,
         retry=client_options.pop("retry", None) or fast_retry(),
@@ -324,3 +328,17 @@ def test_plain_http_skips_the_ca_bundle_but_trusts_no_one() -> None:
     assert plain.cert_store_stats()["x509_ca"] == 0
     assert plain.verify_mode == ssl.CERT_REQUIRED and plain.check_hostname
     assert tls_for("https://api.integrator.io/v1") is True
+
+
+async def test_a_lost_post_answer_is_not_resent_where_keys_are_not_honoured(
+    sandbox_store: Store, sandbox_token: str
+) -> None:
+    """On an API whose way keeps no idempotency key, a POST whose answer was lost after it
+    was applied raises AnswerLost instead of making a second document."""
+    platform = WriteWays("http://sandbox.test/v1", forced=WriteWay.REPLACE_ONLY)
+    async with sandbox_client(
+        sandbox_store, sandbox_token, lambda app: losing_first_answer(app, "POST"), writes=platform
+    ) as api:
+        with pytest.raises(AnswerLost):
+            await api.create("connections", {"name": "once"})
+    assert len(sandbox_store.list("connections", after=0, limit=10, filters={})[0]) == 1

@@ -38,9 +38,11 @@ class PressingApi(MemoryApi):
             for _ in range(self.presses):
                 self.interrupts.press()
 
-    async def create(self, resource: str, doc: dict[str, Any]) -> dict[str, Any]:
+    async def create(
+        self, resource: str, doc: dict[str, Any], *, repeatable: bool | None = None
+    ) -> dict[str, Any]:
         self._maybe_press(False)
-        created = await super().create(resource, doc)
+        created = await super().create(resource, doc, repeatable=repeatable)
         self._maybe_press(True)
         return created
 

@@ -305,13 +305,15 @@ def comparable(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k not in ("_id", "lastModified")}
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_kill_9_anywhere_then_resume(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("seed", "profile"), [(1, "default"), (2, "default"), (3, "platform"), (4, "put-only")]
+)
+def test_kill_9_anywhere_then_resume(tmp_path: Path, seed: int, profile: str) -> None:
     """Killed at seeded points (also between a function's return and its PATCH), resumed to
     the end: same document as an unbroken run, each function's success recorded once, and
-    each side effect made once."""
+    each side effect made once; on the sandbox and on the platform as documented."""
     rng = random.Random(seed)
-    srv = start_server(tmp_path)
+    srv = start_server(tmp_path, "--profile", profile)
     try:
         directory = crash_connector(tmp_path)
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCONNECTOR_")}
@@ -371,11 +373,14 @@ def test_kill_9_anywhere_then_resume(tmp_path: Path, seed: int) -> None:
         srv.stop()
 
 
-def test_install_through_injected_faults(tmp_path: Path) -> None:
+@pytest.mark.parametrize("profile", ["default", "platform"])
+def test_install_through_injected_faults(tmp_path: Path, profile: str) -> None:
     """Against `sandbox serve --faults 500,429,reset,timeout`, the example installs and
-    uninstalls with no duplicated side effect."""
+    uninstalls with no duplicated side effect, also where POST has no idempotency key."""
     srv = start_server(
         tmp_path,
+        "--profile",
+        profile,
         "--faults",
         "500:0.1,429:0.1,reset:0.05,timeout:0.02",
         "--seed",

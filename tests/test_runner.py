@@ -23,6 +23,7 @@ from engine.journal import Journal
 from engine.pytest_plugin import fast_retry
 from engine.run_state import RUN_FIELD
 from engine.runner import Engine
+from engine.writes import WriteWay, WriteWays
 from installers import StepContext
 from installers.fakes import FakeConnector, fails, succeeds, waits_for_user
 from sandbox import Store, create_app
@@ -234,7 +235,10 @@ async def test_journal_replays_a_success_the_api_never_heard_of(
     journal = Journal(tmp_path / "journal.db")
     broken = httpx.ASGITransport(app=failing_patches(create_app(sandbox_store), 2))
     retry = RetryPolicy(attempts=2, budget=1, wait_initial=0, wait_max=0, wait_jitter=0)
-    async with ApiClient("http://s/v1", sandbox_token, transport=broken, retry=retry) as api:
+    known = WriteWays("http://s/v1", forced=WriteWay.JSON_PATCH_TEST)  # no probe: PATCHes count
+    async with ApiClient(
+        "http://s/v1", sandbox_token, transport=broken, retry=retry, writes=known
+    ) as api:
         with pytest.raises(ApiUnavailable):
             await Engine(api, journal, lease_ttl=0.05).install(fake.connector())
     assert fake.installer("b").successes == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from benchmarks._common import TemporalDevServer
 from benchmarks.rollout import seed_fleet, update_connector
@@ -142,6 +144,13 @@ def setup(temporal_address: str, server: Server, tmp_path: Path) -> Setup:
     )
 
 
+async def workflow_status(address: str, integration_id: str) -> WorkflowExecutionStatus | None:
+    """The status Temporal gives the integration's latest workflow run."""
+    client = await Client.connect(address)
+    described = await client.get_workflow_handle(f"smartconnector-{integration_id}").describe()
+    return described.status
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     process.send_signal(signal.SIGTERM)
     try:
@@ -152,6 +161,25 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def test_install_failure_resume_and_uninstall_on_temporal(setup: Setup) -> None:
     """A run on Temporal ends as a local one: exit codes, printed id, document state."""
+    failure_resume_and_uninstall(setup)
+
+
+def test_temporal_on_the_platform_as_documented(temporal_address: str, tmp_path: Path) -> None:
+    """On an API with replace operations only, workers keep the run state in the State API
+    and a run ends as it does on the sandbox."""
+    (tmp_path / "api").mkdir()
+    srv = start_server(tmp_path / "api", "--profile", "platform")
+    try:
+        env = {"SMARTCONNECTOR_API_URL": srv.url, "SMARTCONNECTOR_API_TOKEN": srv.token()}
+        directory = connector(tmp_path / "connector")
+        home = tmp_path / "home"
+        setup = Setup(temporal_address, f"q-{tmp_path.name}", directory, env, home)
+        failure_resume_and_uninstall(setup)
+    finally:
+        srv.stop()
+
+
+def failure_resume_and_uninstall(setup: Setup) -> None:
     (setup.directory / "broken-B").write_text("")
     worker = setup.worker()
     try:
@@ -164,10 +192,14 @@ def test_install_failure_resume_and_uninstall_on_temporal(setup: Setup) -> None:
             run_cli("status", integration_id, "--json", home=setup.home, env=setup.env).stdout
         )
         assert [s["completed"] for s in status["install"]] == [True, False, False]
+        failed = asyncio.run(workflow_status(setup.address, integration_id))
+        assert failed == WorkflowExecutionStatus.FAILED  # Temporal shows the failure too
 
         (setup.directory / "broken-B").unlink()
         resumed = setup.run("resume", integration_id)
         assert resumed.returncode == 0, resumed.stderr
+        done_status = asyncio.run(workflow_status(setup.address, integration_id))
+        assert done_status == WorkflowExecutionStatus.COMPLETED
         done = [c[1] for c in calls(setup.directory) if c[0] == "done"]
         assert done == ["A", "B", "C"]
 
@@ -214,6 +246,7 @@ def test_an_install_on_temporal_makes_the_requests_a_local_one_does(
         },
         functions,
     )
+    setup.env["SMARTCONNECTOR_WRITES"] = "json-patch-test"  # known, as after a first run
     worker = setup.worker()
     try:
         before = len(server.log.read_text().splitlines())
@@ -325,6 +358,7 @@ def test_two_workers_share_one_budget_and_an_update_costs_two_requests(
             "SMARTCONNECTOR_API_TOKEN": sandbox.token(),
             "SMARTCONNECTOR_API_RATE": str(rate),
             "SMARTCONNECTOR_API_BURST": str(rate),
+            "SMARTCONNECTOR_WRITES": "json-patch-test",  # known, as after a first run
         }
         setup = Setup(temporal_address, f"q-{tmp_path.name}", v2, env, tmp_path / "home")
         workers = [setup.worker(), setup.worker()]

@@ -1,15 +1,19 @@
-"""The install page in a real browser (Debian's Chromium, driven by Playwright), and its guards."""
+"""The install page: its guards (the real command on a loopback port) and its markup (the app
+in-process, on the plugin's sandbox). tests/test_ui_browser.py drives it in Chromium."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +21,12 @@ import httpx
 import pytest
 
 from engine.pytest_plugin import write_connector_folder
+from engine.runner import Engine
+from engine.ui import UiConfig, create_ui_app
+from engine.ui._words import when
+from installers import Connector, load_connector
 
 from .conftest import CLI, EXAMPLE, ROOT, free_port
-from .test_input import SECRET, everything_written
-
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="Chromium is not installed (.ci/run installs it)"
-)
 
 SLOW = """
 import time
@@ -78,19 +80,18 @@ def start_ui(tmp_path: Path, *connectors: Path) -> Ui:
     return Ui(url, base, home, process)
 
 
-@pytest.fixture
-def example(tmp_path: Path) -> Path:
-    """The example connector, asking for its NetSuite credentials."""
-    work = tmp_path / "example"
-    shutil.copytree(EXAMPLE, work)
+def asking_example(work: Path) -> Path:
+    """A copy of the example connector in ``work`` that asks for its NetSuite credentials."""
+    shutil.copytree(EXAMPLE, work, ignore=shutil.ignore_patterns("__pycache__"))
     manifest = json.loads((work / "connector.json").read_text())
     manifest["settings"]["askForCredentials"] = True
     (work / "connector.json").write_text(json.dumps(manifest))
     return work
 
 
-@pytest.fixture
-def ui(tmp_path: Path, example: Path) -> Iterator[Ui]:
+def serving_example_and_slow(tmp_path: Path) -> Iterator[Ui]:
+    """`smartconnector ui` offering the example (asking for its credentials) and a connector
+    whose one step takes two seconds; stopped when the caller is done."""
     slow = write_connector_folder(
         tmp_path / "slow",
         {
@@ -103,100 +104,16 @@ def ui(tmp_path: Path, example: Path) -> Iterator[Ui]:
         },
         SLOW,
     )
-    server = start_ui(tmp_path, example, slow)
+    server = start_ui(tmp_path, asking_example(tmp_path / "example"), slow)
     yield server
     server.process.terminate()
     server.process.wait(10)
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    """Debian's Chromium, headless, with nothing reaching out to the network."""
-    return {
-        **browser_type_launch_args,
-        "executable_path": CHROMIUM,
-        "args": [
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-        ],
-    }
-
-
-def shows_something(png: bytes) -> bool:
-    """A screenshot of a page with content, not a blank one (a blank PNG compresses to a few
-    hundred bytes)."""
-    return png.startswith(b"\x89PNG") and len(png) > 8_000
-
-
-def test_a_person_installs_the_example_from_the_page_and_uninstalls_it(
-    ui: Ui, page: Any, tmp_path: Path
-) -> None:
-    """Install, answer the NetSuite step's questions in the form, watch the steps finish
-    without a reload, save settings, then uninstall after a confirmation; the secret shows
-    nowhere, and the page shows something at 1280 and at 390 pixels wide."""
-    page.set_viewport_size({"width": 1280, "height": 900})
-    page.goto(ui.url)
-    page.get_by_role("button", name="Install").first.click()
-    steps = page.get_by_role("list", name="Install steps")
-    first = steps.locator("li").first
-    first.wait_for()
-    assert first.get_attribute("data-step") == "NetSuite Connection"
-    page.wait_for_selector('li[data-step="NetSuite Connection"][data-status="waiting"]')
-    assert page.get_by_role("heading", level=1).inner_text() == "BigCommerce - NetSuite Connector"
-    assert page.locator("body").get_attribute("data-mode") == "install"
-    assert page.get_by_alt_text("NetSuite Connection").count() == 1
-    account = page.get_by_label("NetSuite account ID")
-    token = page.get_by_label("Token")
-    assert account.get_attribute("type") == "text" and token.get_attribute("type") == "password"
-    account.fill("TSTDRV000000")
-    token.fill(SECRET)
-    (tmp_path / "waiting-1280.png").write_bytes(page.screenshot(full_page=True))
-    page.set_viewport_size({"width": 390, "height": 844})
-    narrow = page.screenshot(full_page=True)
-    (tmp_path / "waiting-390.png").write_bytes(narrow)
-    assert shows_something(narrow)
-    page.set_viewport_size({"width": 1280, "height": 900})
-    page.get_by_role("button", name="Verify").click()
-
-    page.evaluate("window.stillThisPage = true")  # gone if the page reloads
-    page.wait_for_selector('body[data-mode="settings"]', timeout=20_000)
-    statuses = steps.locator("li").evaluate_all("items => items.map(i => i.dataset.status)")
-    assert statuses == ["done"] * 4
-    assert page.evaluate("window.stillThisPage") is True
-    done = page.screenshot(full_page=True)
-    (tmp_path / "done-1280.png").write_bytes(done)
-    assert shows_something(done)
-    assert SECRET not in page.content()
-
-    settings = page.get_by_label("Settings (JSON)")
-    saved = {**json.loads(settings.input_value()), "schedule": "hourly"}
-    settings.fill(json.dumps(saved))
-    page.get_by_role("button", name="Save settings").click()
-    assert json.loads(page.get_by_label("Settings (JSON)").input_value())["schedule"] == "hourly"
-
-    page.get_by_role("button", name="Uninstall").click()
-    page.get_by_role("button", name="Uninstall").click()  # the confirmation
-    page.wait_for_url(ui.base + "/", timeout=20_000)
-    assert page.get_by_role("table", name="Integrations").count() == 0
-    assert SECRET not in everything_written(ui.home)
-
-
-def test_an_action_while_a_run_holds_the_integration_is_refused(ui: Ui, page: Any) -> None:
-    """While an install runs, Uninstall answers 409 with the engine's message in an alert,
-    and changes nothing."""
-    page.goto(ui.url)
-    page.locator("li", has_text="Slow").get_by_role("button", name="Install").click()
-    page.wait_for_selector('li[data-step="Wait"][data-status="running"]')
-    page.get_by_role("button", name="Uninstall").click()
-    with page.expect_response(lambda r: r.request.method == "POST") as answered:
-        page.get_by_role("button", name="Uninstall").click()
-    assert answered.value.status == 409
-    assert "being run" in page.get_by_role("alert").inner_text()
-    page.wait_for_selector('li[data-step="Wait"][data-status="done"]', timeout=20_000)
+@pytest.fixture
+def ui(tmp_path: Path) -> Iterator[Ui]:
+    """The page offering the example and a slow connector."""
+    yield from serving_example_and_slow(tmp_path)
 
 
 def test_every_page_needs_the_token_the_right_host_and_a_csrf_token(ui: Ui) -> None:
@@ -216,3 +133,201 @@ def test_every_page_needs_the_token_the_right_host_and_a_csrf_token(ui: Ui) -> N
         )
         assert sent.status_code == 404  # past the CSRF check: the header is enough
     assert httpx.get(ui.url.replace("127.0.0.1", "localhost")).status_code == 200
+
+
+# -- the page's markup, over HTTP (the app in-process, on the plugin's sandbox) -----------
+
+STEP_NAMES = ("One", "Two", "Three", "Four")
+
+
+def integration(mode: str = "install", done: int = 0, **fields: Any) -> dict[str, Any]:
+    """An integration of four steps, the first ``done`` of them completed."""
+    steps = [
+        {
+            "name": name,
+            "description": f"Set up {name.lower()}",
+            "completed": i < done,
+            "installerFunction": "install",
+            "uninstallerFunction": "uninstall",
+        }
+        for i, name in enumerate(STEP_NAMES)
+    ]
+    doc = {"name": "Shop", "_connectorId": "shop", "version": "1.0.0", "mode": mode}
+    return {**doc, "install": steps, "settings": {"schedule": "daily"}, **fields}
+
+
+@asynccontextmanager
+async def served(engine: Engine, *connectors: Connector) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the install page served over ``engine``, signed in, sending the CSRF
+    token with every request."""
+
+    async def open_engine() -> tuple[Engine, Callable[[], Awaitable[None]]]:
+        async def leave_open() -> None:
+            return None
+
+        return engine, leave_open
+
+    config = UiConfig("127.0.0.1", 8702, list(connectors), open_engine)
+    transport = httpx.ASGITransport(app=create_ui_app(config))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://127.0.0.1:8702", follow_redirects=True
+    ) as client:
+        assert (await client.get(f"/?token={config.session}")).status_code == 200
+        client.headers["X-CSRF-Token"] = config.csrf
+        yield client
+
+
+def state_words(html: str) -> str:
+    found = re.search(r'id="state"[^>]*><span class="pill">([^<]*)</span>', html)
+    assert found, "the page shows no state"
+    return found.group(1)
+
+
+@pytest.mark.parametrize(
+    ("doc", "words"),
+    [
+        (integration("install", done=1), "Installing — step 2 of 4"),
+        (
+            integration("install", smartconnector={"waiting": {"step": "Two", "message": "Go"}}),
+            "Waiting for you",
+        ),
+        (integration("settings", done=4), "Installed"),
+        (
+            integration(
+                "settings",
+                done=4,
+                updateInProgress=True,
+                smartconnector={"update": {"to": "1.2.0"}},
+            ),
+            "Updating to 1.2.0",
+        ),
+        (integration("uninstall", done=3), "Uninstalling"),
+        (
+            integration("install", done=2, smartconnector={"error": {"step": "Three"}}),
+            "Failed at step 3",
+        ),
+    ],
+)
+async def test_the_header_says_the_state_in_words(
+    doc: dict[str, Any], words: str, sandbox_api: Any, smartconnector_engine: Engine
+) -> None:
+    """The integration's page and its row in the install base say its state in words."""
+    made = await sandbox_api.create("integrations", doc)
+    async with served(smartconnector_engine) as client:
+        assert state_words((await client.get(f"/integrations/{made['_id']}")).text) == words
+        assert f'<span class="pill">{words}</span>' in (await client.get("/")).text
+
+
+@pytest.mark.parametrize("message", ["Set up two", "Paste the key from the admin console"])
+async def test_a_waiting_step_shows_its_message_once(
+    message: str, sandbox_api: Any, smartconnector_engine: Engine
+) -> None:
+    """A waiting step's message shows once, and not at all when it repeats the description."""
+    waiting = {"waiting": {"step": "Two", "message": message}}
+    made = await sandbox_api.create("integrations", integration(done=1, smartconnector=waiting))
+    async with served(smartconnector_engine) as client:
+        html = (await client.get(f"/integrations/{made['_id']}")).text
+    assert html.count(message) == 1
+    assert html.count("Set up two") == 1
+
+
+async def test_a_waiting_steps_url_is_a_button_that_opens_a_new_tab(
+    sandbox_api: Any, smartconnector_engine: Engine
+) -> None:
+    """A waiting step's URL is a button-styled link to a new tab (noopener), the URL beside it."""
+    url = "https://system.netsuite.com/app/bundler/bundledetails.nl?id=20038&whence=installer"
+    waiting = {"waiting": {"step": "Two", "message": "Install the bundle", "url": url}}
+    made = await sandbox_api.create("integrations", integration(done=1, smartconnector=waiting))
+    async with served(smartconnector_engine) as client:
+        html = (await client.get(f"/integrations/{made['_id']}")).text
+    link = re.search(r'<a class="button[^"]*" href="([^"]+)" target="_blank" rel="([^"]+)">', html)
+    assert link and link.group(1) == url.replace("&", "&amp;")
+    assert "noopener" in link.group(2).split()
+    assert f'<p class="url">{url.replace("&", "&amp;")}</p>' in html
+
+
+async def test_a_finished_install_is_confirmed(smartconnector_engine: Engine) -> None:
+    """After an install the page started finishes, the page says so in a status banner."""
+    example = load_connector(EXAMPLE)
+    async with served(smartconnector_engine, example) as client:
+        started = await client.post("/install", data={"connector": example.manifest.connector_id})
+        page = started.url.path
+        for _ in range(200):
+            html = (await client.get(page)).text
+            if 'data-mode="settings"' in html and 'role="status"' in html:
+                break
+            await asyncio.sleep(0.02)
+    banner = re.search(r'<p class="banner" role="status">(.*?)</p>', html)
+    assert banner and re.sub("<[^>]+>", "", banner.group(1)).startswith("Installed — 4 steps done")
+
+
+async def test_the_uninstall_confirmation_lists_what_it_undoes_last_first(
+    sandbox_api: Any, smartconnector_engine: Engine
+) -> None:
+    """Uninstall first lists the done steps it undoes, last first, with a destructive button."""
+    made = await sandbox_api.create("integrations", integration("install", done=3))
+    async with served(smartconnector_engine) as client:
+        html = (await client.post(f"/integrations/{made['_id']}/uninstall")).text
+    undo = re.search(r'<ol class="undo" aria-label="Steps to undo">(.*?)</ol>', html)
+    assert undo and re.findall(r"<span>([^<]+)</span>", undo.group(1)) == ["Three", "Two", "One"]
+    assert re.search(r'<button type="submit" class="danger">Uninstall</button>', html)
+    assert (await sandbox_api.get("integrations", made["_id"]))["mode"] == "install"
+
+
+async def test_the_install_base_shows_short_ids_last_changes_and_a_filter_box(
+    sandbox_api: Any, smartconnector_engine: Engine
+) -> None:
+    """Install base rows show a short id, the last change in words, newest first, and a filter."""
+    older = await sandbox_api.create("integrations", integration(name="Older"))
+    await asyncio.sleep(0.01)
+    newer = await sandbox_api.create("integrations", integration(name="Newer"))
+    async with served(smartconnector_engine) as client:
+        html = (await client.get("/")).text
+    assert '<label for="filter">Filter integrations</label>' in html
+    assert '<input id="filter" type="search"' in html
+    assert html.index(">Newer<") < html.index(">Older<")
+    for doc in (older, newer):
+        full = doc["_id"]
+        assert f'<code class="id" title="{full}">{full[-8:]}</code>' in html
+        assert f'<time datetime="{doc["lastModified"]}"' in html
+    assert re.findall(r"<time [^>]+>([^<]+)</time>", html) == ["just now", "just now"]
+
+
+def test_last_changes_read_as_a_person_says_them() -> None:
+    """A last change reads as how long ago it was, or as a date once it is a week old."""
+    now = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
+    assert when("2025-03-10T11:59:30.000Z", now) == ("just now", "2025-03-10 11:59 UTC")
+    assert when("2025-03-10T11:57:00.000Z", now) == ("3 min ago", "2025-03-10 11:57 UTC")
+    assert when("2025-03-10T07:00:00.000Z", now) == ("5 h ago", "2025-03-10 07:00 UTC")
+    assert when("2025-03-09T10:00:00.000Z", now) == ("yesterday", "2025-03-09 10:00 UTC")
+    assert when("2024-12-04T14:38:00.000Z", now) == ("4 Dec 2024", "2024-12-04 14:38 UTC")
+    assert when("not a time", now) is None
+
+
+async def test_settings_are_a_labelled_form_not_raw_json_on_the_page(
+    sandbox_api: Any, smartconnector_engine: Engine
+) -> None:
+    """Settings are a labelled textarea in a form that saves them, not JSON dumped in the page."""
+    made = await sandbox_api.create("integrations", integration("settings", done=4))
+    async with served(smartconnector_engine) as client:
+        html = (await client.get(f"/integrations/{made['_id']}")).text
+    form = re.search(r'<form method="post" action="[^"]+/settings">(.*?)</form>', html, re.S)
+    assert form and '<label for="settings">Settings (JSON)</label>' in form.group(1)
+    assert '<textarea id="settings" name="settings"' in form.group(1)
+    assert "<pre" not in html
+    assert html.count("&quot;schedule&quot;") == 1
+
+
+async def test_the_example_ships_the_images_of_its_steps(smartconnector_engine: Engine) -> None:
+    """Each step of the example has its own SVG image, served from its folder: no placeholder."""
+    example = load_connector(EXAMPLE)
+    doc = await smartconnector_engine.install(example)
+    async with served(smartconnector_engine, example) as client:
+        html = (await client.get(f"/integrations/{doc['_id']}")).text
+        sources = re.findall(r'<img src="([^"]+)" alt="([^"]+)"', html)
+        assert [alt for _, alt in sources] == [s["name"] for s in doc["install"]]
+        assert "placeholder" not in html
+        for source, _ in sources:
+            image = await client.get(source)
+            assert image.headers["content-type"] == "image/svg+xml"
+            assert image.text.lstrip().startswith("<svg")

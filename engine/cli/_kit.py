@@ -93,7 +93,7 @@ def list_command(
 
     async def job(engine: Engine) -> list[dict[str, Any]]:
         filters = {"_connectorId": wanted} if wanted else {}
-        return await engine.api.list("integrations", **filters)
+        return await engine.integrations(**filters)
 
     if settings.embedded and not settings.sandbox_db.exists():
         docs: list[dict[str, Any]] = []  # nothing was installed with this home

@@ -33,7 +33,6 @@ from engine.cli._app import (
     guard,
     load,
     open_extension,
-    resolve_settings,
     settings_from,
     with_engine,
 )
@@ -251,23 +250,66 @@ def show_plan(connector: Connector, settings: Settings, as_json: bool = False) -
 
 
 @app.command(
-    epilog=("Example:  smartconnector plan examples/bigcommerce_netsuite"),
+    epilog=(
+        "Examples:  smartconnector plan examples/bigcommerce_netsuite   ·   smartconnector"
+        " plan 6b0480442d82113bd629b566 --uninstall --json"
+    ),
 )
 def plan(
-    connector_dir: ConnectorDir,
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="A connector directory (what install would do) or an integration id"
+            " (what resume would do; --uninstall or --update for those).",
+            metavar="CONNECTOR_DIR|ID",
+        ),
+    ],
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the actions as a JSON array.")
     ] = False,
+    uninstall: Annotated[
+        bool, typer.Option("--uninstall", help="For an id: what uninstall would do.")
+    ] = False,
+    update: Annotated[
+        bool, typer.Option("--update", help="For an id: what update to --connector would do.")
+    ] = False,
+    connector: ConnectorOpt = None,
+    api_url: ApiUrl = None,
+    token_file: TokenFile = None,
+    home: Home = DEFAULT_HOME,
     extension_url: ExtensionUrl = None,
     log_format: LogFormat = None,
 ) -> None:
-    """Validate a connector and show what install would do.
+    """Show what a run would do, changing nothing: install of a connector, or resume,
+    uninstall or update of an integration (from its document and run state).
 
-    Changes nothing. --json prints the actions in order, each with its function (null for
-    a mode change) and step (null for connector-level functions).
+    --json prints the actions in order, each with its function (null for an action that
+    calls none, such as a mode change) and step (null for connector-level functions).
 
     With --extension-url, functions not defined in Python are expected on that server,
     which must answer its health check (the protocol cannot list functions).
     """
-    settings = resolve_settings(log_format=log_format, extension_url=extension_url)
-    show_plan(load(connector_dir), settings, as_json)
+    settings = settings_from(locals())
+    if Path(target).is_dir() or (Path(target) / "connector.json").exists():
+        show_plan(load(Path(target)), settings, as_json)
+        return
+    from engine.plan import Intent
+
+    if uninstall and update:
+        fail("give at most one of --uninstall or --update", 2)
+    intent = Intent.UNINSTALL if uninstall else Intent.UPDATE if update else Intent.RESUME
+    wanted = load(connector) if connector is not None else None
+    actions = with_engine(settings, lambda e: e.plan_for(target, intent, wanted), creates=False)
+    shown = [a.to_json() for a in actions]
+    if as_json:
+        typer.echo(json.dumps(shown))
+        return
+    if all(a["action"] == "release" for a in shown):
+        typer.echo(f"{intent.value} {target}: nothing to do")
+        return
+    calls = [a for a in shown if a["function"]]
+    typer.echo(f"{intent.value} {target}: {len(calls)} function(s) to run")
+    for i, action in enumerate(shown, 1):
+        what = f"{action['step'] or '(connector)'}: {action['function']}"
+        detail = what if action["function"] else action.get("to", "")
+        typer.echo(f"  {i}. {action['action']} {detail}".rstrip())

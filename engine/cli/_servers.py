@@ -49,7 +49,8 @@ def diagram() -> None:
     "serve",
     epilog=(
         "Examples:  smartconnector sandbox serve --port 8700   ·   smartconnector sandbox"
-        " serve --faults 500:0.05,timeout:0.02 --seed 1"
+        " serve --faults 500:0.05,timeout:0.02 --seed 1   ·   smartconnector sandbox serve"
+        " --profile platform"
     ),
 )
 def sandbox_serve(
@@ -68,6 +69,18 @@ def sandbox_serve(
     ] = 5.0,
     rate: Annotated[float, typer.Option(help="Rate limit: requests per second per token.")] = 300.0,
     burst: Annotated[float, typer.Option(help="Rate limit: bucket size per token.")] = 1000.0,
+    profile: Annotated[
+        str,
+        typer.Option(
+            envvar="SMARTCONNECTOR_SANDBOX_PROFILE",
+            help="What the API offers. default: the permissive sandbox (JSON Patch with"
+            " test, merge patch, unknown fields kept, Idempotency-Key honoured). platform:"
+            " only what integrator.io's public docs promise, to test against it (PATCH of an"
+            " integration takes only replace operations on its documented fields and answers"
+            " 204; unknown fields are dropped; Idempotency-Key is ignored). put-only:"
+            " platform, with no PATCH of integrations (405), so writes must be PUTs.",
+        ),
+    ] = "default",
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
 ) -> None:
@@ -85,6 +98,7 @@ def sandbox_serve(
             fault_delay=fault_delay,
             rate=rate,
             burst=burst,
+            profile=profile,
         )
     )
 

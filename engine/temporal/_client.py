@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
@@ -28,8 +28,14 @@ from engine.temporal._rollout import (
     RolloutWorkflow,
     rollout_id,
 )
-from engine.temporal._workflow import WORKFLOW_NAME, IntegrationWorkflow, RunRequest, RunResult
-from engine.writer import check_lease
+from engine.temporal._workflow import (
+    WORKFLOW_NAME,
+    IntegrationWorkflow,
+    RunRequest,
+    RunResult,
+    run_failure,
+)
+from engine.writer import check_lease, read_view
 from installers import Connector
 from installers.remote import ExtensionServer
 
@@ -64,7 +70,7 @@ class TemporalEngine(Engine):
             doc = await self._create(connector, owner_of(request))
             request.integration_id = doc["_id"]
         else:
-            doc = await self.api.get("integrations", integration_id)
+            doc = await read_view(self.api, integration_id)
             check_installable(doc)
             await self._validate(integration_id, connector, doc)
         request.doc = doc
@@ -84,7 +90,7 @@ class TemporalEngine(Engine):
                 " every argument): resume with --engine local",
                 field="--input-file",
             )
-        doc = await self.api.get("integrations", integration_id)
+        doc = await read_view(self.api, integration_id)
         connector = await self._validate(integration_id, connector, doc)
         request = self._request("resume", integration_id, connector)
         request.doc = doc
@@ -93,7 +99,7 @@ class TemporalEngine(Engine):
         return await self._start(request)
 
     async def uninstall(self, integration_id: str, connector: Connector | None = None) -> None:
-        doc = await self.api.get("integrations", integration_id)
+        doc = await read_view(self.api, integration_id)
         connector = await self._validate(integration_id, connector, doc)
         request = self._request("uninstall", integration_id, connector)
         request.doc = doc
@@ -122,7 +128,7 @@ class TemporalEngine(Engine):
         self, integration_id: str, connector: Connector | None, doc: Document | None = None
     ) -> Connector:
         """Everything the local engine checks before a run, so a refusal changes nothing."""
-        doc = doc if doc is not None else await self.api.get("integrations", integration_id)
+        doc = doc if doc is not None else await read_view(self.api, integration_id)
         connector = connector or self.find_connector(integration_id, doc)
         integration = parse(Integration, doc, what=f"integration {integration_id}")
         connector = await self.resolve(connector, integration)
@@ -146,8 +152,11 @@ class TemporalEngine(Engine):
                 f" {workflow_id(request.integration_id)}",
                 integration_id=request.integration_id,
             ) from None
-        if result.error is not None:
-            raise from_wire(result.error)
+        except WorkflowFailureError as exc:
+            failure = run_failure(exc)
+            if failure is None:
+                raise
+            raise from_wire(failure) from None
         if request.action == "uninstall" or result.doc is None:
             return {"_id": request.integration_id}
         return result.doc

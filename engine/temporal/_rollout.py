@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         WORKFLOW_NAME,
         RunRequest,
         RunResult,
+        run_failure,
     )
 
 ROLLOUT_WORKFLOW = "smartconnector.rollout"
@@ -187,19 +188,18 @@ class RolloutWorkflow:
                 doc,
             )
             try:
-                result: RunResult = await workflow.execute_child_workflow(
+                await workflow.execute_child_workflow(
                     WORKFLOW_NAME,
                     run,
                     id=f"smartconnector-{integration_id}",
                     result_type=RunResult,
                 )
             except (ChildWorkflowError, WorkflowAlreadyStartedError) as exc:
-                self._failed(integration_id, f"could not run: {exc}")
+                failure = run_failure(exc)
+                reason = str(failure.get("message")) if failure else f"could not run: {exc}"
+                self._failed(integration_id, reason)
                 return
-            if result.error is not None:
-                self._failed(integration_id, str(result.error.get("message")))
-            else:
-                self.state.counts["updated"] += 1
+            self.state.counts["updated"] += 1
 
     def _failed(self, integration_id: str, reason: str) -> None:
         self.state.counts["failed"] = self.state.counts.get("failed", 0) + 1

@@ -9,8 +9,9 @@ activity and the PATCH that records it. A slice retried after a lost worker read
 document again and skips what it shows done. ``updateFunction``'s result travels in the
 workflow to the update's last act, whose PATCH writes it (2 + k requests an update); a
 function that fails before then has it written with its error record. Errors come
-back typed: the activity raises an ``ApplicationError`` whose type is the engine's error
-class and whose details are its facts, and the command raises that same class again.
+back typed: the activity raises an ``ApplicationError`` whose details are the engine's
+error and its facts; a run that fails fails its workflow with the same (non-retryable), so
+Temporal shows it as failed, and the command raises that same class again.
 """
 
 from __future__ import annotations
@@ -25,11 +26,17 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from engine.defaults import LEASE_TTL
-    from engine.plan import Action
+    from engine.plan import Action, Call, to_wire
+
+#: An action as it crosses into the workflow and back (:func:`engine.plan.to_wire`).
+WireAction = dict[str, Any]
 
 WORKFLOW_NAME = "smartconnector.integration"
 #: Error classes an activity raises that retrying cannot fix (everything the engine raises).
 FINAL = "final"
+#: The type of the error a failed run fails its workflow with; its details are the engine's
+#: error as :func:`engine.errors.to_wire` made it.
+RUN_FAILED = "smartconnector.RunFailed"
 HEARTBEAT = timedelta(seconds=10)
 
 
@@ -51,7 +58,7 @@ class RunRequest:
 class Slice:
     """Actions one ``run`` activity does, with the options its calls' policies ask for."""
 
-    actions: list[Action]
+    actions: list[WireAction]
     timeout: float
     retry_delay: float = 1.0
 
@@ -69,14 +76,14 @@ class Plan:
 class Held:
     """What ``updateFunction`` returned, not written yet."""
 
-    action: Action
+    action: WireAction
     result: Any
 
 
 @dataclass
 class SliceRequest:
     run: RunRequest
-    actions: list[Action]
+    actions: list[WireAction]
     doc: dict[str, Any] | None = None
     held: list[Held] = field(default_factory=list)
 
@@ -92,11 +99,9 @@ class Done:
 
 @dataclass
 class RunResult:
-    """How the run ended: ``error`` is the engine's error as :func:`engine.errors.to_wire`
-    made it, ``None`` when the run finished."""
+    """How a finished run left the integration (a failed one fails its workflow)."""
 
     integration_id: str
-    error: dict[str, Any] | None = None
     #: The document as the run left it (``None`` once it is deleted).
     doc: dict[str, Any] | None = None
 
@@ -122,10 +127,14 @@ def slices(actions: list[Action]) -> list[list[Action]]:
     (the actions before the first call are a slice of their own)."""
     cut: list[list[Action]] = []
     for action in actions:
-        if action.action == "call" or not cut:
+        if isinstance(action, Call) or not cut:
             cut.append([])
         cut[-1].append(action)
     return cut
+
+
+def wire(actions: list[Action]) -> list[WireAction]:
+    return [to_wire(a) for a in actions]
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -145,11 +154,14 @@ class IntegrationWorkflow:
                 asked = SliceRequest(request, part.actions, done.doc, done.held)
                 done = await self._run(asked, part)
         except ActivityError as exc:
-            return RunResult(request.integration_id, _wire(exc))
+            wire = _wire(exc)
+            raise ApplicationError(
+                str(wire.get("message")), wire, type=RUN_FAILED, non_retryable=True
+            ) from None
         return RunResult(request.integration_id, doc=done.doc)
 
     async def _run(self, request: SliceRequest, part: Slice) -> Done:
-        calls = any(a.action == "call" for a in part.actions)
+        calls = any(a["action"] == Call.action for a in part.actions)
         retry = API_RETRY
         if calls:
             retry = RetryPolicy(
@@ -166,3 +178,12 @@ class IntegrationWorkflow:
             retry_policy=retry,
         )
         return done
+
+
+def run_failure(exc: BaseException) -> dict[str, Any] | None:
+    """The engine's error (as :func:`engine.errors.to_wire` made it) that failed a run's
+    workflow, from the error that waiting for the workflow (or child) raised."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, ApplicationError) and cause.type == RUN_FAILED and cause.details:
+        return dict(cause.details[0])
+    return None

@@ -9,6 +9,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -20,7 +21,7 @@ from engine.client import Document
 from engine.documents import compare_versions
 from engine.errors import LeaseHeld, NotFound, SmartConnectorError
 from engine.runner import Engine
-from engine.ui import _pages
+from engine.ui import _base, _pages
 from engine.writer import Owner, check_lease
 from installers import Connector
 
@@ -55,18 +56,27 @@ class UiConfig:
 
 @dataclass
 class Runs:
-    """The background runs the page started, one per integration at most."""
+    """The background runs the page started, one per integration at most, and the installs
+    it saw finish (whose page confirms it until the next action)."""
 
     tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    installed: set[str] = field(default_factory=set)
 
     def running(self, integration_id: str) -> bool:
         task = self.tasks.get(integration_id)
         return task is not None and not task.done()
 
-    def start(self, integration_id: str, work: Awaitable[Any]) -> asyncio.Task[Any]:
+    def start(
+        self, integration_id: str, work: Awaitable[Any], *, installing: bool = False
+    ) -> asyncio.Task[Any]:
+        """Run ``work`` in the background; when ``installing`` and it ends installed, say so."""
+        self.installed.discard(integration_id)
+
         async def quietly() -> None:
             with contextlib.suppress(SmartConnectorError):  # the document says what happened
-                await work
+                doc = await work
+                if installing and isinstance(doc, dict) and doc.get("mode") == "settings":
+                    self.installed.add(str(doc["_id"]))
 
         task = asyncio.create_task(quietly())
         self.tasks[integration_id] = task
@@ -131,8 +141,9 @@ class InstallPage:
         return await self._index()
 
     async def _index(self, alert: str | None = None) -> HTMLResponse:
-        docs = await (await self.engine()).api.list("integrations")
-        body = _pages.install_base(docs, self.config.connectors, self.config.csrf)
+        docs = await (await self.engine()).integrations()
+        now = datetime.now(UTC)
+        body = _base.install_base(docs, self.config.connectors, self.config.csrf, now)
         return HTMLResponse(_pages.page("smartconnector", body, alert=alert), 409 if alert else 200)
 
     def image_for(self, connector: Connector | None) -> Callable[[dict[str, Any]], str]:
@@ -156,7 +167,7 @@ class InstallPage:
         self, integration_id: str, alert: str | None = None, status: int = 200
     ) -> Response:
         try:
-            doc = await (await self.engine()).api.get("integrations", integration_id)
+            doc = await (await self.engine()).status(integration_id)
         except NotFound:
             return HTMLResponse(_pages.page("Not found", "<h1>No such integration</h1>"), 404)
         body = await self.body_of(doc)
@@ -176,11 +187,14 @@ class InstallPage:
             newer = connector.manifest.version
         running = self.runs.running(str(doc["_id"]))
         image_of = self.image_for(connector)
-        return _pages.integration_page(doc, image_of, self.config.csrf, running, newer)
+        installed_now = str(doc["_id"]) in self.runs.installed
+        return _pages.integration_page(
+            doc, image_of, self.config.csrf, running, newer, installed_now
+        )
 
     async def integration(self, integration_id: str) -> Response:
         try:
-            await (await self.engine()).api.get("integrations", integration_id)
+            await (await self.engine()).status(integration_id)
         except NotFound:  # uninstalled (perhaps just now, by this page): the install base
             return RedirectResponse("/", 303)
         return await self.render(integration_id)
@@ -191,16 +205,19 @@ class InstallPage:
     async def follow(self, integration_id: str) -> AsyncIterator[str]:
         """The page's content as the document has it, sent again whenever it changes: the
         page takes all of it when the mode changed (an install that ends here shows its
-        settings and actions without a reload), else only the steps."""
+        settings and actions without a reload), else only the state and the steps. An install
+        seen to finish here is confirmed on the page."""
         last: Any = None
         while True:
             try:
-                doc = await (await self.engine()).api.get("integrations", integration_id)
+                doc = await (await self.engine()).status(integration_id)
             except NotFound:
                 yield "event: gone\ndata: {}\n\n"
                 return
-            seen = (doc.get("lastModified"), self.runs.running(integration_id))
+            seen = (doc.get("lastModified"), self.runs.running(integration_id), doc.get("mode"))
             if seen != last:
+                if last is not None and last[2] == "install" and seen[2] == "settings":
+                    self.runs.installed.add(integration_id)
                 last = seen
                 data = json.dumps({"mode": doc.get("mode"), "body": await self.body_of(doc)})
                 yield f"event: steps\ndata: {data}\n\n"
@@ -219,9 +236,9 @@ class InstallPage:
 
     # -- actions --------------------------------------------------------------------------
 
-    async def refused(self, integration_id: str) -> Response | None:
+    async def refused(self, doc: Document) -> Response | None:
         """409 with the engine's message while a run holds the integration; else None."""
-        doc = await (await self.engine()).api.get("integrations", integration_id)
+        integration_id = str(doc["_id"])
         message = None
         if self.runs.running(integration_id):
             message = f"integration {integration_id} is being run: wait for it to stop"
@@ -233,10 +250,14 @@ class InstallPage:
         return None if message is None else await self.render(integration_id, message, 409)
 
     async def act(self, integration_id: str, work: Callable[[Engine], Awaitable[Any]]) -> Response:
-        held = await self.refused(integration_id)
+        """Start ``work`` on the integration unless a run holds it; an install that it
+        finishes is confirmed on the page."""
+        doc = await (await self.engine()).status(integration_id)
+        held = await self.refused(doc)
         if held is not None:
             return held
-        self.runs.start(integration_id, work(await self.engine()))
+        installing = doc.get("mode") == "install"
+        self.runs.start(integration_id, work(await self.engine()), installing=installing)
         await asyncio.sleep(0)  # let it take the lease before the page is shown
         return RedirectResponse(f"/integrations/{integration_id}", 303)
 
@@ -246,7 +267,7 @@ class InstallPage:
             return HTMLResponse(_pages.page("Unknown", "<h1>Unknown connector</h1>"), 404)
         engine = await self.engine()
         before = set(engine.known)
-        task = self.runs.start("(new)", engine.install(connector))
+        task = self.runs.start("(new)", engine.install(connector), installing=True)
         while not task.done() and not set(engine.known) - before:
             await asyncio.sleep(0.02)
         made = set(engine.known) - before
@@ -268,22 +289,24 @@ class InstallPage:
 
     async def update(self, integration_id: str, request: Request) -> Response:
         await self.posted(request)
-        doc = await (await self.engine()).api.get("integrations", integration_id)
+        doc = await (await self.engine()).status(integration_id)
         connector = await self.connector_of(doc)
         return await self.act(integration_id, lambda e: e.update(integration_id, connector))
 
     async def uninstall(self, integration_id: str, request: Request) -> Response:
         if (await self.posted(request)).get("confirm") != "yes":
-            doc = await (await self.engine()).api.get("integrations", integration_id)
-            body = _pages.confirm_uninstall(doc, self.config.csrf)
+            doc = await (await self.engine()).status(integration_id)
+            image_of = self.image_for(await self.connector_of(doc))
+            body = _pages.confirm_uninstall(doc, image_of, self.config.csrf)
             return HTMLResponse(_pages.page(str(doc.get("name")), body, str(doc.get("mode"))))
         return await self.act(integration_id, lambda e: e.uninstall(integration_id))
 
     async def save_settings(self, integration_id: str, request: Request) -> Response:
         form = await self.posted(request)
-        held = await self.refused(integration_id)
+        held = await self.refused(await (await self.engine()).status(integration_id))
         if held is not None:
             return held
+        self.runs.installed.discard(integration_id)
         try:
             pending = json.loads(form.get("settings") or "")
             if not isinstance(pending, dict):

@@ -2,63 +2,35 @@
 
 Steps are an ordered list named "Install steps"; each item carries ``data-step`` and
 ``data-status`` (pending, running, done, waiting or failed); actions are real buttons.
+Elements marked ``data-live`` (the state in words, the steps) are what a followed run
+replaces while the mode stays the same.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from html import escape
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from engine.run_state import RunState
+from engine.ui._words import short_id, state_of, steps_done, steps_of
 
-STYLE = """
-body{font:16px/1.45 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
-main{max-width:960px;margin:0 auto;padding:16px}
-h1{font-size:1.5rem;margin:.2em 0 .6em}
-table{width:100%;border-collapse:collapse;background:#fff}
-th,td{text-align:left;padding:8px;border-bottom:1px solid #e3e6ea;word-break:break-word}
-ol.steps{list-style:none;padding:0;margin:0}
-ol.steps li{display:flex;gap:12px;align-items:flex-start;background:#fff;margin:0 0 10px;
- padding:12px;border-radius:8px;border-left:6px solid #c8cdd4}
-ol.steps li[data-status=done]{border-color:#2e9d5b}
-ol.steps li[data-status=running]{border-color:#2f6fd6}
-ol.steps li[data-status=waiting]{border-color:#d99a1e}
-ol.steps li[data-status=failed]{border-color:#c9342f}
-ol.steps img{width:48px;height:48px;object-fit:contain;flex:none}
-.status{font-size:.85rem;text-transform:uppercase;letter-spacing:.04em;color:#5b6472}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:.8rem;background:#eee}
-.badge.waiting{background:#fbecc8}.badge.failed{background:#f6d2d0}
-form.inline{display:inline}
-button{font:inherit;padding:6px 14px;border-radius:6px;border:1px solid #8a93a0;background:#fff;
- cursor:pointer}
-button.primary{background:#2f6fd6;border-color:#2f6fd6;color:#fff}
-label{display:block;margin:6px 0 2px}
-input,textarea{font:inherit;width:100%;max-width:420px;box-sizing:border-box;padding:6px}
-textarea{max-width:100%;min-height:8em;font-family:ui-monospace,monospace}
-[role=alert]{background:#f6d2d0;padding:10px;border-radius:6px;margin:0 0 12px}
-.actions{display:flex;flex-wrap:wrap;gap:8px;margin:16px 0}
-@media (max-width:600px){th:nth-child(3),td:nth-child(3){display:none}main{padding:8px}}
-"""
+STATIC = Path(__file__).parent / "static"
+STYLE = (STATIC / "page.css").read_text(encoding="utf-8")
+SCRIPT = (STATIC / "page.js").read_text(encoding="utf-8")
+PLACEHOLDER_SVG = (STATIC / "placeholder.svg").read_text(encoding="utf-8")
 
-SCRIPT = """
-const followed = document.querySelector('ol.steps');
-if (followed && window.EventSource) {
-  const events = new EventSource(followed.dataset.follow);
-  events.addEventListener('steps', (e) => {
-    const data = JSON.parse(e.data);
-    if (data.mode !== document.body.dataset.mode) {  // settings, actions: all of it changed
-      document.querySelector('main').innerHTML = data.body;
-    } else {  // only the steps: settings being edited outside them stay as typed
-      const fresh = document.createElement('div');
-      fresh.innerHTML = data.body;
-      document.querySelector('ol.steps').replaceWith(fresh.querySelector('ol.steps'));
-    }
-    document.body.dataset.mode = data.mode;
-  });
-  events.addEventListener('gone', () => { location.href = '/'; });
+ImageOf = Callable[[dict[str, Any]], str]
+STATUS_WORDS = {
+    "pending": "Pending",
+    "running": "In progress",
+    "done": "Done",
+    "waiting": "Waiting for you",
+    "failed": "Failed",
 }
-"""
 
 
 def page(title: str, body: str, mode: str = "", alert: str | None = None) -> str:
@@ -67,71 +39,36 @@ def page(title: str, body: str, mode: str = "", alert: str | None = None) -> str
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{STYLE}</style></head>"
-        f'<body data-mode="{escape(mode)}"><main>{shown}{body}</main>'
-        f"<script>{SCRIPT}</script></body></html>"
+        f'<body data-mode="{escape(mode)}"><header class="bar">'
+        '<a class="brand" href="/">smartconnector</a><span class="where">Install page</span>'
+        f"</header><main>{shown}{body}</main><script>{SCRIPT}</script></body></html>"
     )
 
 
 def csrf_field(token: str) -> str:
-    return f'<input type="hidden" name="csrf_token" value="{escape(token)}">'
+    return hidden("csrf_token", token)
 
 
-def button(action: str, name: str, csrf: str, *, primary: bool = False, extra: str = "") -> str:
-    kind = ' class="primary"' if primary else ""
+def hidden(name: str, value: str) -> str:
+    return f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
+
+
+def button(action: str, name: str, csrf: str, *, kind: str = "", extra: str = "") -> str:
+    """A real button that POSTs to ``action``; ``kind`` is its style (primary, danger...)."""
+    style = f' class="{kind}"' if kind else ""
     return (
         f'<form class="inline" method="post" action="{escape(action)}">{csrf_field(csrf)}'
-        f'{extra}<button type="submit"{kind}>{escape(name)}</button></form>'
+        f'{extra}<button type="submit"{style}>{escape(name)}</button></form>'
     )
 
 
-def badge(doc: dict[str, Any]) -> str:
-    state = RunState.of(doc)
-    if state.waiting:
-        return '<span class="badge waiting">waiting</span>'
-    if state.error:
-        return '<span class="badge failed">failed</span>'
-    return ""
+def name_of(doc: dict[str, Any]) -> str:
+    return str(doc.get("name") or doc.get("_id"))
 
 
-def install_base(docs: list[dict[str, Any]], connectors: list[Any], csrf: str) -> str:
-    """``/``: the integrations, and an Install button for each connector given."""
-    rows = []
-    for doc in docs:
-        steps = [s for s in doc.get("install") or [] if isinstance(s, dict)]
-        done = sum(1 for s in steps if s.get("completed") is True)
-        href = f"/integrations/{escape(str(doc['_id']))}"
-        link = f'<a href="{href}">{escape(str(doc.get("name") or doc["_id"]))}</a>'
-        updating = "yes" if doc.get("updateInProgress") else "no"
-        rows.append(
-            f"<tr><td>{link} {badge(doc)}</td><td>{escape(str(doc.get('_connectorId')))}</td>"
-            f"<td>{escape(str(doc.get('version')))}</td><td>{escape(str(doc.get('mode')))}</td>"
-            f"<td>{done}/{len(steps)}</td><td>{updating}</td></tr>"
-        )
-    table = (
-        '<table aria-label="Integrations"><thead><tr><th>Integration</th><th>Connector</th>'
-        "<th>Version</th><th>Mode</th><th>Steps</th><th>Updating</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
-        if rows
-        else "<p>No integrations yet.</p>"
-    )
-    installs = "".join(
-        f"<li>{escape(c.manifest.name)} {escape(c.manifest.version)} "
-        + button(
-            "/install",
-            "Install",
-            csrf,
-            primary=True,
-            extra=_hidden("connector", c.manifest.connector_id),
-        )
-        + "</li>"
-        for c in connectors
-    )
-    offered = f'<h2>Connectors</h2><ul aria-label="Connectors">{installs}</ul>' if installs else ""
-    return f"<h1>Install base</h1>{table}{offered}"
-
-
-def _hidden(name: str, value: str) -> str:
-    return f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
+def id_code(full: str) -> str:
+    """A short id, the whole of it on hover."""
+    return f'<code class="id" title="{escape(full)}">{escape(short_id(full))}</code>'
 
 
 def step_status(
@@ -148,9 +85,9 @@ def step_status(
     return "done" if step.get("completed") is True else "pending"
 
 
-def steps_list(doc: dict[str, Any], image_of: Any, csrf: str, running: bool) -> str:
+def steps_list(doc: dict[str, Any], image_of: ImageOf, csrf: str, running: bool) -> str:
     """The ordered list of steps, each with its image, name, description and status."""
-    steps = [s for s in doc.get("install") or [] if isinstance(s, dict)]
+    steps = steps_of(doc)
     uninstalling = doc.get("mode") == "uninstall"
     open_steps = [s.get("name") for s in steps if (s.get("completed") is True) == uninstalling]
     first_open = (open_steps[-1] if uninstalling else open_steps[0]) if open_steps else None
@@ -158,42 +95,70 @@ def steps_list(doc: dict[str, Any], image_of: Any, csrf: str, running: bool) -> 
     for step in steps:
         status = step_status(doc, step, running, first_open)
         name = str(step.get("name"))
-        detail = _step_detail(doc, step, status, csrf)
+        description = str(step.get("description") or "")
         items.append(
             f'<li data-step="{escape(name)}" data-status="{status}">'
-            f'<img src="{escape(image_of(step))}" alt="{escape(name)}">'
-            f'<div><strong>{escape(name)}</strong> <span class="status">{status}</span>'
-            f"<div>{escape(str(step.get('description') or ''))}</div>{detail}</div></li>"
+            f'<img src="{escape(image_of(step))}" alt="{escape(name)}" width="48" height="48">'
+            f'<div class="step"><div class="step-head"><span class="step-name">{escape(name)}'
+            f'</span><span class="status">{STATUS_WORDS[status]}</span></div>'
+            + (f'<p class="desc">{escape(description)}</p>' if description else "")
+            + f"{_step_detail(doc, description, status, csrf)}</div></li>"
         )
     follow = f"/integrations/{escape(str(doc.get('_id')))}/events"
     return (
-        f'<ol class="steps" aria-label="Install steps" data-follow="{follow}">{"".join(items)}</ol>'
+        f'<ol class="steps" id="steps" data-live aria-label="Install steps"'
+        f' data-follow="{follow}">{"".join(items)}</ol>'
     )
 
 
-def _step_detail(doc: dict[str, Any], step: dict[str, Any], status: str, csrf: str) -> str:
+def _step_detail(doc: dict[str, Any], description: str, status: str, csrf: str) -> str:
     state = RunState.of(doc)
     base = f"/integrations/{escape(str(doc.get('_id')))}"
     if status == "waiting" and state.waiting:
-        waiting = state.waiting
-        link = (
-            f'<p><a href="{escape(str(waiting["url"]))}" target="_blank" rel="noopener">'
-            f"{escape(str(waiting['url']))}</a></p>"
-            if waiting.get("url")
-            else ""
-        )
-        inputs = "".join(_input(f) for f in waiting.get("fields") or [] if isinstance(f, dict))
-        return (
-            f"<p>{escape(str(waiting.get('message') or ''))}</p>{link}"
-            f'<form method="post" action="{base}/verify">{csrf_field(csrf)}{inputs}'
-            '<p><button type="submit" class="primary">Verify</button></p></form>'
-        )
+        return _ask(state.waiting, description, f"{base}/verify", csrf)
     if status == "failed" and state.error:
         return (
-            f"<p>{escape(str(state.error.get('message') or ''))}</p>"
-            f"{button(base + '/retry', 'Retry', csrf, primary=True)}"
+            f'<p class="error">{escape(str(state.error.get("message") or ""))}</p>'
+            f"{button(base + '/retry', 'Retry', csrf, kind='primary')}"
         )
     return ""
+
+
+def _ask(waiting: dict[str, Any], description: str, action: str, csrf: str) -> str:
+    """What a waiting step asks: its message (once), the page to open, the answers wanted."""
+    message = str(waiting.get("message") or "")
+    said = f'<p class="message">{escape(message)}</p>' if not _same(message, description) else ""
+    url = str(waiting.get("url") or "")
+    link = (
+        f'<p><a class="button primary" href="{escape(url)}" target="_blank"'
+        f' rel="noopener noreferrer">Open {escape(_host(url))} ↗</a>'
+        f'</p><p class="url">{escape(url)}</p>'
+        if url
+        else ""
+    )
+    inputs = "".join(_input(f) for f in waiting.get("fields") or [] if isinstance(f, dict))
+    verify_kind = "" if url and not inputs else "primary"
+    return (
+        f'<div class="ask">{said}{link}<form method="post" action="{action}">'
+        f'{csrf_field(csrf)}{inputs}<p class="actions">'
+        f'<button type="submit" class="{verify_kind}">Verify</button></p></form></div>'
+    )
+
+
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or "the page"
+    except ValueError:
+        return "the page"
+
+
+def _same(message: str, description: str) -> bool:
+    """Whether a message only repeats the step's description."""
+
+    def plain(text: str) -> str:
+        return " ".join(text.split()).rstrip(".").casefold()
+
+    return plain(message) == plain(description)
 
 
 def _input(field: dict[str, Any]) -> str:
@@ -206,43 +171,110 @@ def _input(field: dict[str, Any]) -> str:
     )
 
 
+def state_block(doc: dict[str, Any]) -> str:
+    """The state in words, with how many steps are done."""
+    state = state_of(doc)
+    total, done = len(steps_of(doc)), steps_done(doc)
+    share = round(100 * done / total) if total else 100
+    return (
+        f'<div class="state" id="state" data-live data-state="{state.kind}">'
+        f'<span class="pill">{escape(state.text)}</span>'
+        f'<div class="progress" role="progressbar" aria-label="Steps done" aria-valuemin="0"'
+        f' aria-valuemax="{total}" aria-valuenow="{done}"><span style="width:{share}%"></span>'
+        f'</div><p class="count">{done} of {total} steps done</p></div>'
+    )
+
+
 def integration_page(
-    doc: dict[str, Any], image_of: Any, csrf: str, running: bool, newer: str | None
+    doc: dict[str, Any],
+    image_of: ImageOf,
+    csrf: str,
+    running: bool,
+    newer: str | None,
+    installed_now: bool = False,
 ) -> str:
     """``/integrations/{_id}``: the install page."""
     base = f"/integrations/{escape(str(doc['_id']))}"
-    settings = escape(json.dumps(doc.get("settings") or {}, indent=2))
-    update = button(base + "/update", "Update", csrf) if newer else ""
-    actions = f'<div class="actions">{update}{button(base + "/uninstall", "Uninstall", csrf)}</div>'
-    settings_form = (
-        f'<form method="post" action="{base}/settings">{csrf_field(csrf)}'
-        '<label for="settings">Settings (JSON)</label>'
-        f'<textarea id="settings" name="settings">{settings}</textarea>'
-        '<p><button type="submit">Save settings</button></p></form>'
-        if doc.get("mode") == "settings"
+    newer_note = (
+        f'<div class="callout"><p>Version {escape(newer)} is available.</p>'
+        f"{button(base + '/update', 'Update', csrf, kind='primary')}</div>"
+        if newer
         else ""
     )
-    newer_note = f"<p>Version {escape(newer)} is available.</p>" if newer else ""
+    uninstall = (
+        '<section class="card danger-zone" aria-labelledby="remove-title"><div>'
+        '<h2 id="remove-title">Remove this integration</h2><p class="hint">Uninstall undoes'
+        " each step, the last one first, and deletes the integration.</p></div>"
+        f"{button(base + '/uninstall', 'Uninstall', csrf, kind='danger-quiet')}</section>"
+    )
+    installed = installed_now and doc.get("mode") == "settings"
     return (
-        f"<h1>{escape(str(doc.get('name') or doc['_id']))}</h1>"
-        f'<p>Mode <span id="mode">{escape(str(doc.get("mode")))}</span> · version'
-        f' {escape(str(doc.get("version")))} · <a href="/">install base</a></p>{newer_note}'
-        f"{steps_list(doc, image_of, csrf, running)}{actions}{settings_form}"
+        f"{_header(doc)}{_installed_banner(doc) if installed else ''}{newer_note}"
+        f"{steps_list(doc, image_of, csrf, running)}{_settings_form(doc, base, csrf)}{uninstall}"
     )
 
 
-def confirm_uninstall(doc: dict[str, Any], csrf: str) -> str:
+def _header(doc: dict[str, Any]) -> str:
+    """The way back, the integration's name, version and id, and its state."""
+    return (
+        '<a class="back" href="/">← Install base</a><div class="head"><div>'
+        f'<h1>{escape(name_of(doc))}</h1><p class="meta">Version'
+        f" {escape(str(doc.get('version')))} · ID {id_code(str(doc['_id']))}</p></div>"
+        f"{state_block(doc)}</div>"
+    )
+
+
+def _installed_banner(doc: dict[str, Any]) -> str:
+    done = steps_done(doc)
+    return (
+        f'<p class="banner" role="status"><strong>Installed</strong> — {done} step'
+        f"{'' if done == 1 else 's'} done. Its settings are below.</p>"
+    )
+
+
+def _settings_form(doc: dict[str, Any], base: str, csrf: str) -> str:
+    if doc.get("mode") != "settings":
+        return ""
+    text = json.dumps(doc.get("settings") or {}, indent=2)
+    rows = min(max(text.count("\n") + 2, 6), 24)
+    return (
+        '<section class="card" aria-labelledby="settings-title">'
+        '<h2 id="settings-title">Settings</h2>'
+        '<p class="hint">Save settings hands them to the connector, which checks them and may'
+        " change them before they are saved.</p>"
+        f'<form method="post" action="{base}/settings">{csrf_field(csrf)}'
+        '<label for="settings">Settings (JSON)</label>'
+        f'<textarea id="settings" name="settings" spellcheck="false" rows="{rows}">'
+        f"{escape(text)}</textarea>"
+        '<p class="actions"><button type="submit" class="primary">Save settings</button></p>'
+        "</form></section>"
+    )
+
+
+def confirm_uninstall(doc: dict[str, Any], image_of: ImageOf, csrf: str) -> str:
+    """What Uninstall will undo, the last step first, before it does."""
     base = f"/integrations/{escape(str(doc['_id']))}"
-    return (
-        f"<h1>{escape(str(doc.get('name') or doc['_id']))}</h1>"
-        "<p>Uninstall undoes every step and deletes the integration.</p>"
-        '<div class="actions">'
-        + button(base + "/uninstall", "Uninstall", csrf, extra=_hidden("confirm", "yes"))
-        + f'<a href="{base}">Keep it</a></div>'
+    undone = [s for s in steps_of(doc) if s.get("completed") is True][::-1]
+    items = "".join(
+        f'<li><img src="{escape(image_of(s))}" alt="{escape(str(s.get("name")))}" width="32"'
+        f' height="32"><span>{escape(str(s.get("name")))}</span></li>'
+        for s in undone
     )
-
-
-PLACEHOLDER_SVG = (
-    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 48 48"><rect width="48" height="48"'
-    ' rx="8" fill="#dfe3e8"/><path d="M14 32l7-9 5 6 4-5 6 8z" fill="#9aa3ad"/></svg>'
-)
+    what = (
+        "<p>Uninstall undoes these steps, the last one first, then deletes the integration:</p>"
+        f'<ol class="undo" aria-label="Steps to undo">{items}</ol>'
+        if undone
+        else "<p>No step is done yet, so nothing is undone: Uninstall deletes the integration.</p>"
+    )
+    return (
+        f'<a class="back" href="{base}">← Back to the integration</a>'
+        f"<h1>{escape(name_of(doc))}</h1>"
+        '<section class="card confirm" aria-labelledby="confirm-title">'
+        '<h2 id="confirm-title">Uninstall this integration?</h2>'
+        f'{what}<p class="hint">This cannot be taken back: installing again starts over.</p>'
+        '<div class="actions">'
+        + button(
+            base + "/uninstall", "Uninstall", csrf, kind="danger", extra=hidden("confirm", "yes")
+        )
+        + f'<a class="button" href="{base}">Keep it</a></div></section>'
+    )
