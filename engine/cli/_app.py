@@ -252,7 +252,7 @@ def resolve_settings(
 def api_token(api_url: str | None, token_file: Path | None) -> str | None:
     """The API token, once ``--api-url`` and ``--token-file`` are checked (exit 2 if not
     usable): from the file, else the environment."""
-    from engine.cli._checks import api_options_problem
+    from engine.cli._usage import api_options_problem
     from engine.config import read_token
 
     problem = api_options_problem(api_url, token_file)
@@ -286,7 +286,7 @@ def guard(action: Callable[[], T], looked_in: str | None = None, api_url: str | 
         if isinstance(exc, NotFound) and looked_in:
             message += f"; looked in {looked_in}"
         if exc.exit_code == 5 and api_url:
-            from engine.cli._checks import version_hint
+            from engine.cli._usage import version_hint
 
             message += f"; {version_hint(api_url)}"
         fail(message, exc.exit_code)
@@ -299,7 +299,7 @@ def looked_in(settings: Settings) -> str:
             f"the embedded sandbox in {settings.home.resolve()}"
             " (--home or SMARTCONNECTOR_HOME to choose another, --api-url for a server)"
         )
-    from engine.cli._checks import version_hint, versioned
+    from engine.cli._usage import version_hint, versioned
 
     assert settings.api_url is not None
     hint = "" if versioned(settings.api_url) else f" ({version_hint(settings.api_url)})"

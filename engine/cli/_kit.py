@@ -256,7 +256,7 @@ def ui_command(
 
 def _claimed(host: str, port: int) -> socket.socket:
     """The page's listening socket, taken before its URL is printed: exit 2 if it cannot."""
-    from engine.cli._checks import claim_port
+    from engine.cli._usage import claim_port
 
     try:
         return claim_port(host, port)

@@ -30,6 +30,7 @@ from engine.cli._app import (
     TokenFile,
     Verbose,
     app,
+    fail,
     guard,
     load,
     open_extension,
