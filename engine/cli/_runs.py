@@ -281,8 +281,10 @@ def plan(
     extension_url: ExtensionUrl = None,
     log_format: LogFormat = None,
 ) -> None:
-    """Show what a run would do, changing nothing: install of a connector, or resume,
-    uninstall or update of an integration (from its document and run state).
+    """Show what a run would do, changing nothing.
+
+    For a connector directory, what install would do; for an integration id, what resume
+    (or uninstall, or update) would do, from its document and run state.
 
     --json prints the actions in order, each with its function (null for an action that
     calls none, such as a mode change) and step (null for connector-level functions).
