@@ -57,13 +57,28 @@ def read_token(token_file: Path | None) -> str | None:
     """The API token from ``--token-file`` or ``SMARTCONNECTOR_API_TOKEN``; never from argv."""
     if token_file is not None:
         try:
-            token = token_file.read_text().strip()
+            raw = token_file.read_bytes()
         except OSError as exc:
             raise BadInput(
-                f"--token-file: cannot read {token_file}: {exc.strerror}", field="--token-file"
+                f"--token-file: cannot read {token_file}: {exc.strerror}; give a readable file"
+                " holding the API token",
+                field="--token-file",
             ) from None
+        try:
+            token: str | None = raw.decode().strip()
+        except UnicodeDecodeError:
+            token = None
+        if token is None or not token.isprintable():
+            raise BadInput(
+                f"--token-file: {token_file} is not a text file holding one token;"
+                " put the API token alone in it",
+                field="--token-file",
+            )
         if not token:
-            raise BadInput(f"--token-file: {token_file} is empty", field="--token-file")
+            raise BadInput(
+                f"--token-file: {token_file} is empty; put the API token in it",
+                field="--token-file",
+            )
         return token
     return os.environ.get("SMARTCONNECTOR_API_TOKEN") or None
 

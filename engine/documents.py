@@ -32,8 +32,9 @@ def needs_update(doc: Document, version: str) -> bool:
 
 
 def status_of(doc: Document) -> dict[str, Any]:
-    """``status --json``'s shape (SPEC §4): ``waiting`` while a step waits for a person,
-    ``error`` after a failed function, each ``None`` otherwise."""
+    """``status --json``'s shape (SPEC §4): ``waiting`` while a step waits for a person (with
+    the ``fields`` it asks for, ``[]`` when none), ``error`` after a failed function, each
+    ``None`` otherwise."""
     install = doc.get("install")
     steps = install if isinstance(install, list) else []
     state = RunState.of(doc)
@@ -48,13 +49,32 @@ def status_of(doc: Document) -> dict[str, Any]:
             for s in steps
             if isinstance(s, dict)
         ],
-        "waiting": _picked(waiting, ("step", "function", "message", "url")),
+        "waiting": _waiting(waiting),
         "error": _picked(error, ("step", "function", "message")),
     }
 
 
 def _picked(record: Any, keys: tuple[str, ...]) -> dict[str, Any] | None:
     return {k: record.get(k) for k in keys} if isinstance(record, dict) else None
+
+
+def asked_fields(waiting: Any) -> list[dict[str, Any]]:
+    """The answers a waiting record asks for, each ``{"name", "label", "secret"}``."""
+    raw = waiting.get("fields") if isinstance(waiting, dict) else None
+    return [
+        {
+            "name": f["name"],
+            "label": f.get("label") if isinstance(f.get("label"), str) else f["name"],
+            "secret": f.get("secret") is True,
+        }
+        for f in (raw if isinstance(raw, list) else [])
+        if isinstance(f, dict) and isinstance(f.get("name"), str)
+    ]
+
+
+def _waiting(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    picked = _picked(record, ("step", "function", "message", "url"))
+    return None if picked is None else {**picked, "fields": asked_fields(record)}
 
 
 def new_integration(connector: Connector, owner: Owner, ttl: float) -> Document:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+
 from engine.errors import ConnectorInvalid
-from engine.models import Integration
+from engine.models import Integration, problems_error
 from installers import Connector
 from installers.remote import ExtensionServer, with_remote
 
@@ -21,15 +23,30 @@ def function_names(
 
 
 def check_functions(connector: Connector, integration: Integration | None = None) -> None:
-    """Every function the manifest (and the document) names resolves, or exit 2."""
+    """Every function the manifest (and the document) names resolves, or exit 2 naming each
+    one that does not, with the closest defined name."""
     registry = connector.registry
-    for path, name in function_names(connector, integration):
-        if name not in registry:
-            raise ConnectorInvalid(
-                f"{path}: function {name!r} is not defined in registry {registry.name!r}"
-                f" ({connector.provenance})",
-                field=path,
-            )
+    defined = [f.name for f in registry]
+    missing = [
+        (path, f"function {name!r} is not defined{_did_you_mean(closest_name(name, defined))}")
+        for path, name in function_names(connector, integration)
+        if name not in registry
+    ]
+    if missing:
+        raise problems_error(
+            f"registry {registry.name!r} ({connector.provenance})", missing, ConnectorInvalid
+        )
+
+
+def closest_name(name: str, names: list[str]) -> str | None:
+    """The one of ``names`` that ``name`` was most likely meant to be, if any is close."""
+    by_lower = {n.lower(): n for n in names}
+    found = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return by_lower.get(name.lower()) or (found[0] if found else None)
+
+
+def _did_you_mean(close: str | None) -> str:
+    return f"; did you mean {close!r}?" if close else ""
 
 
 async def resolve_functions(

@@ -1,19 +1,15 @@
 """The integration's modes as a state machine, behind a small typed facade over ``transitions``.
 
-The transition table is :data:`TRANSITIONS`; :func:`mermaid` draws it. One machine is shared by
-every run (a ``transitions`` machine per integration is costly). Runs are not registered as
-models either: the facade fires each event with its run explicitly, which is all
-``transitions`` needs, and saves registering trigger methods on every run.
+The transition table is :data:`TRANSITIONS`; :func:`mermaid` draws it. A run asks
+:meth:`ModeMachine.next` whether a mode change is allowed where it applies it, and writes it
+itself: the machine calls nothing back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from enum import StrEnum
-from typing import Any, Protocol
 
-from transitions import MachineError
-from transitions.extensions.asyncio import AsyncMachine
+from transitions import Machine
 
 from engine.errors import IllegalTransition
 from engine.models import Mode
@@ -33,60 +29,33 @@ TRANSITIONS: tuple[tuple[Trigger, tuple[Mode, ...], Mode], ...] = (
 )
 
 
-class Stateful(Protocol):
-    """A run driven by the machine: ``persist`` writes a transition before it takes effect."""
-
-    state: Any
-
-    async def persist(self, trigger: Trigger, source: Mode, dest: Mode) -> None: ...
-
-
-def _before(trigger: Trigger, dest: Mode) -> Callable[[Any], Coroutine[Any, Any, None]]:
-    async def persist(event: Any) -> None:
-        await event.model.persist(trigger, Mode(event.transition.source), dest)
-
-    return persist
-
-
 class ModeMachine:
-    """Fires typed triggers on runs; an illegal trigger names the current mode."""
+    """Which mode a trigger leads to from a mode; an illegal trigger names the mode.
+
+    Pure: it keeps no state per run (a run's mode is its document's). The table lives in a
+    ``transitions`` machine, asked for the transition and never fired.
+    """
 
     def __init__(self) -> None:
-        self._machine = AsyncMachine(
+        self._machine = Machine(
             model=None,
             states=[m.value for m in Mode],
             initial=None,
             auto_transitions=False,
-            send_event=True,
-            model_attribute="state",
         )
         for trigger, sources, dest in TRANSITIONS:
-            self._machine.add_transition(
-                trigger.value,
-                [s.value for s in sources],
-                dest.value,
-                before=_before(trigger, dest),
-            )
+            self._machine.add_transition(trigger.value, [s.value for s in sources], dest.value)
 
-    def add(self, run: Stateful, mode: Mode) -> None:
-        """Start driving ``run`` from ``mode``."""
-        run.state = mode.value
-
-    def remove(self, run: Stateful) -> None:
-        """Stop driving ``run`` (nothing is kept per run)."""
-
-    def mode(self, run: Stateful) -> Mode:
-        return Mode(run.state)
-
-    async def fire(self, run: Stateful, trigger: Trigger) -> None:
-        try:
-            await self._machine.events[trigger.value].trigger(run)
-        except MachineError:
+    def next(self, mode: Mode, trigger: Trigger) -> Mode:
+        """The mode ``trigger`` leads to from ``mode``."""
+        found = self._machine.get_transitions(trigger=trigger.value, source=mode.value)
+        if not found:
             raise IllegalTransition(
-                f"cannot {trigger.value.replace('_', ' ')} from mode {run.state!r}",
-                mode=run.state,
+                f"cannot {trigger.value.replace('_', ' ')} from mode {mode.value!r}",
+                mode=mode.value,
                 trigger=trigger.value,
-            ) from None
+            )
+        return Mode(str(found[0].dest))
 
 
 def mermaid() -> str:

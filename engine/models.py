@@ -148,8 +148,13 @@ def field_path(loc: Sequence[int | str]) -> str:
     return path or "(document)"
 
 
+#: At most this many problems are listed in one error; the rest are counted.
+MAX_PROBLEMS = 50
+
+
 def parse(model: type[M], data: Any, *, what: str, error: type[BadInput] = BadInput) -> M:
-    """Validate ``data`` as ``model``; a failure names the field, e.g. ``install[2].name``."""
+    """Validate ``data`` as ``model``; every problem is named with its field (e.g.
+    ``install[2].name``), all in one error."""
     if not isinstance(data, dict):
         raise error(
             f"{what}: expected a JSON object, got {type(data).__name__}", field="(document)"
@@ -157,15 +162,28 @@ def parse(model: type[M], data: Any, *, what: str, error: type[BadInput] = BadIn
     size = len(json.dumps(data, separators=(",", ":")))
     if size > MAX_DOCUMENT_BYTES:
         raise oversized(data, size, what, error)
+    problems = _duplicate_step_names(data)
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        path = field_path(first["loc"])
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise error(f"{what}: {path}: {first['msg']}{more}", field=path) from None
-    _check_unique_step_names(parsed, what, error)
+        problems = [(field_path(e["loc"]), e["msg"]) for e in exc.errors()] + problems
+    if problems:
+        raise problems_error(what, problems, error)
     return parsed
+
+
+def problems_error(
+    what: str, problems: list[tuple[str, str]], error: type[BadInput] = BadInput
+) -> BadInput:
+    """One error naming each ``(field, problem)``: on one line when there is one, else a
+    line each."""
+    (path, message), count = problems[0], len(problems)
+    if count == 1:
+        return error(f"{what}: {path}: {message}", field=path)
+    lines = [f"  {p}: {m}" for p, m in problems[:MAX_PROBLEMS]]
+    if count > MAX_PROBLEMS:
+        lines.append(f"  ... and {count - MAX_PROBLEMS} more")
+    return error(f"{what}: {count} problems\n" + "\n".join(lines), field=path)
 
 
 def oversized(data: Any, size: int, what: str, error: type[BadInput] = BadInput) -> BadInput:
@@ -191,20 +209,25 @@ def _dig_path(data: Any, path: str) -> Any:
     return data
 
 
-def _check_unique_step_names(parsed: WireModel, what: str, error: type[BadInput]) -> None:
-    steps = getattr(parsed, "install", None)
-    if not steps:
-        return
+def _duplicate_step_names(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(field, problem)`` for each step named as an earlier one is."""
+    steps = data.get("install")
     seen: dict[str, int] = {}
-    for i, step in enumerate(steps):
-        if step.name in seen:
-            path = f"install[{i}].name"
-            raise error(
-                f"{what}: {path}: duplicate step name {step.name!r}"
-                f" (also install[{seen[step.name]}].name)",
-                field=path,
+    found = []
+    for i, step in enumerate(steps if isinstance(steps, list) else []):
+        name = step.get("name") if isinstance(step, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in seen:
+            found.append(
+                (
+                    f"install[{i}].name",
+                    f"duplicate step name {name!r} (also install[{seen[name]}].name)",
+                )
             )
-        seen[step.name] = i
+        else:
+            seen[name] = i
+    return found
 
 
 def _largest_field(data: Any, path: tuple[int | str, ...] = ()) -> str:

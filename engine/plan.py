@@ -6,15 +6,16 @@ the Temporal workflow executes the same list, one activity per action. Planning 
 from the document of a stopped run gives what is left to do: nothing already recorded in
 the document is planned again.
 
->>> Action("call", function="verifyConnection", step="NetSuite Connection").to_json()
-{'action': 'call', 'function': 'verifyConnection', 'step': 'NetSuite Connection'}
+>>> Call("verify", "NetSuite", "installerFunction", "install").to_json()
+{'action': 'call', 'function': 'verify', 'step': 'NetSuite', 'kind': 'installerFunction'}
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from engine.client import Document
 from engine.functions import check_functions
@@ -32,35 +33,121 @@ class Intent(StrEnum):
     UPDATE = "update"  # to the connector's version
 
 
+def _shown(
+    action: str, function: str | None = None, step: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """An action as ``plan --json`` prints it: ``action``, ``function`` and ``step`` always,
+    the rest only when it says something."""
+    return {"action": action, "function": function, "step": step} | {
+        k: v for k, v in extra.items() if v
+    }
+
+
 @dataclass(frozen=True)
-class Action:
-    """One thing a run does, in order.
+class Create:
+    """Create the integration, in mode install."""
 
-    ``action`` is one of ``create`` (the integration, in mode install), ``call`` (a
-    function: connector-level when ``step`` is ``None``, else a step's, whose success marks
-    the step ``completes`` in the same write), ``mode`` (change to ``to``),
-    ``begin_update`` (set the update flag for version ``to`` and add the version's new
-    ``steps``, not completed), ``finish_update`` (write the version, clear the flag),
-    ``delete`` and ``release``
-    (free the lease: nothing else to do). ``kind`` is the manifest key a connector-level
-    function comes from (``installerFunction``, ...); ``phase`` keys its idempotency.
-    """
-
-    action: str
-    function: str | None = None
-    step: str | None = None
-    kind: str | None = None
-    phase: str | None = None
-    completes: bool | None = None
-    to: str | None = None
-    steps: list[str] = field(default_factory=list)
-    origin: str | None = None
+    action: ClassVar[str] = "create"
 
     def to_json(self) -> dict[str, Any]:
-        shown: dict[str, Any] = {"action": self.action, "function": self.function}
-        shown["step"] = self.step
-        extra = {"kind": self.kind, "to": self.to, "origin": self.origin, "steps": self.steps}
-        return shown | {k: v for k, v in extra.items() if v}
+        return _shown(self.action, to=Mode.INSTALL.value)
+
+
+@dataclass(frozen=True)
+class Call:
+    """Run a function: connector-level when ``step`` is ``None``, else a step's, whose success
+    marks the step ``completes`` in the same write. ``kind`` is the manifest key the function
+    comes from (``installerFunction``, ...); ``phase`` keys its idempotency."""
+
+    function: str
+    step: str | None
+    kind: str
+    phase: str
+    completes: bool = False
+    origin: str | None = None
+    action: ClassVar[str] = "call"
+
+    def to_json(self) -> dict[str, Any]:
+        return _shown(self.action, self.function, self.step, kind=self.kind, origin=self.origin)
+
+
+@dataclass(frozen=True)
+class ChangeMode:
+    """Change the mode to ``to``."""
+
+    to: Mode
+    action: ClassVar[str] = "mode"
+
+    def to_json(self) -> dict[str, Any]:
+        return _shown(self.action, to=self.to.value)
+
+
+@dataclass(frozen=True)
+class BeginUpdate:
+    """Set the update flag for version ``to`` and add the version's new ``steps``."""
+
+    to: str
+    steps: tuple[str, ...] = ()
+    action: ClassVar[str] = "begin_update"
+
+    def to_json(self) -> dict[str, Any]:
+        return _shown(self.action, to=self.to, steps=list(self.steps))
+
+
+@dataclass(frozen=True)
+class FinishUpdate:
+    """Write the version ``to`` and clear the flag: the update's last act."""
+
+    to: str
+    action: ClassVar[str] = "finish_update"
+
+    def to_json(self) -> dict[str, Any]:
+        return _shown(self.action, to=self.to)
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Delete the integration."""
+
+    action: ClassVar[str] = "delete"
+
+    def to_json(self) -> dict[str, Any]:
+        return _shown(self.action)
+
+
+@dataclass(frozen=True)
+class Release:
+    """Free the lease: nothing else to do."""
+
+    action: ClassVar[str] = "release"
+
+    def to_json(self) -> dict[str, Any]:
+        return _shown(self.action)
+
+
+#: One thing a run does, in order.
+Action = Create | Call | ChangeMode | BeginUpdate | FinishUpdate | Delete | Release
+_KINDS: dict[str, type[Action]] = {
+    cls.action: cls
+    for cls in (Create, Call, ChangeMode, BeginUpdate, FinishUpdate, Delete, Release)
+}
+
+
+def to_wire(action: Action) -> dict[str, Any]:
+    """Every field of ``action``, tagged: to cross a process boundary (a Temporal activity)."""
+    fields = {f.name: getattr(action, f.name) for f in dataclasses.fields(action)}
+    return {"action": action.action, **fields}
+
+
+def from_wire(data: dict[str, Any]) -> Action:
+    """The action :func:`to_wire` made."""
+    fields = {k: v for k, v in data.items() if k != "action"}
+    kind = _KINDS[data["action"]]
+    if kind is ChangeMode:
+        fields["to"] = Mode(fields["to"])
+    if kind is BeginUpdate:
+        fields["steps"] = tuple(fields.get("steps") or ())
+    return kind(**fields)
 
 
 @dataclass(frozen=True)
@@ -72,8 +159,8 @@ class Plan:
     actions: list[Action] = field(default_factory=list)
 
     @property
-    def calls(self) -> list[Action]:
-        return [a for a in self.actions if a.action == "call"]
+    def calls(self) -> list[Call]:
+        return [a for a in self.actions if isinstance(a, Call)]
 
     def to_json(self) -> list[dict[str, Any]]:
         return [a.to_json() for a in self.actions]
@@ -88,7 +175,7 @@ def plan_run(
     update's target (default: the manifest's).
     """
     if doc is None:
-        return [Action("create", to=Mode.INSTALL.value), *_install({}, manifest)]
+        return [Create(), *_install({}, manifest)]
     mode = doc.get("mode")
     if intent is Intent.UNINSTALL or mode == Mode.UNINSTALL.value:
         return _uninstall(doc, manifest)
@@ -99,7 +186,7 @@ def plan_run(
         target = version or RunState.of(doc).update_to or manifest.version
         if in_progress or doc.get("version") != target:
             return _update(doc, manifest, target)
-    return [Action("release")]
+    return [Release()]
 
 
 def _steps(doc: Document) -> list[dict[str, Any]]:
@@ -111,11 +198,11 @@ def _connector_call(
 ) -> list[Action]:
     if not function or kind in done:
         return []
-    return [Action("call", function, None, kind, phase)]
+    return [Call(function, None, kind, phase)]
 
 
-def _step_call(step: dict[str, Any], key: str, phase: str, completes: bool) -> Action:
-    return Action("call", step.get(key), step.get("name"), key, phase, completes)
+def _step_call(step: dict[str, Any], key: str, phase: str, completes: bool) -> Call:
+    return Call(str(step.get(key)), step.get("name"), key, phase, completes)
 
 
 def _install(doc: Document, manifest: ConnectorManifest) -> list[Action]:
@@ -128,7 +215,7 @@ def _install(doc: Document, manifest: ConnectorManifest) -> list[Action]:
             for s in steps
             if s.get("completed") is not True
         ),
-        Action("mode", to=Mode.SETTINGS.value),
+        ChangeMode(Mode.SETTINGS),
     ]
 
 
@@ -146,8 +233,8 @@ def _uninstall(doc: Document, manifest: ConnectorManifest) -> list[Action]:
         ),
         *_connector_call("uninstallerFunction", manifest.uninstaller_function, "uninstall", done),
     ]
-    start = [Action("mode", to=Mode.UNINSTALL.value)] if fresh else []
-    return [*start, *calls, Action("delete")]
+    start: list[Action] = [ChangeMode(Mode.UNINSTALL)] if fresh else []
+    return [*start, *calls, Delete()]
 
 
 def _update(doc: Document, manifest: ConnectorManifest, version: str) -> list[Action]:
@@ -155,10 +242,8 @@ def _update(doc: Document, manifest: ConnectorManifest, version: str) -> list[Ac
     state = RunState.of(doc)
     added = new_steps(doc, manifest)
     started = doc.get("updateInProgress") is True
-    begin = (
-        []
-        if started and not added
-        else [Action("begin_update", to=version, steps=[s.name for s in added])]
+    begin: list[Action] = (
+        [] if started and not added else [BeginUpdate(version, tuple(s.name for s in added))]
     )
     pending = [s for s in _steps(doc) if s.get("completed") is not True]
     return [
@@ -166,7 +251,7 @@ def _update(doc: Document, manifest: ConnectorManifest, version: str) -> list[Ac
         *_connector_call("updateFunction", manifest.update_function, phase, state.done),
         *(_step_call(s, "installerFunction", phase, True) for s in pending),
         *(_step_call(s.to_wire(), "installerFunction", phase, True) for s in added),
-        Action("finish_update", to=version),
+        FinishUpdate(version),
     ]
 
 
@@ -183,7 +268,9 @@ def install_plan(connector: Connector) -> Plan:
     registry = connector.registry
 
     def located(action: Action) -> Action:
-        found = registry.get(action.function) if action.function else None
+        if not isinstance(action, Call):
+            return action
+        found = registry.get(action.function)
         return replace(action, origin=found.origin if found else None)
 
     manifest = connector.manifest

@@ -61,6 +61,25 @@ def fast_retry() -> RetryPolicy:
     )
 
 
+#: pytest-asyncio warns on every run where this is unset; its coming default is "function".
+LOOP_SCOPE = "asyncio_default_fixture_loop_scope"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Where pytest-asyncio is installed and the project set no fixture loop scope, set the
+    one it will default to, so a connector's tests run without its deprecation warning."""
+    if not config.pluginmanager.hasplugin("asyncio"):
+        return
+    try:
+        if config.getini(LOOP_SCOPE) is not None:
+            return  # the project chose one
+    except ValueError:  # pragma: no cover - a pytest-asyncio that has no such option
+        return
+    # pytest has no public setter for an ini value; its cache is what getini answers from
+    config._inicache[LOOP_SCOPE] = "function"
+
+
 @pytest.hookimpl
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     """Run an ``async def`` test that uses this plugin's fixtures, if nobody else does.

@@ -88,6 +88,7 @@ async def rollout(
     bake: float | None = None,
     recorded: bool = False,
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
+    on_phase: Callable[[int, int, int], None] = lambda number, phases, total: None,
 ) -> RolloutReport:
     """Update ``integration_ids`` (default: every integration of the connector) to its version.
 
@@ -98,7 +99,9 @@ async def rollout(
     ``recorded`` (implied by ``pause`` and ``bake``) keeps the rollout's record in the State
     API (:mod:`engine.rollout_record`) and obeys it: ``rollouts pause|resume|abort``. With
     ``pause`` it holds after each phase until resumed; with ``bake`` it waits that many
-    seconds after each phase, then looks at the phase's integrations again.
+    seconds after each phase, then looks at the phase's integrations again. ``on_phase``
+    hears of each phase as it starts (its number, how many there are, how many integrations
+    in all); a rollout that pages through the fleet has none.
     """
     report = RolloutReport(connector.manifest.version)
     control = None
@@ -116,7 +119,7 @@ async def rollout(
         )
         report.rollout_id = control.record.id
     run = _Run(engine, connector, report, concurrency, max_failures, pause, bake, control)
-    run.on_outcome = on_outcome
+    run.on_outcome, run.on_phase = on_outcome, on_phase
     try:
         if integration_ids is None and phase_pct is None and not pause and bake is None:
             await run.paged()
@@ -218,6 +221,7 @@ class _Run:
     bake: float | None
     control: RolloutController | None
     on_outcome: Callable[[Outcome], None] = lambda outcome: None
+    on_phase: Callable[[int, int, int], None] = lambda number, phases, total: None
 
     def going(self) -> bool:
         """Whether to take another integration: not once aborted."""
@@ -258,6 +262,7 @@ class _Run:
         if self.control is not None:
             self.control.plan(len(wave) for wave in phases)
         for number, wave in enumerate(phases, 1):
+            self.on_phase(number, len(phases), sum(len(w) for w in phases))
             seen = await self._phase(number, wave)
             if self.control is not None and self.control.aborted:
                 self._aborted(number, [i for i in wave if i not in seen], *phases[number:])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any
+from typing import Any, assert_never
 
 import structlog
 
@@ -21,7 +21,17 @@ from engine.invoke import normalise, settings_result
 from engine.journal import Journal
 from engine.machine import ModeMachine, Trigger
 from engine.models import ConnectorManifest, InstallStep, Integration, Mode, StepPolicy, parse
-from engine.plan import Action, new_steps
+from engine.plan import (
+    Action,
+    BeginUpdate,
+    Call,
+    ChangeMode,
+    Create,
+    Delete,
+    FinishUpdate,
+    Release,
+    new_steps,
+)
 from engine.run_state import Op, RunState, pointer
 from engine.writer import DocumentWriter
 from installers import Connector, StepResult
@@ -31,14 +41,14 @@ __all__ = ["IntegrationRun", "StepObserver", "begin_update_ops", "idempotency_ke
 _MODE_TRIGGERS = {Mode.SETTINGS: Trigger.FINISH_INSTALL, Mode.UNINSTALL: Trigger.START_UNINSTALL}
 
 
-def begin_update_ops(doc: Document, manifest: ConnectorManifest, action: Action) -> list[Op]:
+def begin_update_ops(doc: Document, manifest: ConnectorManifest, action: BeginUpdate) -> list[Op]:
     """Flag the update and note its version, and add the version's new steps (not
     completed) in the same write, the whole list tested: a retry cannot add them twice."""
     ops: list[Op] = []
     if doc.get("updateInProgress") is not True:
         ops += [
             {"op": "add", "path": "/updateInProgress", "value": True},
-            RunState.note_update(str(action.to)),
+            RunState.note_update(action.to),
         ]
     added = [{**s.to_wire(), "completed": False} for s in new_steps(doc, manifest)]
     if added:
@@ -51,9 +61,8 @@ def begin_update_ops(doc: Document, manifest: ConnectorManifest, action: Action)
 
 
 class IntegrationRun:
-    """Drives one integration; the shared :class:`ModeMachine` holds its ``state``."""
-
-    state: Any
+    """Drives one integration through its plan; the :class:`ModeMachine` says which mode
+    changes the transition table allows."""
 
     def __init__(
         self,
@@ -76,7 +85,7 @@ class IntegrationRun:
         self.machine = machine
         self._typed: tuple[Document, Integration] | None = None
         #: What ``updateFunction`` returned, written with the update's last act.
-        self.held: list[tuple[Action, Any]] = []
+        self.held: list[tuple[Call, Any]] = []
         self.log = structlog.get_logger("smartconnector.run").bind(integration_id=writer.id)
         self.calls = Caller(
             writer=writer,
@@ -117,17 +126,17 @@ class IntegrationRun:
         journal has it, or Temporal's history when a slice ends before that act).
         """
         for action in actions:
-            if action.action != "call":
-                await self.apply(action)
-            elif action.kind == "updateFunction":
-                self.held.append((action, await self.call(action)))
-            else:
-                await self.record(action, await self.call(action))
+            match action:
+                case Call(kind="updateFunction"):
+                    self.held.append((action, await self.call(action)))
+                case Call():
+                    await self.record(action, await self.call(action))
+                case _:
+                    await self.apply(action)
 
-    async def call(self, action: Action) -> Any:
+    async def call(self, action: Call) -> Any:
         """Run the action's function (once per success) and return what it returned."""
         step = self._step(action.step) if action.step is not None else None
-        assert action.function is not None and action.phase is not None
 
         def checked(raw: Any, function: str) -> Any:  # a result of the wrong shape fails it
             normalise(raw, function)
@@ -135,58 +144,61 @@ class IntegrationRun:
 
         return await self.calls.call(action.function, step, action.phase, checked)
 
-    async def record(self, action: Action, raw: Any) -> None:
+    async def record(self, action: Call, raw: Any) -> None:
         """Write a function's success in one PATCH."""
         await self.writer.write(self.record_ops(action, raw))
 
-    def record_ops(self, action: Action, raw: Any) -> list[Op]:
+    def record_ops(self, action: Call, raw: Any) -> list[Op]:
         """A function's success: the step marked (or the connector function done), with what
         its ``stepsToUpdate`` changed."""
-        assert action.function is not None
         result = normalise(raw, action.function)
         if action.step is None:
-            assert action.kind is not None
             return [RunState.mark_done(action.kind), *self._updates(result, exclude=None)]
         index = self._index(action.step)
-        return self._step_ops(index, action.step, bool(action.completes), result)
+        return self._step_ops(index, action.step, action.completes, result)
 
     async def apply(self, action: Action) -> None:
         """Do an action that calls no function; nothing if the document shows it done."""
-        kind, doc = action.action, self.doc
-        if kind == "mode":
-            target = Mode(str(action.to))
-            if doc.get("mode") != target.value:
-                await self.machine.fire(self, _MODE_TRIGGERS[target])
-        elif kind == "delete":
-            await self.machine.fire(self, Trigger.REMOVE)
-        elif kind == "begin_update":
-            ops = begin_update_ops(doc, self.connector.manifest, action)
-            if ops:  # nothing when the flag is set and the steps are there
-                await self.writer.write(ops)
-        elif kind == "finish_update":
-            await self.calls.stop_if_asked()
-            if doc.get("updateInProgress") is True or doc.get("version") != action.to:
-                await self._finish_update(str(action.to))
-        elif kind == "release":
-            if RunState.of(doc).lease_owner == self.writer.owner.run_id:
-                await self.writer.write([RunState.remove()], release=True)
-        else:
-            raise ValueError(f"unknown action {kind!r}")
+        doc = self.doc
+        match action:
+            case ChangeMode(to=target):
+                if doc.get("mode") != target.value:
+                    await self._change_mode(_MODE_TRIGGERS[target])
+            case Delete():
+                await self._change_mode(Trigger.REMOVE)
+            case BeginUpdate():
+                ops = begin_update_ops(doc, self.connector.manifest, action)
+                if ops:  # nothing when the flag is set and the steps are there
+                    await self.writer.write(ops)
+            case FinishUpdate(to=version):
+                await self.calls.stop_if_asked()
+                if doc.get("updateInProgress") is True or doc.get("version") != version:
+                    await self._finish_update(version)
+            case Release():
+                if RunState.of(doc).lease_owner == self.writer.owner.run_id:
+                    await self.writer.write([RunState.remove()], release=True)
+            case Create() | Call():
+                raise ValueError(f"{action.action} is not done by apply")
+            case _:
+                assert_never(action)
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def persist(self, trigger: Trigger, source: Mode, dest: Mode) -> None:
-        """Write a mode change before it takes effect (called by the machine)."""
+    async def _change_mode(self, trigger: Trigger) -> None:
+        """Write a mode change the transition table allows, before it takes effect."""
+        source = Mode(self.doc["mode"])
+        dest = self.machine.next(source, trigger)
         self.log.info("mode change", source=source.value, dest=dest.value)
         mode = {"op": "replace", "path": "/mode", "value": dest.value}
-        if trigger is Trigger.FINISH_INSTALL:
-            await self.writer.write([mode, RunState.remove()], release=True)
-        elif trigger is Trigger.START_UNINSTALL:
-            await self.writer.write([mode, RunState.reset_done()])
-        elif trigger is Trigger.REMOVE:
-            await self.api.delete("integrations", self.writer.id)
-        else:  # pragma: no cover - the machine has no other triggers
-            raise ValueError(f"no write for trigger {trigger!r}")
+        match trigger:
+            case Trigger.FINISH_INSTALL:
+                await self.writer.write([mode, RunState.remove()], release=True)
+            case Trigger.START_UNINSTALL:
+                await self.writer.write([mode, RunState.reset_done()])
+            case Trigger.REMOVE:
+                await self.api.delete("integrations", self.writer.id)
+            case _:
+                assert_never(trigger)
 
     async def _finish_update(self, version: str) -> None:
         """Record the version and clear the flag, freeing the lease: the update's last act."""

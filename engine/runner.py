@@ -37,7 +37,7 @@ from engine.functions import resolve_functions
 from engine.journal import Journal
 from engine.machine import ModeMachine
 from engine.models import Integration, Mode, StepPolicy, parse
-from engine.plan import Action, Intent, plan_run
+from engine.plan import Action, BeginUpdate, Intent, plan_run
 from engine.run import IntegrationRun, StepObserver, begin_update_ops
 from engine.run_state import RUN_FIELD, Op, RunState
 from engine.writer import (
@@ -324,7 +324,7 @@ class Engine:
         )
         actions = plan_run(writer.doc, connector.manifest, Intent.UPDATE, target)
         first: list[Op] = []
-        if actions and actions[0].action == "begin_update":
+        if actions and isinstance(actions[0], BeginUpdate):
             first = begin_update_ops(writer.doc, connector.manifest, actions[0])
             actions = actions[1:]
         await writer.acquire(first)
@@ -468,7 +468,6 @@ class Engine:
             calling=self._calling,
             answers=answers,
         )
-        self.machine.add(run, Mode(writer.doc["mode"]))
         self._leases.add(writer)
         try:
             await action(run)
@@ -477,5 +476,4 @@ class Engine:
             raise
         finally:
             self._leases.discard(writer)
-            self.machine.remove(run)
         return writer.doc

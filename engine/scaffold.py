@@ -6,6 +6,7 @@ import json
 import re
 import secrets
 from pathlib import Path
+from typing import Any
 
 from engine.errors import BadInput
 
@@ -16,6 +17,27 @@ def title_of(folder: Path) -> str:
     """A connector name from its folder's: ``acme_netsuite`` → ``Acme Netsuite``."""
     words = re.split(r"[\s_\-.]+", folder.resolve().name)
     return " ".join(w[:1].upper() + w[1:] for w in words if w) or "My Connector"
+
+
+def manifest_of(name: str) -> dict[str, Any]:
+    """The new connector's connector.json: one step, an update, nobody asked by default."""
+    return {
+        "name": name,
+        "_connectorId": secrets.token_hex(12),
+        "version": "1.0.0",
+        "updateFunction": "update",
+        "install": [
+            {
+                "name": "Connection",
+                "description": f"Connect {name} to the account",
+                "imageURL": "",
+                "installerFunction": "connect",
+                "uninstallerFunction": "disconnect",
+            }
+        ],
+        "settings": {"sections": [], "commonresources": {}, "askForCredentials": False},
+        "functions": "functions.py",
+    }
 
 
 def new_connector(folder: Path, name: str | None = None) -> list[Path]:
@@ -35,25 +57,16 @@ def new_connector(folder: Path, name: str | None = None) -> list[Path]:
     if not name.strip():
         raise BadInput("--name must not be empty", field="--name")
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "connector"
-    manifest = {
+    env = slug.replace("-", "_").upper()
+    fields = {
         "name": name,
-        "_connectorId": secrets.token_hex(12),
-        "version": "1.0.0",
-        "install": [
-            {
-                "name": "Connection",
-                "description": f"Connect {name} to the account",
-                "imageURL": "",
-                "installerFunction": "connect",
-                "uninstallerFunction": "disconnect",
-            }
-        ],
-        "settings": {"sections": [], "commonresources": {}, "askForApproval": False},
-        "functions": "functions.py",
+        "name_literal": json.dumps(name, ensure_ascii=False),
+        "slug": slug,
+        "folder": str(folder),
+        "env": env,
     }
-    fields = {"name": name, "slug": slug, "folder": str(folder)}
     files = {
-        "connector.json": json.dumps(manifest, indent=2) + "\n",
+        "connector.json": json.dumps(manifest_of(name), indent=2) + "\n",
         "functions.py": (TEMPLATES / "functions.py.txt").read_text().format(**fields),
         "test_connector.py": (TEMPLATES / "test_connector.py.txt").read_text().format(**fields),
     }

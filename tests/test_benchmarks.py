@@ -18,9 +18,20 @@ def test_overhead_benchmark_runs_against_a_real_server() -> None:
     assert len(rows) == 6
 
 
-def test_request_counts_are_exactly_n_plus_2() -> None:
+def test_request_counts_are_n_plus_2_on_the_sandbox_and_at_most_n_plus_6_elsewhere() -> None:
+    """The request-count rows: exact on the sandbox, within N + 6 on the platform's ways."""
     rows = asyncio.run(requests.requests(TINY))
-    assert [(r.ours, r.result) for r in rows] == [("3", "exactly"), ("6", "exactly")]
+    assert [(r.ours, r.result) for r in rows] == [
+        ("3", "within"),
+        ("6", "within"),
+        ("8", "within"),  # 5 steps and a connector installer: N + 3
+        ("6", "within"),
+        ("9", "within"),
+        ("11", "within"),  # N + 6
+        ("6", "within"),
+        ("9", "within"),
+        ("11", "within"),
+    ]
 
 
 def test_a_rollout_within_the_bucket_still_reports() -> None:

@@ -134,7 +134,8 @@ def test_connector_tests_run_in_a_bare_folder(
     tmp_path: Path, config: str | None, options: list[str]
 ) -> None:
     """Async connector tests using the plugin's fixtures pass in a folder with no conftest
-    and no pytest configuration, whatever pytest-asyncio's mode."""
+    and no pytest configuration, whatever pytest-asyncio's mode, and with no warning (the
+    plugin sets the fixture loop scope pytest-asyncio asks for)."""
     acme(tmp_path, "noop", "verifyBundle")
     (tmp_path / "test_acme.py").write_text(CONNECTOR_TEST)
     if config:
@@ -142,6 +143,8 @@ def test_connector_tests_run_in_a_bare_folder(
     out = run_pytest(*options, cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "2 passed" in out.stdout
+    assert "asyncio_default_fixture_loop_scope" not in out.stdout + out.stderr
+    assert "warning" not in out.stdout.lower()
 
 
 def test_pytest_examples_works_from_the_project_root() -> None:
@@ -280,7 +283,8 @@ def test_plan_json_and_dry_run_json_list_the_actions(tmp_path: Path) -> None:
 
 
 def test_status_and_install_json_carry_waiting_and_error(tmp_path: Path) -> None:
-    """A waiting step's message and URL, and the last error, are in the JSON objects."""
+    """A waiting step's message, URL and fields (none here), and the last error, are in the
+    JSON objects."""
     directory = acme(tmp_path, "verifyBundle")
     home = tmp_path / "home"
     out = run_cli("install", str(directory), "--json", home=home)
@@ -291,6 +295,7 @@ def test_status_and_install_json_carry_waiting_and_error(tmp_path: Path) -> None
         "function": "verifyBundle",
         "message": "install the Acme bundle",
         "url": "https://acme.example/bundle",
+        "fields": [],
     }
     assert body["error"] is None
     status = json.loads(run_cli("status", body["_id"], "--json", home=home).stdout)

@@ -33,10 +33,42 @@ def test_new_connector_plans_installs_and_passes_its_own_test(tmp_path: Path) ->
     assert installed.returncode == 0, installed.stderr
     tested = run_pytest(str(folder), cwd=tmp_path)
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert "3 passed" in tested.stdout
+    assert "5 passed" in tested.stdout and "warning" not in tested.stdout.lower()
+
+
+def test_new_connector_shows_the_examples_idioms_each_with_its_test(tmp_path: Path) -> None:
+    """`new` writes the example's idioms: a step that finds what an earlier try made by
+    ctx.idempotency_key, that asks for a secret (only when its settings say so: the
+    install above needed nobody), an updateFunction, and a test of each."""
+    home = tmp_path / "home"
+    folder = Path(run_cli("new", str(tmp_path / "acme"), home=home).stdout.split()[-1])
+    manifest = json.loads((folder / "connector.json").read_text())
+    assert manifest["updateFunction"] == "update"
+    assert manifest["settings"]["askForCredentials"] is False
     source = (folder / "functions.py").read_text()
-    for idiom in ("idempotency_key", "stepsToUpdate", "UserActionRequired"):
+    for idiom in (
+        'list("connections", sourceKey=ctx.idempotency_key)',
+        "stepsToUpdate",
+        "raise UserActionRequired(",
+        "secret=True",
+        '@registry.function("update")',
+    ):
         assert idiom in source
+    tests = (folder / "test_connector.py").read_text()
+    for test in (
+        "test_a_retry_finds_the_connection_the_first_try_made",
+        "test_asks_for_a_secret_and_goes_on_with_the_answers",
+        "test_update_brings_an_older_integration_to_the_new_version",
+    ):
+        assert f"def {test}(" in tests
+    manifest["settings"]["askForCredentials"] = True
+    (folder / "connector.json").write_text(json.dumps(manifest))
+    asked = run_cli("install", str(folder), home=home)
+    assert asked.returncode == 7 and "apiKey (API key, secret)" in asked.stderr
+    answers = tmp_path / "answers.json"
+    answers.write_text(json.dumps({"account": "A-1", "apiKey": "k-only-for-the-function"}))
+    unattended = run_cli("install", str(folder), "--input-file", str(answers), home=home)
+    assert unattended.returncode == 0, unattended.stderr
 
 
 @pytest.mark.parametrize("kind", ["not empty", "a file"])
@@ -77,7 +109,7 @@ def test_list_shows_the_install_base_and_filters_by_connector(tmp_path: Path) ->
     )
     first = run_cli("install", str(ok), home=home).stdout.split()[-1]
     second = run_cli("install", str(waits), home=home).stdout.split()[-1]
-    lines = run_cli("list", home=home).stdout.splitlines()
+    lines = run_cli("list", home=home).stdout.splitlines()[1:]  # under the header
     assert len(lines) == 2
     assert first in lines[0] and "settings" in lines[0] and "1/1" in lines[0]
     assert second in lines[1] and "0/1" in lines[1] and lines[1].endswith("waiting")

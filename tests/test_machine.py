@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from engine.errors import IllegalTransition
@@ -11,29 +9,12 @@ from engine.machine import TRANSITIONS, ModeMachine, Trigger, mermaid
 from engine.models import Mode
 
 
-class Recorder:
-    state: Any
-
-    def __init__(self) -> None:
-        self.persisted: list[tuple[Trigger, Mode, Mode]] = []
-
-    async def persist(self, trigger: Trigger, source: Mode, dest: Mode) -> None:
-        self.persisted.append((trigger, source, dest))
-
-
-class Refuser(Recorder):
-    async def persist(self, trigger: Trigger, source: Mode, dest: Mode) -> None:
-        raise RuntimeError("API down")
-
-
-async def test_lifecycle_persists_every_transition() -> None:
-    """install → settings → uninstall → removed, each written before it takes effect."""
-    machine, run = ModeMachine(), Recorder()
-    machine.add(run, Mode.INSTALL)
+def test_lifecycle_follows_the_table() -> None:
+    """install → settings → uninstall → removed, each step the table's."""
+    machine, mode = ModeMachine(), Mode.INSTALL
     for trigger in (Trigger.FINISH_INSTALL, Trigger.START_UNINSTALL, Trigger.REMOVE):
-        await machine.fire(run, trigger)
-    assert machine.mode(run) is Mode.REMOVED
-    assert [p[2] for p in run.persisted] == [Mode.SETTINGS, Mode.UNINSTALL, Mode.REMOVED]
+        mode = machine.next(mode, trigger)
+    assert mode is Mode.REMOVED
 
 
 @pytest.mark.parametrize(
@@ -45,34 +26,24 @@ async def test_lifecycle_persists_every_transition() -> None:
         (Mode.UNINSTALL, Trigger.START_UNINSTALL),
     ],
 )
-async def test_illegal_transitions_name_the_mode(start: Mode, trigger: Trigger) -> None:
+def test_illegal_transitions_name_the_mode(start: Mode, trigger: Trigger) -> None:
     """A trigger the current mode does not allow is an error naming that mode."""
-    machine, run = ModeMachine(), Recorder()
-    machine.add(run, start)
     with pytest.raises(IllegalTransition, match=f"'{start.value}'"):
-        await machine.fire(run, trigger)
-    assert run.persisted == [] and machine.mode(run) is start
+        ModeMachine().next(start, trigger)
 
 
-async def test_failed_write_leaves_the_mode() -> None:
-    """When persisting fails, the transition does not happen."""
-    machine, run = ModeMachine(), Refuser()
-    machine.add(run, Mode.INSTALL)
-    with pytest.raises(RuntimeError):
-        await machine.fire(run, Trigger.FINISH_INSTALL)
-    assert machine.mode(run) is Mode.INSTALL
-
-
-async def test_one_machine_serves_many_runs() -> None:
-    """Runs share one machine and each keeps its own mode; removed runs are forgotten."""
+def test_every_allowed_transition_is_in_the_table_and_no_other() -> None:
+    """next() answers exactly the table: each (mode, trigger) pair either leads where the
+    table says or is refused."""
     machine = ModeMachine()
-    runs = [Recorder() for _ in range(3)]
-    for run in runs:
-        machine.add(run, Mode.INSTALL)
-    await machine.fire(runs[1], Trigger.FINISH_INSTALL)
-    assert [machine.mode(r) for r in runs] == [Mode.INSTALL, Mode.SETTINGS, Mode.INSTALL]
-    for run in runs:
-        machine.remove(run)
+    allowed = {(s, t): d for t, sources, d in TRANSITIONS for s in sources}
+    for mode in Mode:
+        for trigger in Trigger:
+            if (mode, trigger) in allowed:
+                assert machine.next(mode, trigger) is allowed[(mode, trigger)]
+            else:
+                with pytest.raises(IllegalTransition):
+                    machine.next(mode, trigger)
 
 
 def test_mermaid_is_generated_from_the_table() -> None:

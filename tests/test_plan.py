@@ -9,6 +9,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from engine import plan as plans
 from engine.client import Document
 from engine.documents import new_integration
 from engine.errors import (
@@ -23,8 +24,7 @@ from engine.errors import (
 )
 from engine.journal import Journal
 from engine.machine import ModeMachine
-from engine.models import Mode
-from engine.plan import Action, Intent, plan_run
+from engine.plan import Action, Call, Delete, Intent, plan_run
 from engine.run import IntegrationRun
 from engine.run_state import RunState
 from engine.runner import Engine
@@ -49,19 +49,17 @@ async def execute(
     """Run ``actions`` on ``doc`` under a fresh lease, as a stopped run leaves it."""
     writer = DocumentWriter(api, doc, Owner.here())  # type: ignore[arg-type]
     await writer.acquire()
-    machine = ModeMachine()
     run = IntegrationRun(
         writer=writer,
         connector=connector.connector(),
         api=api,  # type: ignore[arg-type]
         journal=journal,
-        machine=machine,
+        machine=ModeMachine(),
         stop=asyncio.Event(),
         observe=lambda *a: None,
     )
-    machine.add(run, Mode(writer.doc["mode"]))
     await run.execute(actions)
-    if actions and actions[-1].action == "delete":
+    if actions and isinstance(actions[-1], Delete):
         return
     if RunState.of(writer.doc).lease_owner == writer.owner.run_id:
         await writer.write([], release=True)  # what a stopped run does
@@ -135,16 +133,17 @@ def test_a_run_stopped_after_any_action_ends_where_an_unbroken_one_does(
     recorded = {
         (a.function, a.step)
         for a in first[:stop_after]
-        if a.action == "call" and a.kind != "updateFunction"
+        if isinstance(a, Call) and a.kind != "updateFunction"
     }
-    assert not recorded & {(a.function, a.step) for a in again if a.action == "call"}
+    assert not recorded & {(a.function, a.step) for a in again if isinstance(a, Call)}
 
 
 def test_install_plan_of_a_fresh_document() -> None:
     """Create, the connector installer, each step in order, then mode settings."""
     fake = FakeConnector(["a", "b"], connector_functions=True)
     actions = plan_run(None, fake.connector().manifest, Intent.INSTALL)
-    assert [(a.action, a.function, a.step) for a in actions] == [
+    shown = [a.to_json() for a in actions]
+    assert [(a["action"], a["function"], a["step"]) for a in shown] == [
         ("create", None, None),
         ("call", "installerFunction", None),
         ("call", "install a", "a"),
@@ -168,7 +167,7 @@ def test_local_execution_makes_the_plans_calls_in_order() -> None:
 
     asyncio.run(install())
     planned = plan_run(None, fake.connector().manifest, Intent.INSTALL)
-    assert order == [a.function for a in planned if a.action == "call"]
+    assert order == [a.function for a in planned if isinstance(a, Call)]
 
 
 def test_errors_cross_a_boundary_as_the_same_class_with_their_facts() -> None:
@@ -195,3 +194,19 @@ def test_errors_cross_a_boundary_as_the_same_class_with_their_facts() -> None:
         assert back.exit_code == error.exit_code
         facts = {k: v for k, v in vars(error).items() if k not in ("message", "context")}
         assert {k: getattr(back, k) for k in facts} == facts
+
+
+def test_actions_cross_a_boundary_as_the_same_values() -> None:
+    """Every action of every kind of plan comes back from its wire form equal, typed."""
+    v1, v2 = versions(2)
+    fresh = plan_run(None, v1.connector().manifest, Intent.INSTALL)
+    installed = {
+        "_id": "i",
+        "mode": "settings",
+        "version": "1.0.0",
+        "install": [{**s, "completed": True} for s in v1.manifest_data["install"]],
+    }
+    updating = plan_run(installed, v2.connector().manifest, Intent.UPDATE)
+    removing = plan_run(installed, v1.connector().manifest, Intent.UNINSTALL)
+    for action in [*fresh, *updating, *removing, plans.Release()]:
+        assert plans.from_wire(plans.to_wire(action)) == action

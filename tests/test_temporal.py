@@ -236,6 +236,7 @@ def test_an_install_on_temporal_makes_the_requests_a_local_one_does(
         },
         functions,
     )
+    setup.env["SMARTCONNECTOR_WRITES"] = "json-patch-test"  # known, as after a first run
     worker = setup.worker()
     try:
         before = len(server.log.read_text().splitlines())
@@ -348,6 +349,7 @@ def test_two_workers_share_one_budget_and_an_update_costs_two_requests(
             "SMARTCONNECTOR_API_TOKEN": sandbox.token(),
             "SMARTCONNECTOR_API_RATE": str(rate),
             "SMARTCONNECTOR_API_BURST": str(rate),
+            "SMARTCONNECTOR_WRITES": "json-patch-test",  # known, as after a first run
         }
         setup = Setup(temporal_address, f"q-{tmp_path.name}", v2, env, tmp_path / "home")
         workers = [setup.worker(), setup.worker()]

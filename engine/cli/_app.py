@@ -211,13 +211,13 @@ def resolve_settings(
 ) -> Settings:
     from engine import logs
     from engine.client import RateLimit, RetryPolicy
-    from engine.config import Settings, read_token
+    from engine.config import Settings
     from engine.models import StepPolicy
 
     if log_format not in (None, "console", "json"):
         fail(f"--log-format: {log_format!r} is not console or json", 2)
     logs.configure(log_format)
-    token = guard(lambda: read_token(token_file))
+    token = api_token(api_url, token_file)
     logs.redactor.add(token)
     policy = None
     if step_timeout is not None or step_retries:
@@ -249,6 +249,18 @@ def resolve_settings(
     )
 
 
+def api_token(api_url: str | None, token_file: Path | None) -> str | None:
+    """The API token, once ``--api-url`` and ``--token-file`` are checked (exit 2 if not
+    usable): from the file, else the environment."""
+    from engine.cli._usage import api_options_problem
+    from engine.config import read_token
+
+    problem = api_options_problem(api_url, token_file)
+    if problem:
+        fail(problem, 2)
+    return guard(lambda: read_token(token_file))
+
+
 def settings_from(parameters: dict[str, Any]) -> Settings:
     """A command's common options, from its parameters by name (its ``locals()`` on entry):
     each command declares the options it takes, this resolves them the same way for all."""
@@ -256,10 +268,11 @@ def settings_from(parameters: dict[str, Any]) -> Settings:
     return resolve_settings(**{k: v for k, v in parameters.items() if k in wanted})
 
 
-def guard(action: Callable[[], T], looked_in: str | None = None) -> T:
+def guard(action: Callable[[], T], looked_in: str | None = None, api_url: str | None = None) -> T:
     """Run ``action``; a :class:`SmartConnectorError` becomes its message and exit code.
 
-    ``looked_in`` names the API a not-found answer came from, so the message says where.
+    ``looked_in`` names the API a not-found answer came from, so the message says where;
+    with ``api_url``, an API that did not answer (exit 5) is named with what to check.
     """
     from engine.errors import NotFound, SmartConnectorError
 
@@ -272,6 +285,10 @@ def guard(action: Callable[[], T], looked_in: str | None = None) -> T:
             message += f" (integration {integration_id})"
         if isinstance(exc, NotFound) and looked_in:
             message += f"; looked in {looked_in}"
+        if exc.exit_code == 5 and api_url:
+            from engine.cli._usage import version_hint
+
+            message += f"; {version_hint(api_url)}"
         fail(message, exc.exit_code)
 
 
@@ -282,7 +299,11 @@ def looked_in(settings: Settings) -> str:
             f"the embedded sandbox in {settings.home.resolve()}"
             " (--home or SMARTCONNECTOR_HOME to choose another, --api-url for a server)"
         )
-    return f"the API at {settings.api_url}"
+    from engine.cli._usage import version_hint, versioned
+
+    assert settings.api_url is not None
+    hint = "" if versioned(settings.api_url) else f" ({version_hint(settings.api_url)})"
+    return f"the API at {settings.api_url}{hint}"
 
 
 async def make_engine(
@@ -352,7 +373,7 @@ def with_engine(
     gc.freeze()  # what start-up made lives until exit: spare the collector walking it again
     with interrupts.installed():
         try:
-            return guard(lambda: asyncio.run(main()), looked_in(settings))
+            return guard(lambda: asyncio.run(main()), looked_in(settings), settings.api_url)
         except KeyboardInterrupt:
             begun = list(engines[0].known) if engines else []
             typer.echo("interrupted" + ("" if begun else "; nothing was changed"), err=True)

@@ -54,7 +54,7 @@ def check_command(
     """
     from engine import logs
     from engine.check import check_connector
-    from engine.cli._runs import read_answers
+    from engine.cli._answers import read_answers
 
     # Every function runs once per crashed run: its log lines would say nothing new.
     logs.configure(log_format, level=logging.ERROR)

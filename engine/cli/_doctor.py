@@ -47,9 +47,11 @@ def doctor(
     extension_url: ExtensionUrl = None,
     temporal_address: TemporalAddress = None,
 ) -> None:
-    """Check what a run needs, changing nothing: the API (reachable, the token accepted,
-    how it takes writes, whether one run per integration is guaranteed, the rate kept to),
-    the extension server and Temporal when set, and the home.
+    """Check what a run needs, changing nothing.
+
+    The API (reachable, the token accepted, how it takes writes, whether one run per
+    integration is guaranteed, the rate kept to), the extension server and Temporal when
+    set, and the home.
 
     The write way is found with a PATCH whose one `test` must fail on an integration the
     API holds, so nothing changes: json-patch-test (the sandbox), replace-only (the platform

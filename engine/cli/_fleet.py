@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,11 +36,12 @@ from engine.cli._app import (
     settings_from,
     with_engine,
 )
+from engine.cli._progress import summarise
 from engine.cli._report import report_outcome
 from engine.defaults import API_BURST, API_RATE, RETRY_BUDGET
 
 if TYPE_CHECKING:
-    from engine.rollout import Outcome, RolloutReport
+    from engine.rollout import RolloutReport
     from engine.runner import Engine
     from installers import Connector
 
@@ -233,10 +233,11 @@ def rollout(
     ids = read_integration_ids(integrations) if integrations is not None else None
 
     async def job(engine: Engine) -> RolloutReport:
+        from engine.cli._progress import RolloutProgress
         from engine.rollout import rollout as run_rollout
 
-        progress = _progress(as_json)
-        with fleet_gc(), progress as on_outcome:
+        engine.observe = quiet  # a line per integration says more than one per step
+        with fleet_gc(), RolloutProgress(as_json) as progress:
             if settings.engine == "temporal":
                 return await _on_temporal(
                     engine,
@@ -259,11 +260,12 @@ def rollout(
                 pause=pause,
                 bake=bake,
                 recorded=True,
-                on_outcome=on_outcome,
+                on_outcome=progress.note,
+                on_phase=progress.phase_started,
             )
 
     report = with_engine(settings, job, creates=False)
-    _summarise(report, as_json)
+    summarise(report, as_json)
     if report.aborted:
         typer.echo(f"aborted: rollout {report.rollout_id} was aborted", err=True)
         raise typer.Exit(1)
@@ -325,75 +327,5 @@ def fleet_gc() -> Iterator[None]:
         gc.set_threshold(*before)
 
 
-class _progress:
-    """A live table of counts on a terminal; one log event per integration otherwise."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.live: Any = None
-        self.counts: dict[str, int] = {}
-        self.quiet = quiet or not sys.stderr.isatty()
-
-    def __enter__(self) -> Callable[[Outcome], None]:
-        if not self.quiet:
-            from rich.console import Console
-            from rich.live import Live
-
-            self.live = Live(self._table(), console=Console(stderr=True), refresh_per_second=4)
-            self.live.__enter__()
-        return self._note
-
-    def __exit__(self, *exc: object) -> None:
-        if self.live is not None:
-            self.live.__exit__(*exc)
-
-    def show(self, counts: dict[str, int]) -> None:
-        """Counts from elsewhere (a rollout on Temporal), as they are now."""
-        self.counts = dict(counts)
-        if self.live is not None:
-            self.live.update(self._table())
-
-    def _note(self, outcome: Outcome) -> None:
-        import structlog
-
-        self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1
-        structlog.get_logger("smartconnector.rollout").info(
-            "rollout outcome",
-            integration_id=outcome.integration_id,
-            status=outcome.status,
-            reason=outcome.reason,
-        )
-        if self.live is not None:
-            self.live.update(self._table())
-
-    def _table(self) -> Any:
-        from rich.table import Table
-
-        table = Table(title="rollout")
-        for status in ("updated", "skipped", "failed"):
-            table.add_column(status, justify="right")
-        table.add_row(*(str(self.counts.get(s, 0)) for s in ("updated", "skipped", "failed")))
-        return table
-
-
-def _summarise(report: RolloutReport, as_json: bool) -> None:
-    counts = report.counts()
-    if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "version": report.version,
-                    "counts": counts,
-                    "stopped": report.stopped,
-                    "interrupted": report.interrupted,
-                    "failed": [
-                        {"_id": o.integration_id, "reason": o.reason} for o in report.failed
-                    ],
-                }
-            )
-        )
-        return
-    typer.echo(f"rollout to {report.version}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    for outcome in report.failed:
-        typer.echo(f"  failed {outcome.integration_id}: {outcome.reason}")
-    if report.stopped:
-        typer.echo(f"  stopped: {report.stopped}; run the same command again to go on")
+def quiet(event: str, step: str | None, function: str, seconds: float | None) -> None:
+    """No line per step: a rollout shows one per integration."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,6 +20,7 @@ from engine.cli._app import (
     fail,
     guard,
     load,
+    looked_in,
     settings_from,
     with_engine,
 )
@@ -40,11 +42,13 @@ def new_command(
         str | None, typer.Option("--name", help="The connector's name (default: from DIR).")
     ] = None,
 ) -> None:
-    """Write a connector that installs and passes its test as written.
+    """Write a connector that installs and passes its tests as written.
 
-    connector.json with one step, functions.py showing the idioms (the idempotency key,
-    stepsToUpdate, UserActionRequired) and test_connector.py using the pytest plugin's
-    fixtures. Then: `smartconnector plan DIR`, `smartconnector install DIR`, `pytest DIR`.
+    connector.json with one step and an updateFunction; functions.py showing the example's
+    idioms (finding what an earlier try made by the idempotency key, stepsToUpdate, asking
+    for a secret with UserActionRequired when its settings say so, an update); and
+    test_connector.py with a test of each, using the pytest plugin's fixtures. Then:
+    `smartconnector plan DIR`, `smartconnector install DIR`, `pytest DIR`.
     """
     from engine.scaffold import new_connector
 
@@ -95,26 +99,35 @@ def list_command(
         docs: list[dict[str, Any]] = []  # nothing was installed with this home
     else:
         docs = with_engine(settings, job, creates=False)
-    _show_integrations(docs, as_json)
+    which = f" of connector {wanted}" if wanted else ""
+    _show_integrations(docs, as_json, f"no integrations{which} in {looked_in(settings)}")
 
 
-def _show_integrations(docs: list[dict[str, Any]], as_json: bool) -> None:
+LIST_HEADER = ("NAME", "ID", "CONNECTOR", "VERSION", "MODE", "STEPS", "STATE")
+
+
+def _show_integrations(docs: list[dict[str, Any]], as_json: bool, none: str) -> None:
+    """One line each under a header, in columns (or ``none``, on stderr); or JSON."""
     from engine.documents import status_of
 
-    statuses = [status_of(d) for d in docs]
     if as_json:
-        typer.echo(json.dumps(statuses))
+        typer.echo(json.dumps([status_of(d) for d in docs]))
         return
     if not docs:
-        typer.echo("no integrations", err=True)
-    for doc, status in zip(docs, statuses, strict=True):
+        typer.echo(none, err=True)
+        return
+    rows: list[list[str]] = [list(LIST_HEADER)]
+    for doc in docs:
+        status = status_of(doc)
         steps = status["install"]
         done = sum(1 for s in steps if s["completed"] is True)
-        badge = "  waiting" if status["waiting"] else "  failed" if status["error"] else ""
-        typer.echo(
-            f"{doc.get('name') or '(no name)'}  {status['_id']}  {doc.get('_connectorId')}"
-            f"  {status['version']}  {status['mode']}  {done}/{len(steps)}{badge}"
-        )
+        state = "waiting" if status["waiting"] else "failed" if status["error"] else ""
+        row = [doc.get("name") or "(no name)", status["_id"], doc.get("_connectorId")]
+        row += [status["version"], status["mode"], f"{done}/{len(steps)}", state]
+        rows.append([str(v) if v is not None else "-" for v in row])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(LIST_HEADER))]
+    for cells in rows:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(cells, widths, strict=True)).rstrip())
 
 
 @app.command(
@@ -232,6 +245,20 @@ def ui_command(
         api = guard(lambda: open_client(settings))
         return Engine(api, Journal(settings.home / "journal.db")), api.aclose
 
+    listening = _claimed(host, port)
     config = UiConfig(host, port, connectors, open_engine)
     typer.echo(config.url)
-    uvicorn.run(create_ui_app(config), host=host, port=port, log_level="warning", access_log=False)
+    served = uvicorn.Config(
+        create_ui_app(config), host=host, port=port, log_level="warning", access_log=False
+    )
+    uvicorn.Server(served).run(sockets=[listening])
+
+
+def _claimed(host: str, port: int) -> socket.socket:
+    """The page's listening socket, taken before its URL is printed: exit 2 if it cannot."""
+    from engine.cli._usage import claim_port
+
+    try:
+        return claim_port(host, port)
+    except OSError as exc:
+        fail(exc.strerror or str(exc), 2)

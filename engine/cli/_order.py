@@ -12,6 +12,7 @@ def register_commands() -> None:
     from engine.cli._app import app
 
     _as_paragraphs(app)
+    _no_type_after_flags()
 
 
 def _as_paragraphs(group: Any) -> None:
@@ -23,3 +24,18 @@ def _as_paragraphs(group: Any) -> None:
         command.help = "\n\n".join(paragraphs)
     for sub in group.registered_groups:
         _as_paragraphs(sub.typer_instance)
+
+
+def _no_type_after_flags() -> None:
+    """A flag takes no value, yet Typer's help shows ``<bool>`` after it: show nothing."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "flags_bare", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich.flags_bare = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]

@@ -40,6 +40,12 @@ def print_status(doc: dict[str, Any], as_json: bool) -> None:
         )
         if stopped.get("raisedAt"):
             typer.echo(f"    raised at {stopped['raisedAt']}")
+        fields = (status["waiting"] or {}).get("fields")
+        if fields:
+            from engine.cli._answers import fields_asked, how_to_answer
+
+            typer.echo(f"    answers asked: {fields_asked(fields)}")
+            typer.echo(f"    then: {how_to_answer(str(status['_id']), fields)}")
 
 
 def report_outcome(
@@ -49,8 +55,12 @@ def report_outcome(
     verbose: bool = False,
     *,
     creates: bool = False,
+    said: Callable[[dict[str, Any]], str] | None = None,
 ) -> None:
-    """Run an install-like job; print the id (or status) last, also when it stops early."""
+    """Run an install-like job; print the id (or status) last, also when it stops early.
+
+    ``said`` makes the line (on stderr) that says what the job did, when it did it all.
+    """
     from engine.errors import SmartConnectorError
 
     async def job_keeping_id(engine: Engine) -> dict[str, Any]:
@@ -58,7 +68,7 @@ def report_outcome(
             return await job(engine)
         except SmartConnectorError as exc:
             integration_id = exc.context.get("integration_id")
-            if integration_id and exc.exit_code in (1, 7, 130):
+            if integration_id and (exc.exit_code in (1, 7, 130) or answers_refused(exc)):
                 stopped = await stopped_status(engine, integration_id, exc)
                 explain(exc, verbose)
                 typer.echo(json.dumps(stopped) if as_json else integration_id)
@@ -66,10 +76,19 @@ def report_outcome(
             raise
 
     doc = with_engine(settings, job_keeping_id, creates=creates)
+    if said is not None:
+        typer.echo(said(doc), err=True)
     if as_json:
         print_status(doc, True)
     else:
         typer.echo(doc["_id"])
+
+
+def answers_refused(exc: Exception) -> bool:
+    """``--input-file`` answers the waiting step did not ask for (it stays waiting)."""
+    from engine.errors import BadInput
+
+    return isinstance(exc, BadInput) and exc.field == "--input-file"
 
 
 async def stopped_status(
@@ -93,6 +112,22 @@ async def stopped_status(
         return None
 
 
+def steps_done(doc: dict[str, Any]) -> str:
+    """``3/4``: the steps completed of all."""
+    steps = [s for s in doc.get("install") or [] if isinstance(s, dict)]
+    return f"{sum(1 for s in steps if s.get('completed') is True)}/{len(steps)}"
+
+
+def resumed(doc: dict[str, Any]) -> str:
+    """What a resume did, from the document it ended with."""
+    if doc.get("mode") == "uninstall":  # a resumed uninstall ends by deleting it
+        return f"resumed {doc.get('_id')}: uninstalled and deleted it"
+    return (
+        f"resumed {doc.get('_id')}: installed (mode {doc.get('mode')},"
+        f" version {doc.get('version')}, {steps_done(doc)} steps)"
+    )
+
+
 def next_step(exc: Exception) -> str | None:
     """The one advice line a stop deserves, from what is true now, or ``None``."""
     from engine.errors import (
@@ -114,7 +149,13 @@ def next_step(exc: Exception) -> str | None:
             return f"fix the cause, then `{resume}` finishes the rollback"
         return f"fix the cause, then `{resume}`"
     if isinstance(exc, WaitingForUser):
-        return f"once done, `{resume}`"
+        from engine.cli._answers import how_to_answer
+        from engine.documents import asked_fields
+
+        fields = asked_fields({"fields": exc.fields})
+        return how_to_answer(integration_id, fields) if fields else f"once done, `{resume}`"
+    if answers_refused(exc):
+        return f"fix the answers, then `{resume} --input-file FILE`"
     if isinstance(exc, Interrupted):
         return f"`{resume}` goes on from here"
     if isinstance(exc, AuthenticationFailed | PermissionDenied):
@@ -150,6 +191,10 @@ def explain(exc: Exception, verbose: bool = False) -> None:
             typer.echo("  (--verbose shows the whole traceback)", err=True)
     if isinstance(exc, WaitingForUser) and exc.url:
         typer.echo(f"  go to: {exc.url}", err=True)
+    if isinstance(exc, WaitingForUser):
+        from engine.cli._answers import explain_waiting
+
+        explain_waiting(exc)
     advice = next_step(exc)
     if advice:
         typer.echo(f"  then: {advice}", err=True)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from engine.cli._answers import answers_for_resume, install_answering, read_answers
 from engine.cli._app import (
     DEFAULT_HOME,
     ApiBurst,
@@ -37,8 +37,17 @@ from engine.cli._app import (
     settings_from,
     with_engine,
 )
-from engine.cli._report import print_status, report_outcome
+from engine.cli._report import print_status, report_outcome, resumed, steps_done
 from engine.defaults import API_BURST, API_RATE, RETRY_BUDGET
+
+InputFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--input-file",
+        help="JSON object of answers for the fields a waiting step asks for (without it, on"
+        " a terminal, resume asks for them itself, secret ones hidden).",
+    ),
+]
 
 if TYPE_CHECKING:
     from engine.config import Settings
@@ -71,6 +80,7 @@ def install(
         bool, typer.Option("--dry-run", help="Show the plan; change nothing.")
     ] = False,
     as_json: JsonOut = False,
+    input_file: InputFile = None,
     verbose: Verbose = False,
     step_timeout: StepTimeout = None,
     step_retries: StepRetries = 0,
@@ -90,15 +100,19 @@ def install(
 
     Prints the integration id as the last line (with --json: its status). A failed step
     leaves the integration resumable: fix the cause, then `smartconnector resume ID`.
+
+    With --input-file, a step that stops to ask for answers gets them from the file and
+    runs again at once, so an install that asks can run unattended.
     """
     settings = settings_from(locals())
+    given = read_answers(input_file) if input_file is not None else None
     connector = load(connector_dir)
     if dry_run:
         show_plan(connector, settings, as_json)
         return
     report_outcome(
         settings,
-        lambda e: e.install(connector, integration_id=integration, atomic=atomic),
+        lambda e: install_answering(e, connector, given, integration_id=integration, atomic=atomic),
         as_json,
         verbose,
         creates=True,
@@ -114,14 +128,7 @@ def install(
 def resume(
     integration_id: Annotated[str, typer.Argument(help="The integration to go on with.")],
     connector: ConnectorOpt = None,
-    input_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--input-file",
-            help="JSON object of answers for the fields the waiting step asks for (on a"
-            " terminal it asks for them itself, secret ones hidden).",
-        ),
-    ] = None,
+    input_file: InputFile = None,
     as_json: JsonOut = False,
     verbose: Verbose = False,
     step_timeout: StepTimeout = None,
@@ -148,43 +155,10 @@ def resume(
     given = read_answers(input_file) if input_file is not None else None
 
     async def job(engine: Engine) -> dict[str, Any]:
-        answers = given
-        if answers is None and sys.stdin.isatty():
-            answers = ask_for_answers(await engine.status(integration_id))
-        return await engine.resume(integration_id, loaded, input=answers or None)
+        answers = await answers_for_resume(engine, integration_id, given)
+        return await engine.resume(integration_id, loaded, input=answers)
 
-    report_outcome(settings, job, as_json, verbose)
-
-
-def read_answers(path: Path) -> dict[str, str]:
-    """``--input-file``: a JSON object of strings; anything else is exit 2, naming the key."""
-    from engine.cli._fleet import read_json_file
-
-    answers = read_json_file(path, "--input-file")
-    if not isinstance(answers, dict):
-        fail(f"--input-file: {path} must hold a JSON object of answers", 2)
-    for key, value in answers.items():
-        if not isinstance(value, str):
-            fail(f"--input-file: {key}: an answer is a string, not {type(value).__name__}", 2)
-    return answers
-
-
-def ask_for_answers(doc: dict[str, Any]) -> dict[str, str]:
-    """On a terminal: the waiting step's fields, asked one by one (secret ones hidden)."""
-    from engine.run_state import RunState
-
-    waiting = RunState.of(doc).waiting or {}
-    fields = [f for f in waiting.get("fields") or [] if isinstance(f, dict) and f.get("name")]
-    if fields:
-        typer.echo(f"{waiting.get('step')}: {waiting.get('message')}", err=True)
-    return {
-        str(f["name"]): str(
-            typer.prompt(
-                str(f.get("label") or f["name"]), hide_input=f.get("secret") is True, err=True
-            )
-        )
-        for f in fields
-    }
+    report_outcome(settings, job, as_json, verbose, said=resumed)
 
 
 @app.command(
@@ -217,10 +191,16 @@ def uninstall(
     loaded = load(connector) if connector else None
 
     async def job(engine: Engine) -> dict[str, Any]:
+        before = await engine.status(integration_id)
         await engine.uninstall(integration_id, loaded)
-        return {"_id": integration_id}
+        return before
 
-    report_outcome(settings, job, False, verbose)
+    def uninstalled(before: dict[str, Any]) -> str:
+        done = steps_done(before).split("/")[0]
+        undid = f"undid {done} step{'' if done == '1' else 's'}"
+        return f"uninstalled {integration_id}: {undid} and deleted it"
+
+    report_outcome(settings, job, False, verbose, said=uninstalled)
 
 
 @app.command(
@@ -301,8 +281,10 @@ def plan(
     extension_url: ExtensionUrl = None,
     log_format: LogFormat = None,
 ) -> None:
-    """Show what a run would do, changing nothing: install of a connector, or resume,
-    uninstall or update of an integration (from its document and run state).
+    """Show what a run would do, changing nothing.
+
+    For a connector directory, what install would do; for an integration id, what resume
+    (or uninstall, or update) would do, from its document and run state.
 
     --json prints the actions in order, each with its function (null for an action that
     calls none, such as a mode change) and step (null for connector-level functions).
@@ -321,14 +303,16 @@ def plan(
     intent = Intent.UNINSTALL if uninstall else Intent.UPDATE if update else Intent.RESUME
     wanted = load(connector) if connector is not None else None
     actions = with_engine(settings, lambda e: e.plan_for(target, intent, wanted), creates=False)
+    shown = [a.to_json() for a in actions]
     if as_json:
-        typer.echo(json.dumps([a.to_json() for a in actions]))
+        typer.echo(json.dumps(shown))
         return
-    calls = [a for a in actions if a.function]
-    if all(a.action == "release" for a in actions):
+    if all(a["action"] == "release" for a in shown):
         typer.echo(f"{intent.value} {target}: nothing to do")
         return
+    calls = [a for a in shown if a["function"]]
     typer.echo(f"{intent.value} {target}: {len(calls)} function(s) to run")
-    for i, action in enumerate(actions, 1):
-        what = f"{action.step or '(connector)'}: {action.function}" if action.function else ""
-        typer.echo(f"  {i}. {action.action} {what or (action.to or '')}".rstrip())
+    for i, action in enumerate(shown, 1):
+        what = f"{action['step'] or '(connector)'}: {action['function']}"
+        detail = what if action["function"] else action.get("to", "")
+        typer.echo(f"  {i}. {action['action']} {detail}".rstrip())

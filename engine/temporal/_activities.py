@@ -21,13 +21,13 @@ from temporalio.exceptions import ApplicationError
 
 from engine.client import ApiClient, Document
 from engine.documents import needs_update
-from engine.errors import BadInput, NotFound, SmartConnectorError, to_wire
+from engine.errors import BadInput, NotFound, SmartConnectorError, to_wire as error_to_wire
 from engine.functions import function_names, resolve_functions
 from engine.invoke import DEFAULT_TIMEOUT
 from engine.journal import Journal
 from engine.machine import ModeMachine
-from engine.models import Integration, Mode, parse
-from engine.plan import Action, Intent, plan_run
+from engine.models import Integration, parse
+from engine.plan import Action, BeginUpdate, Call, Delete, Intent, from_wire, plan_run, to_wire
 from engine.rollout_control import health_problem
 from engine.rollout_record import RolloutRecord, RolloutRecords, now_iso
 from engine.run import IntegrationRun, begin_update_ops
@@ -42,6 +42,7 @@ from engine.temporal._workflow import (
     Slice,
     SliceRequest,
     slices,
+    wire,
 )
 from engine.writer import DocumentWriter, Owner, open_writer, read_view
 from installers import Connector, find_installed
@@ -60,7 +61,7 @@ def owner_of(request: RunRequest) -> Owner:
 
 def final(exc: SmartConnectorError) -> ApplicationError:
     """The engine's error, typed, for the workflow and the command to raise again."""
-    return ApplicationError(exc.message, to_wire(exc), type=FINAL, non_retryable=True)
+    return ApplicationError(exc.message, error_to_wire(exc), type=FINAL, non_retryable=True)
 
 
 class Activities:
@@ -119,11 +120,7 @@ class Activities:
                 stop=asyncio.Event(),
                 observe=lambda *a: None,
             )
-            self.machine.add(run, Mode(doc.get("mode", "install")))
-            try:
-                yield run
-            finally:
-                self.machine.remove(run)
+            yield run
         except SmartConnectorError as exc:
             raise final(exc) from None
 
@@ -145,7 +142,7 @@ class Activities:
             if RunState.of(doc).lease_owner != request.run_id:
                 first = actions[0]
                 also = (
-                    begin_update_ops(doc, manifest, first) if first.action == "begin_update" else []
+                    begin_update_ops(doc, manifest, first) if isinstance(first, BeginUpdate) else []
                 )
                 writer = await self.writer(doc, request)
                 await writer.acquire(also)
@@ -216,13 +213,13 @@ class Activities:
     async def run(self, request: SliceRequest) -> Done:
         """A slice of the plan, heartbeating (and renewing the lease) while its function
         runs; a failure is recorded in the document by the run itself, as locally."""
-        actions = request.actions
-        deletes = bool(actions) and actions[-1].action == "delete"  # re-planning keeps it
+        actions = [from_wire(a) for a in request.actions]
+        deletes = bool(actions) and isinstance(actions[-1], Delete)  # re-planning keeps it
         try:
             async with self.run_for(request.run, request.doc) as run:
                 if activity.info().attempt > 1:  # an earlier try may have done some of it
                     actions = _left(run, request.run, actions)
-                run.held = [(h.action, h.result) for h in request.held]
+                run.held = [(_call(h.action), h.result) for h in request.held]
                 beat = asyncio.create_task(_heartbeat(run.writer))
                 try:
                     await run.execute(actions)
@@ -235,13 +232,19 @@ class Activities:
         log.info("slice done", integration_id=run.writer.id, actions=len(actions))
         if deletes:
             return Done(None)
-        return Done(run.writer.doc, [Held(a, raw) for a, raw in run.held])
+        return Done(run.writer.doc, [Held(to_wire(a), raw) for a, raw in run.held])
 
 
 def _left(run: IntegrationRun, request: RunRequest, actions: list[Action]) -> list[Action]:
     """Of ``actions``, those the document does not show done: planned again from it."""
     planned = plan_run(run.doc, run.connector.manifest, Intent(request.action), request.version)
-    return [a for a in actions if a.action != "call" or a in planned]
+    return [a for a in actions if not isinstance(a, Call) or a in planned]
+
+
+def _call(data: dict[str, Any]) -> Call:
+    action = from_wire(data)
+    assert isinstance(action, Call)
+    return action
 
 
 def _not_found(exc: ApplicationError) -> bool:
@@ -257,11 +260,11 @@ def _slice(actions: list[Action], doc: Document) -> Slice:
     }
     timeout, retry_delay = CALL_MARGIN, None
     for action in actions:
-        if action.action == "call":
+        if isinstance(action, Call):
             policy = policies.get(action.step) or {}
             timeout += float(policy.get("timeout") or DEFAULT_TIMEOUT)
             retry_delay = retry_delay or float(policy.get("retryDelay") or 1.0)
-    return Slice(actions, timeout, retry_delay or 1.0)
+    return Slice(wire(actions), timeout, retry_delay or 1.0)
 
 
 async def _heartbeat(writer: DocumentWriter) -> None:

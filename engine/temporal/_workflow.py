@@ -26,7 +26,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from engine.defaults import LEASE_TTL
-    from engine.plan import Action
+    from engine.plan import Action, Call, to_wire
+
+#: An action as it crosses into the workflow and back (:func:`engine.plan.to_wire`).
+WireAction = dict[str, Any]
 
 WORKFLOW_NAME = "smartconnector.integration"
 #: Error classes an activity raises that retrying cannot fix (everything the engine raises).
@@ -55,7 +58,7 @@ class RunRequest:
 class Slice:
     """Actions one ``run`` activity does, with the options its calls' policies ask for."""
 
-    actions: list[Action]
+    actions: list[WireAction]
     timeout: float
     retry_delay: float = 1.0
 
@@ -73,14 +76,14 @@ class Plan:
 class Held:
     """What ``updateFunction`` returned, not written yet."""
 
-    action: Action
+    action: WireAction
     result: Any
 
 
 @dataclass
 class SliceRequest:
     run: RunRequest
-    actions: list[Action]
+    actions: list[WireAction]
     doc: dict[str, Any] | None = None
     held: list[Held] = field(default_factory=list)
 
@@ -124,10 +127,14 @@ def slices(actions: list[Action]) -> list[list[Action]]:
     (the actions before the first call are a slice of their own)."""
     cut: list[list[Action]] = []
     for action in actions:
-        if action.action == "call" or not cut:
+        if isinstance(action, Call) or not cut:
             cut.append([])
         cut[-1].append(action)
     return cut
+
+
+def wire(actions: list[Action]) -> list[WireAction]:
+    return [to_wire(a) for a in actions]
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -154,7 +161,7 @@ class IntegrationWorkflow:
         return RunResult(request.integration_id, doc=done.doc)
 
     async def _run(self, request: SliceRequest, part: Slice) -> Done:
-        calls = any(a.action == "call" for a in part.actions)
+        calls = any(a["action"] == Call.action for a in part.actions)
         retry = API_RETRY
         if calls:
             retry = RetryPolicy(
