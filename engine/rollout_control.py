@@ -70,7 +70,9 @@ class RolloutController:
         self.final: str | None = None
         self._written: dict[str, Any] | None = None
         self._last_write = 0.0
-        self._own_control = False
+        #: Changes of ``control`` the rollout made itself (a hold) and has not written yet:
+        #: what it reads back meanwhile must not undo them.
+        self._own_changes = 0
         self._changed = asyncio.Event()
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -83,6 +85,7 @@ class RolloutController:
         version: str,
         options: dict[str, Any],
         stop: asyncio.Event,
+        name: str = "",
     ) -> RolloutController:
         """Take up the rollout's record: a new one, or what a stopped run left. A pause
         stays (the rollout holds until resumed); an abort, or an end, is cleared."""
@@ -93,6 +96,7 @@ class RolloutController:
             rollout_id,
             connector_id,
             version,
+            name=name,
             options=options,
             runner={"host": socket.gethostname(), "pid": os.getpid()},
         )
@@ -170,7 +174,7 @@ class RolloutController:
     async def hold(self) -> bool:
         """Hold after a phase (``--pause``) until resumed; ``False`` once aborted."""
         self.record.control = "pause"
-        self._own_control = True
+        self._own_changes += 1
         self._kick.set()
         return await self.proceed()
 
@@ -232,16 +236,19 @@ class RolloutController:
     async def sync(self, *, write: bool = False, adopt: bool = True) -> None:
         """Read what an operator asked, then write the record if it changed (or is due)."""
         try:
-            if adopt and not self._own_control:
-                self._adopt(await self.records.get(self.record.id))
+            if adopt and not self._own_changes:
+                stored = await self.records.get(self.record.id)
+                if not self._own_changes:  # a hold made while it was read wins
+                    self._adopt(stored)
             self.record.state = self._state()
             body = {**self.record.to_json(), "heardAt": None}
             due = time.monotonic() - self._last_write >= HEARTBEAT
             if write or due or body != self._written:
+                written = self._own_changes
                 self.record.heardAt = now_iso()
                 await self.records.put(self.record)
                 self._written, self._last_write = body, time.monotonic()
-                self._own_control = False
+                self._own_changes -= written
         except SmartConnectorError as exc:  # the next sync tries again; the updates go on
             log.warning("rollout record not kept", rollout=self.record.id, error=str(exc))
 

@@ -5,7 +5,7 @@ It is kept under the account-level State API key ``smartconnector-rollout-<id>``
 
     {
       "id": "bigcommerce-netsuite-1.1.0", "connector": "bigcommerce-netsuite",
-      "version": "1.1.0", "executor": "local" | "temporal",
+      "version": "1.1.0", "executor": "local" | "temporal", "name": "BigCommerce - NetSuite",
       "state": "running" | "paused" | "baking" | "done" | "aborted" | "failed",
       "control": "run" | "pause" | "abort",   # what the operator asked; the rollout obeys
       "phase": 2, "phases": 4,                 # the phase it is in (or last ended), of n
@@ -104,6 +104,8 @@ class RolloutRecord:
     connector: str
     version: str
     executor: str = "local"
+    #: The connector's name, for people (``connector`` is its id).
+    name: str = ""
     state: str = "running"
     control: str = "run"
     phase: int = 0
@@ -222,21 +224,27 @@ class RolloutRecords:
 
         The rollout writes its whole record, keeping the ``control`` it read just before; a
         request landing between that read and the write is lost, so it is written again
-        until it is seen kept. A record nobody writes any more (its command is gone) is
-        changed here: a pause or an abort then holds when the command runs again. ``None``:
-        there is no such rollout.
+        while the rollout is where it was (a rollout that went on and held again, after the
+        next phase, has acted on it). A record nobody writes any more (its command is gone)
+        is changed here: a pause or an abort then holds when the command runs again.
+        ``None``: there is no such rollout.
         """
         deadline = time.monotonic() + wait
+        asked_at: tuple[str, int] | None = None
         while True:
             record = await self.get(rollout_id)
             if record is None:
                 return None
-            if record.control != control:
+            where = (record.state, record.phase)
+            if record.control != control and asked_at in (None, where):
+                asked_at = where
                 record.control = control
                 if record.abandoned or record.ended:
                     record.state = _unattended(record, control)
                 await self.put(record)
-            elif acted_on(record, control) or time.monotonic() >= deadline:
+            elif record.control != control or acted_on(record, control):
+                return record  # acted on, or went on and was asked again meanwhile
+            if time.monotonic() >= deadline:
                 return record
             await asyncio.sleep(0.2)
 
