@@ -115,7 +115,7 @@ async def rollout(
         }
         manifest = connector.manifest
         control = await RolloutController.open(
-            engine.api, manifest.connector_id, manifest.version, options, engine.stop
+            engine.api, manifest.connector_id, manifest.version, options, engine.stop, manifest.name
         )
         report.rollout_id = control.record.id
     run = _Run(engine, connector, report, concurrency, max_failures, pause, bake, control)

@@ -15,6 +15,7 @@ from engine.cli._app import (
     Home,
     LogFormat,
     RetryBudget,
+    TemporalAddress,
     TokenFile,
     app,
     fail,
@@ -218,6 +219,7 @@ def ui_command(
         typer.Option("--connector", help="A connector to offer with an Install button (repeat)."),
     ] = None,
     api_url: ApiUrl = None,
+    temporal_address: TemporalAddress = None,
     retry_budget: RetryBudget = RETRY_BUDGET,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
@@ -225,7 +227,8 @@ def ui_command(
 ) -> None:
     """Serve the install page, for a person in a browser.
 
-    Install, answer a step's questions, verify, retry, update and uninstall there.
+    Install, answer a step's questions, verify, retry, update and uninstall there; follow,
+    pause, resume and abort rollouts at /rollouts (those on Temporal given its address).
 
     Prints the URL to open (with a session token) as its last line, then serves until
     Ctrl-C. Actions go through the engine exactly as the CLI's do.
@@ -246,7 +249,7 @@ def ui_command(
         return Engine(api, Journal(settings.home / "journal.db")), api.aclose
 
     listening = _claimed(host, port)
-    config = UiConfig(host, port, connectors, open_engine)
+    config = UiConfig(host, port, connectors, open_engine, temporal_address)
     typer.echo(config.url)
     served = uvicorn.Config(
         create_ui_app(config), host=host, port=port, log_level="warning", access_log=False

@@ -257,6 +257,7 @@ async def rollout_on_temporal(
         engine.lease_ttl,
         pause=pause,
         bake=bake,
+        name=manifest.name,
     )
     handle = await _started_or_attached(engine, engine.temporal, request)
     result = asyncio.ensure_future(handle.result())

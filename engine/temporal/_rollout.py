@@ -382,7 +382,12 @@ def _fresh(request: RolloutRequest) -> RolloutState:
     counts = {"updated": 0, "skipped": 0, "failed": 0}
     name = rollout_name(request.connector_id, request.version)
     return RolloutState(
-        request.version, counts, rollout=name, connector=request.connector_id, options=options
+        request.version,
+        counts,
+        rollout=name,
+        connector=request.connector_id,
+        name=request.name,
+        options=options,
     )
 
 

@@ -27,6 +27,7 @@ class RolloutState:
     done: bool = False
     rollout: str = ""
     connector: str = ""
+    name: str = ""
     state: str = "running"
     control: str = "run"
     phase: int = 0
@@ -47,6 +48,7 @@ class RolloutState:
             self.connector,
             self.version,
             executor="temporal",
+            name=self.name,
             state=self.state,
             control=self.control,
             phase=self.phase,
@@ -79,6 +81,7 @@ class RolloutRequest:
     state: RolloutState | None = None
     pause: bool = False
     bake: float | None = None
+    name: str = ""
 
 
 @dataclass
