@@ -269,6 +269,9 @@ class _Run:
                 return
             if not self.engine.stop.is_set() and "updated" in seen.values():
                 await self._bake(seen)
+                if self.control is not None and self.control.aborted:
+                    self._aborted(number, *phases[number:])
+                    return
             if self._stops_after(number, len(phases)):
                 self._not_attempted(phases[number:])
                 return

@@ -173,6 +173,8 @@ class RolloutController:
 
     async def hold(self) -> bool:
         """Hold after a phase (``--pause``) until resumed; ``False`` once aborted."""
+        if self.aborted:
+            return False
         self.record.control = "pause"
         self._own_changes += 1
         self._kick.set()

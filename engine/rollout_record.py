@@ -253,8 +253,8 @@ def acted_on(record: RolloutRecord, control: str) -> bool:
     """Whether ``record`` shows the rollout has done what ``control`` asks (or cannot)."""
     if record.ended or record.abandoned:
         return True
-    if control == "pause":
-        return record.state == "paused"
+    if control == "pause":  # a bake goes on to its end, then the rollout holds
+        return record.state in ("paused", "baking")
     return control == "run" and record.state != "paused"
 
 
