@@ -347,3 +347,35 @@ def test_an_unknown_rollout_exits_6_saying_where_it_looked(small_fleet: Fleet) -
         assert fleet.server.url in out.stderr and "smartconnector-rollout-nope-1" in out.stderr
     empty = run_cli("rollouts", home=fleet.home / "nothing")
     assert empty.returncode == 6 and "nothing was installed" in empty.stderr
+
+
+def test_an_abort_during_a_bake_ends_the_rollout_there(small_fleet: Fleet) -> None:
+    """`rollouts abort` while a phase bakes (with --pause too) cuts the bake short and ends
+    the rollout, exit 1, phase 2 untouched; a pause asked during the bake is acknowledged as
+    holding once the bake is over."""
+    fleet = small_fleet
+    rollout = fleet.start("--phase", "50", "--bake", "60", "--pause")
+    try:
+        fleet.wait_for(lambda r: r["state"] == "baking")
+        paused = fleet.cli("rollouts", "pause", fleet.rollout_id)
+        assert paused.returncode == 0 and "it holds once the bake is over" in paused.stdout
+        began = time.monotonic()
+        assert fleet.cli("rollouts", "abort", fleet.rollout_id).returncode == 0
+        assert rollout.wait(30) == 1 and time.monotonic() - began < 10
+    finally:
+        stop(rollout)
+    status = fleet.agrees_with_the_api()
+    assert (status["state"], status["updated"], status["remaining"]) == ("aborted", 4, 4)
+
+
+def test_the_readme_names_every_operator_command_and_json_key() -> None:
+    """README's "Operating a rollout" names each `rollouts` command and the keys `rollouts
+    --json` prints, in the order the code prints them."""
+    from engine.cli._rollouts import rollouts_app
+    from engine.rollout_record import SUMMARY_KEYS
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Operating a rollout") : readme.index("### Beyond one")]
+    for command in rollouts_app.registered_commands:
+        assert f"`rollouts {command.name} ID" in section
+    assert ", ".join(f'"{key}"' for key in SUMMARY_KEYS) in " ".join(section.split())

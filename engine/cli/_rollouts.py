@@ -35,7 +35,8 @@ T = TypeVar("T")
 FOLLOW_EVERY = 0.5
 
 rollouts_app = typer.Typer(
-    help="The rollouts the API knows: list them, follow one, pause, resume or abort it."
+    help="List rollouts; follow, pause, resume or abort one, from anywhere.",
+    epilog="Examples:  smartconnector rollouts   ·   smartconnector rollouts pause ID",
 )
 app.add_typer(rollouts_app, name="rollouts")
 
@@ -113,7 +114,9 @@ def rollouts(
         )
 
 
-@rollouts_app.command("status")
+@rollouts_app.command(
+    "status", epilog="Example:  smartconnector rollouts status my-connector-2.0.0 --json"
+)
 def status(
     rollout_id: RolloutId,
     as_json: AsJson = False,
@@ -159,7 +162,7 @@ def _act(control: Control, parameters: dict[str, Any]) -> None:
         typer.echo(_answer(record, control))
 
 
-@rollouts_app.command("pause")
+@rollouts_app.command("pause", epilog="Example:  smartconnector rollouts pause my-connector-2.0.0")
 def pause(
     rollout_id: RolloutId,
     as_json: AsJson = False,
@@ -173,7 +176,9 @@ def pause(
     _act("pause", locals())
 
 
-@rollouts_app.command("resume")
+@rollouts_app.command(
+    "resume", epilog="Example:  smartconnector rollouts resume my-connector-2.0.0"
+)
 def resume(
     rollout_id: RolloutId,
     as_json: AsJson = False,
@@ -187,7 +192,7 @@ def resume(
     _act("run", locals())
 
 
-@rollouts_app.command("abort")
+@rollouts_app.command("abort", epilog="Example:  smartconnector rollouts abort my-connector-2.0.0")
 def abort(
     rollout_id: RolloutId,
     as_json: AsJson = False,
@@ -223,7 +228,7 @@ def _heard(record: RolloutRecord) -> str:
         return "on Temporal"
     runner = record.runner or {}
     silent = record.silent_for()
-    ago = f", last heard {silent:.0f} s ago" if silent is not None else ""
+    ago = f", last heard {silent:.0f} s ago" if silent is not None and not record.ended else ""
     return f"local, pid {runner.get('pid')} on {runner.get('host')}{ago}"
 
 
@@ -231,8 +236,9 @@ def next_step(record: RolloutRecord) -> str | None:
     """The one piece of advice that is true now."""
     if record.abandoned:
         return "no rollout command runs it now: run the same `rollout` command again to go on"
-    if record.state == "paused":
-        return f"`smartconnector rollouts resume {record.id}` to go on, or `abort` to end it"
+    if record.state == "paused" or (record.state == "baking" and record.control == "pause"):
+        held = "" if record.state == "paused" else "it holds once the bake is over; "
+        return f"{held}`smartconnector rollouts resume {record.id}` to go on, or `abort` to end it"
     if record.state in ("running", "baking"):
         return f"`smartconnector rollouts pause {record.id}` to hold it, or `abort` to end it"
     if record.state in ("aborted", "failed"):
@@ -244,7 +250,8 @@ def describe(record: RolloutRecord) -> str:
     """A rollout in a few lines: state, phase, counts, a bar per phase, its failures."""
     lines = [
         f"rollout {record.id}: {record.state}, phase {_phase(record)} ({_heard(record)})",
-        f"  connector {record.connector}, version {record.version}",
+        f"  connector {record.name or record.connector} ({record.connector}),"
+        f" version {record.version}",
         f"  {counts(record)}" + (f", {record.inFlight} in flight" if record.inFlight else ""),
     ]
     for number, wave in enumerate(record.waves, 1):
@@ -270,6 +277,8 @@ def _answer(record: RolloutRecord, control: str) -> str:
     where = f"rollout {record.id}: {record.state}, phase {_phase(record)}, {counts(record)}"
     if record.abandoned:
         return f"{where}\n  {asked} recorded; {next_step(record)}"
+    if record.ended and record.state != {"abort": "aborted"}.get(control):
+        return f"{where}\n  it has ended: nothing to {asked}"
     if not acted_on(record, control):
         return f"{where}\n  {asked} requested; it has not acted on it yet"
     advice = next_step(record)
