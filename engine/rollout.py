@@ -106,17 +106,9 @@ async def rollout(
     report = RolloutReport(connector.manifest.version)
     control = None
     if recorded or pause or bake is not None:
-        options = {
-            "pause": pause,
-            "bake": bake,
-            "maxFailures": max_failures,
-            "concurrency": concurrency,
-            "phase": phase_pct,
-        }
-        manifest = connector.manifest
-        control = await RolloutController.open(
-            engine.api, manifest.connector_id, manifest.version, options, engine.stop, manifest.name
-        )
+        options = {"pause": pause, "bake": bake, "maxFailures": max_failures}
+        options |= {"concurrency": concurrency, "phase": phase_pct}
+        control = await _controlled(engine, connector, options)
         report.rollout_id = control.record.id
     run = _Run(engine, connector, report, concurrency, max_failures, pause, bake, control)
     run.on_outcome, run.on_phase = on_outcome, on_phase
@@ -132,6 +124,16 @@ async def rollout(
         if control is not None:
             await control.finish(_final_state(report), report.stopped)
     return report
+
+
+async def _controlled(
+    engine: Engine, connector: Connector, options: dict[str, Any]
+) -> RolloutController:
+    """The rollout's record, taken up (refused, exit 4, while a live command runs it)."""
+    manifest = connector.manifest
+    return await RolloutController.open(
+        engine.api, manifest.connector_id, manifest.version, options, engine.stop, manifest.name
+    )
 
 
 def _final_state(report: RolloutReport) -> str:

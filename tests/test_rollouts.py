@@ -260,6 +260,17 @@ def small_fleet(tmp_path: Path) -> Iterator[Fleet]:
         yield made
 
 
+def following(fleet: Fleet) -> subprocess.Popen[str]:
+    """`rollouts status ID` off a terminal, in the background."""
+    return subprocess.Popen(
+        [*CLI, "rollouts", "status", fleet.rollout_id],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **fleet.env, "SMARTCONNECTOR_HOME": str(fleet.home)},
+        cwd=ROOT,
+    )
+
+
 def test_a_bake_counts_an_integration_broken_meanwhile_as_a_failure(small_fleet: Fleet) -> None:
     """`--bake 2 --max-failures 0`: an integration of phase 1 taken back to version 1 during
     the bake fails the look after it, so the rollout stops there (state failed, exit 1) with
@@ -269,13 +280,7 @@ def test_a_bake_counts_an_integration_broken_meanwhile_as_a_failure(small_fleet:
     follower = None
     try:
         fleet.wait_for(lambda r: r["state"] == "baking")
-        follower = subprocess.Popen(
-            [*CLI, "rollouts", "status", fleet.rollout_id],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **fleet.env, "SMARTCONNECTOR_HOME": str(fleet.home)},
-            cwd=ROOT,
-        )
+        follower = following(fleet)
         broken = next(d for d in fleet.docs() if d["version"] == "2")
         httpx.patch(
             f"{fleet.server.url}/integrations/{broken['_id']}",

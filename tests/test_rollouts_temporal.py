@@ -3,6 +3,7 @@ pause, resume and abort are the workflow's signals, status its query."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CLI, ROOT
+from .conftest import CLI, ROOT, run_cli
 from .test_rollouts import Fleet, make_fleet, operate
 
 
@@ -73,7 +74,8 @@ def test_operating_a_rollout_on_temporal(on_temporal: tuple[Fleet, Workers]) -> 
     """On Temporal as locally: the rollout holds after phase 1, and stays held while its worker
     is replaced; `rollouts resume` goes on, `pause` mid-phase stops it within 2.5 s, `abort`
     ends the command with exit 1 and the rest untouched, and the same command again finishes,
-    each updateFunction having run once."""
+    each updateFunction having run once. Without Temporal's address `rollouts` still lists it
+    (from its record) but cannot signal it: exit 2 saying so."""
     fleet, workers = on_temporal
 
     def restart_the_worker() -> None:
@@ -85,3 +87,9 @@ def test_operating_a_rollout_on_temporal(on_temporal: tuple[Fleet, Workers]) -> 
         assert fleet.agrees_with_the_api()["state"] == "paused"  # its query, on the new worker
 
     operate(fleet, 12, while_held=restart_the_worker)
+    listed = run_cli("rollouts", "--json", home=fleet.home, env=fleet.env)
+    assert [r["state"] for r in json.loads(listed.stdout) if r["id"] == fleet.rollout_id] == [
+        "done"
+    ]
+    unreachable = run_cli("rollouts", "abort", fleet.rollout_id, home=fleet.home, env=fleet.env)
+    assert unreachable.returncode == 2 and "--temporal-address" in unreachable.stderr

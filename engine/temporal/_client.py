@@ -247,17 +247,15 @@ async def rollout_on_temporal(
     assert engine.temporal is not None, "TemporalEngine needs a connected Client"
     manifest = connector.manifest
     await engine.resolve(connector)  # every function the workers will call must exist
+    options: dict[str, Any] = {"concurrency": concurrency, "phase_pct": phase_pct}
+    options |= {"max_failures": max_failures, "pause": pause, "bake": bake}
     request = RolloutRequest(
         manifest.connector_id,
         manifest.version,
         integration_ids,
-        concurrency,
-        phase_pct,
-        max_failures,
-        engine.lease_ttl,
-        pause=pause,
-        bake=bake,
+        lease_ttl=engine.lease_ttl,
         name=manifest.name,
+        **options,
     )
     handle = await _started_or_attached(engine, engine.temporal, request)
     result = asyncio.ensure_future(handle.result())

@@ -30,7 +30,6 @@ from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedErro
 
 with workflow.unsafe.imports_passed_through():
     from engine.rollout import waves
-    from engine.rollout_record import rollout_name
     from engine.temporal._rollout_data import (
         PAGE,
         Look,
@@ -39,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutRequest,
         RolloutState,
         Targets,
+        fresh_state,
         rollout_id,
     )
     from engine.temporal._workflow import (
@@ -65,7 +65,7 @@ class RolloutWorkflow:
     @workflow.init
     def __init__(self, request: RolloutRequest) -> None:
         # made here, not in run: a signal that comes with the start must find it
-        self.state = request.state or _fresh(request)
+        self.state = request.state or fresh_state(request)
         #: Integrations of the pages read that have not started yet.
         self.waiting = 0
         self.baking = False
@@ -368,27 +368,6 @@ class RolloutWorkflow:
         if self.state.waves:
             self._wave()["failed"] += 1
         self._changed()
-
-
-def _fresh(request: RolloutRequest) -> RolloutState:
-    """The state a rollout starts from: nothing done yet."""
-    options = {
-        "pause": request.pause,
-        "bake": request.bake,
-        "maxFailures": request.max_failures,
-        "concurrency": request.concurrency,
-        "phase": request.phase_pct,
-    }
-    counts = {"updated": 0, "skipped": 0, "failed": 0}
-    name = rollout_name(request.connector_id, request.version)
-    return RolloutState(
-        request.version,
-        counts,
-        rollout=name,
-        connector=request.connector_id,
-        name=request.name,
-        options=options,
-    )
 
 
 __all__ = [

@@ -117,3 +117,24 @@ class Look:
 
     integration_id: str
     version: str
+
+
+def fresh_state(request: RolloutRequest) -> RolloutState:
+    """The state a rollout starts from: nothing done yet."""
+    options = {
+        "pause": request.pause,
+        "bake": request.bake,
+        "maxFailures": request.max_failures,
+        "concurrency": request.concurrency,
+        "phase": request.phase_pct,
+    }
+    counts = {"updated": 0, "skipped": 0, "failed": 0}
+    name = rollout_name(request.connector_id, request.version)
+    return RolloutState(
+        request.version,
+        counts,
+        rollout=name,
+        connector=request.connector_id,
+        name=request.name,
+        options=options,
+    )
