@@ -18,6 +18,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from engine import telemetry
 from engine.client import ApiClient, Document
 from engine.documents import needs_update
 from engine.errors import BadInput, NotFound, SmartConnectorError, to_wire
@@ -205,7 +206,8 @@ class Activities:
                 run.held = [(h.action, h.result) for h in request.held]
                 beat = asyncio.create_task(_heartbeat(run.writer))
                 try:
-                    await run.execute(actions)
+                    with telemetry.in_flight():
+                        await run.execute(actions)
                 finally:
                     beat.cancel()
         except ApplicationError as exc:
