@@ -22,7 +22,7 @@ from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
-    from engine import telemetry
+    import engine.telemetry as telemetry  # the worker's own, not a copy in the sandbox
     from engine.rollout import waves
     from engine.temporal._workflow import (
         API_RETRY,
