@@ -4,6 +4,7 @@ nothing secret in either, and nothing at all when it is off."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -343,3 +344,43 @@ def test_without_the_sdk_the_variables_are_ignored_with_a_warning(tmp_path: Path
     assert done.returncode == 0, done.stderr
     assert "pip install 'smartconnector[telemetry]'" in done.stderr
     assert CLI  # the same interpreter and package as the CLI the other tests run
+
+
+#: Our series and their labels, as SPEC §9 names them.
+SERIES = {
+    "smartconnector_function_calls_total": ["function", "phase", "outcome"],
+    "smartconnector_function_seconds": ["function", "phase"],
+    "smartconnector_api_requests_total": ["method", "status"],
+    "smartconnector_api_rate_wait_seconds_total": [],
+    "smartconnector_runs_in_flight": [],
+    "smartconnector_rollout_integrations": ["rollout", "state"],
+}
+
+
+def test_the_readme_table_names_every_series_and_span_attribute(metrics: Metrics) -> None:
+    """The README's Telemetry table lists each of our series with its labels, and each span
+    name with the attributes the engine sets."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Telemetry", 1)[1].split("\n\n| kind |", 1)[1].split("\n\n", 1)[0]
+    rows = {
+        cells[1].strip("` "): cells[2]
+        for line in table.splitlines()[2:]
+        if (cells := line.split("|")[1:])
+    }
+    families = {
+        f.name + ("_total" if f.type == "counter" else "")
+        for f in metrics.registry.collect()
+        if f.name.startswith("smartconnector_")
+    }
+    assert families == set(SERIES)
+    for name, labels in SERIES.items():
+        assert re.findall(r"`(\w+)`", rows[name]) == labels, name
+    attributes = {
+        "smartconnector <command>": ["process.exit.code"],
+        "smartconnector.run": ["integration.id", "integration.mode"],
+        "call <function>": [
+            *("integration.id", "step.name", "function.name", "function.phase", "outcome")
+        ],
+    }
+    for name, expected in attributes.items():
+        assert re.findall(r"`([\w.]+)`", rows[name]) == expected, name

@@ -103,8 +103,9 @@ def test_the_install_page_serves_metrics_and_traces_its_runs(
     )
     try:
         assert ui.stdout is not None
-        url = ui.stdout.readline().strip()
+        url = ui.stdout.readline().strip()  # printed before the page listens
         session = url.split("token=")[1]
+        _until_listening(f"http://127.0.0.1:{port}/")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=True) as page:
             csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.get(url).text)
             assert csrf is not None
@@ -121,6 +122,18 @@ def test_the_install_page_serves_metrics_and_traces_its_runs(
     assert not run.parent_id
     assert {s.parent_id for s in spans if s.name == "call noop"} == {run.span_id}
     assert session not in repr(spans) and csrf[1] not in repr(spans)
+
+
+def _until_listening(url: str, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
