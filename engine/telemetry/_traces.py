@@ -3,6 +3,7 @@ environment asks for them (imported only then)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
 #: The instrumentation scope of every span the engine makes.
 SCOPE = "smartconnector"
 SERVICE = "smartconnector"
+#: Seconds a command waits at its end for its spans to be exported: the SDK's default
+#: export timeout (OTEL_EXPORTER_OTLP_TIMEOUT), once rather than once per batch.
+EXIT_WAIT = 10.0
 
 
 def url_full(url: httpx.URL) -> str:
@@ -59,17 +63,21 @@ class Tracing:
         resource = Resource.create({"service.version": _version()})
         if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
             resource = resource.merge(Resource({"service.name": SERVICE}))
-        provider = TracerProvider(resource=resource)
+        provider = TracerProvider(resource=resource, shutdown_on_exit=False)  # close() does
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         return cls(provider, owned=True)
 
     def close(self) -> None:
-        """Export every span that ended; shut the SDK down if it was made here."""
-        flush = getattr(self.provider, "force_flush", None)
-        if flush is not None:
-            flush()
-        if self._owned:
-            getattr(self.provider, "shutdown", lambda: None)()
+        """Export every span that ended; shut the SDK down if it was made here, waiting at
+        most :data:`EXIT_WAIT` for an unreachable receiver (the SDK would retry each batch
+        for up to that long, then wait on the next)."""
+        if not self._owned:
+            getattr(self.provider, "force_flush", lambda: None)()
+            return
+        shutdown = getattr(self.provider, "shutdown", lambda: None)
+        exporting = threading.Thread(target=shutdown, name="export spans", daemon=True)
+        exporting.start()
+        exporting.join(EXIT_WAIT)
 
     @contextmanager
     def span(
