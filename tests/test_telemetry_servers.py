@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -122,6 +123,17 @@ def test_the_install_page_serves_metrics_and_traces_its_runs(
     assert not run.parent_id
     assert {s.parent_id for s in spans if s.name == "call noop"} == {run.span_id}
     assert session not in repr(spans) and csrf[1] not in repr(spans)
+
+
+def test_a_metrics_port_in_use_is_exit_2(tmp_path: Path) -> None:
+    """`--metrics-port` on a port something else holds: exit 2, naming the port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_cli("ui", "--metrics-port", str(port), home=tmp_path / "home")
+    assert done.returncode == 2
+    assert f"--metrics-port: cannot serve on 127.0.0.1:{port}" in done.stderr
 
 
 def _until_listening(url: str, within: float = 30) -> None:
