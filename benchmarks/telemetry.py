@@ -121,7 +121,7 @@ def _measure(
     for job in jobs.values():  # warm the caches once for all
         _run(*job())
     times: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for _ in range(max(9, sizes.repeats)):  # interleaved, so drift hits all alike
+    for _ in range(max(3, 2 * sizes.repeats)):  # interleaved, so drift hits all alike
         for key, job in jobs.items():
             times.setdefault(key, []).append(_run(*job())[1:])
     return times

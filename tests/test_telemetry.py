@@ -384,3 +384,16 @@ def test_the_readme_table_names_every_series_and_span_attribute(metrics: Metrics
     }
     for name, expected in attributes.items():
         assert re.findall(r"`([\w.]+)`", rows[name]) == expected, name
+
+
+def test_the_benchmark_compares_with_the_code_before_telemetry() -> None:
+    """The benchmark runs at tiny sizes: off and before side by side, and tracing on."""
+    from benchmarks import _common
+    from benchmarks.telemetry import telemetry as benchmark
+
+    tiny = _common.Sizes(
+        overhead_steps=3, repeats=1, request_steps=(1,), fleet=1, fleet_steps=1, rollout=1
+    )
+    rows = benchmark(tiny)
+    assert len(rows) == 4 and all(r.result.startswith("CPU ratio ") for r in rows[:3])
+    assert rows[3].benchmark.startswith("telemetry on")

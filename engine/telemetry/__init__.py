@@ -18,7 +18,8 @@ The names, as the README's table lists them::
                                        step.name, function.name, function.phase, outcome
     span "<METHOD>" (client)           an API or extension-server request:
                                        http.request.method, url.full, server.address,
-                                       server.port, http.response.status_code, error.type
+                                       server.port, http.response.status_code,
+                                       http.request.resend_count, error.type
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ def command(name: str) -> AbstractContextManager[None]:
 @contextmanager
 def _command(tracing: Tracing, name: str) -> Iterator[None]:
     with tracing.span(name, {}) as span:
-        code = 0
+        code, error = 0, None
         try:
             yield
         except SystemExit as done:
@@ -179,14 +180,13 @@ def _command(tracing: Tracing, name: str) -> Iterator[None]:
         except KeyboardInterrupt:
             code = 130
             raise
-        except BaseException as exc:
-            code = 1
-            _failed(span, type(exc).__qualname__)
+        except BaseException as exc:  # left the CLI's handling: a traceback follows
+            code, error = 1, type(exc).__qualname__
             raise
         finally:
             span.set_attribute("process.exit.code", code)
             if code not in (0, 7):  # 7: waiting for a person, as asked
-                _failed(span, f"exit {code}")
+                _failed(span, error or f"exit {code}")
 
 
 def integration_run(integration_id: str, mode: str | None) -> AbstractContextManager[None]:
