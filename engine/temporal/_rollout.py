@@ -22,6 +22,7 @@ from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
+    import engine.telemetry as telemetry  # the worker's own, not a copy in the sandbox
     from engine.rollout import waves
     from engine.temporal._workflow import (
         API_RETRY,
@@ -113,6 +114,7 @@ class RolloutWorkflow:
         else:
             await self._phased(request)
         self.state.done = True
+        self._report()
         return self.state
 
     async def _paged(self, request: RolloutRequest) -> None:
@@ -129,6 +131,7 @@ class RolloutWorkflow:
                 retry_policy=API_RETRY,
             )
             self.state.counts["skipped"] += page.skipped
+            self._report()
             for doc in page.docs:
                 task = asyncio.ensure_future(self._one(request, str(doc["_id"]), gate, doc))
                 running.add(task)
@@ -200,7 +203,15 @@ class RolloutWorkflow:
                 self._failed(integration_id, reason)
                 return
             self.state.counts["updated"] += 1
+            self._report()
 
     def _failed(self, integration_id: str, reason: str) -> None:
         self.state.counts["failed"] = self.state.counts.get("failed", 0) + 1
         self.state.failed.append({"_id": integration_id, "reason": reason})
+        self._report()
+
+    def _report(self) -> None:
+        """The counts, for the worker's ``/metrics`` (not again when a worker replays the
+        history: what it shows then is what it showed)."""
+        if not workflow.unsafe.is_replaying():
+            telemetry.rollout_counts(workflow.info().workflow_id, self.state.counts)
