@@ -33,7 +33,7 @@ def test_new_connector_plans_installs_and_passes_its_own_test(tmp_path: Path) ->
     assert installed.returncode == 0, installed.stderr
     tested = run_pytest(str(folder), cwd=tmp_path)
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert "5 passed" in tested.stdout and "warning" not in tested.stdout.lower()
+    assert "6 passed" in tested.stdout and "warning" not in tested.stdout.lower()
 
 
 def test_new_connector_shows_the_examples_idioms_each_with_its_test(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from engine.cli._app import (
     settings_from,
     with_engine,
 )
+from engine.cli._telemetry import MetricsHost, MetricsPort, serve_metrics
 from engine.defaults import RETRY_BUDGET
 
 if TYPE_CHECKING:
@@ -224,6 +225,8 @@ def ui_command(
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
     """Serve the install page, for a person in a browser.
 
@@ -239,6 +242,7 @@ def ui_command(
 
     settings = settings_from(locals())
     connectors = [load(d) for d in connector or []]
+    serve_metrics(metrics_host, metrics_port)
 
     async def open_engine() -> Any:
         from engine.config import open_client

@@ -19,6 +19,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from engine import telemetry
 from engine.client import ApiClient, Document
 from engine.documents import needs_update
 from engine.errors import BadInput, NotFound, SmartConnectorError, to_wire as error_to_wire
@@ -222,7 +223,8 @@ class Activities:
                 run.held = [(_call(h.action), h.result) for h in request.held]
                 beat = asyncio.create_task(_heartbeat(run.writer))
                 try:
-                    await run.execute(actions)
+                    with telemetry.in_flight():
+                        await run.execute(actions)
                 finally:
                     beat.cancel()
         except ApplicationError as exc:

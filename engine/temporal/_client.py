@@ -18,8 +18,10 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
+from engine import telemetry
 from engine.client import ApiClient, Document
 from engine.defaults import API_RATE
 from engine.documents import check_installable, started_update_target
@@ -144,14 +146,16 @@ class TemporalEngine(Engine):
 
     async def _start(self, request: RunRequest) -> Document:
         assert self.temporal is not None, "TemporalEngine needs a connected Client"
+        mode = (request.doc or {}).get("mode")
         try:
-            result: RunResult = await self.temporal.execute_workflow(
-                WORKFLOW_NAME,
-                request,
-                id=workflow_id(request.integration_id),
-                task_queue=self.task_queue,
-                result_type=RunResult,
-            )
+            with telemetry.integration_run(request.integration_id, mode):
+                result: RunResult = await self.temporal.execute_workflow(
+                    WORKFLOW_NAME,
+                    request,
+                    id=workflow_id(request.integration_id),
+                    task_queue=self.task_queue,
+                    result_type=RunResult,
+                )
         except WorkflowAlreadyStartedError:
             raise LeaseHeld(
                 f"integration {request.integration_id} is being run by Temporal workflow"
@@ -181,12 +185,15 @@ def activities_per_second(api_rate: float) -> float:
     return api_rate * WORKER_SHARE / REQUESTS_PER_ACTIVITY
 
 
-async def connect(address: str) -> Client:
-    """A Temporal client; an unreachable server is exit 5, like an unreachable API."""
+async def connect(address: str, runtime: Runtime | None = None) -> Client:
+    """A Temporal client (carrying the trace, when tracing); an unreachable server is exit
+    5, like an unreachable API. ``runtime``: Temporal's own, if not its default."""
     from engine.errors import ApiUnavailable
 
     try:
-        return await Client.connect(address)
+        return await Client.connect(
+            address, interceptors=telemetry.temporal_interceptors(), runtime=runtime
+        )
     except Exception as exc:
         raise ApiUnavailable(f"cannot reach Temporal at {address}: {exc}") from None
 

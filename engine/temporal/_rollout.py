@@ -29,6 +29,7 @@ from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
+    import engine.telemetry as telemetry  # the worker's own, not a copy in the sandbox
     from engine.rollout import waves
     from engine.temporal._rollout_data import (
         PAGE,
@@ -113,6 +114,7 @@ class RolloutWorkflow:
         self.state.done = True
         self.state.state = self._final_state()
         self.state.in_flight = 0
+        self._report()
         await self._close_record(recorder)
         return self.state
 
@@ -125,6 +127,7 @@ class RolloutWorkflow:
 
     def _changed(self, urgent: bool = False) -> None:
         self.dirty = True
+        self._report()
         if self.state.done:
             return
         before = self.state.state
@@ -368,6 +371,12 @@ class RolloutWorkflow:
         if self.state.waves:
             self._wave()["failed"] += 1
         self._changed()
+
+    def _report(self) -> None:
+        """The counts, for the worker's ``/metrics`` (not again when a worker replays the
+        history: what it shows then is what it showed)."""
+        if not workflow.unsafe.is_replaying():
+            telemetry.rollout_counts(workflow.info().workflow_id, self.state.counts)
 
 
 __all__ = [
