@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS connectors (
 """
 
 
+#: Tries at switching a journal to write-ahead logging while another connection does.
+WAL_TRIES = 20
+
 #: How ``history`` names the statuses the engine records.
 _OUTCOMES = {"succeeded": "succeeded", "error": "failed", "waiting": "waiting"}
 
@@ -76,16 +79,27 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA busy_timeout = 10000")
-        # Asking for WAL takes the file's lock without waiting for it: only when it is not yet
-        # (connections opened at once on one journal found it "locked" otherwise).
-        if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self._db.execute("PRAGMA journal_mode = WAL")
+        self._use_wal()
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.executescript(_SCHEMA)
         self._adopt_older_journal()
 
     def close(self) -> None:
         self._db.close()
+
+    def _use_wal(self) -> None:
+        """Switch the file to write-ahead logging once. The switch takes the file's lock
+        without waiting for the busy timeout, so connections opened at once on a new journal
+        (check's runs do) can find it "locked": they try again shortly."""
+        for attempt in range(WAL_TRIES):
+            try:
+                if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == WAL_TRIES - 1:
+                    raise
+                time.sleep(0.02 * (attempt + 1))
 
     def _adopt_older_journal(self) -> None:
         """A journal from before calls were kept in order had one row per key, in ``runs``."""
