@@ -98,7 +98,7 @@ class Handling:
     def patch_document(self, resource: str, id: str, body: Any, content_type: str) -> Document:
         def change(doc: Document) -> Document:
             try:
-                return apply_patch(doc, body, content_type)
+                return apply_patch(doc, body, content_type, in_place=True)
             except PatchError as exc:
                 raise ApiProblem(exc.status, exc.code, str(exc)) from None
 
