@@ -23,6 +23,7 @@ from benchmarks import (
     rollout,
     rollout_memory,
     startup,
+    telemetry,
     temporal,
 )
 
@@ -49,6 +50,7 @@ def main() -> None:
     rows += rollout_memory.rollout_memory(sizes)
     rows += capacity.capacity(sizes)
     rows += startup.startup(sizes)
+    rows += telemetry.telemetry(sizes)
     rows += temporal.install_side_by_side(sizes)
     rows += temporal.rollout_on_temporal(sizes)
     table = _common.render(rows)

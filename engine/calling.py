@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
+from engine import telemetry
 from engine.client import ApiClient, Document
 from engine.errors import (
     AuthenticationFailed,
@@ -166,8 +167,20 @@ class Caller:
                 field=function,
             )
         ctx = self.context(function, step, key, pending)
-        log = ctx.log
         call = Call(key, self.writer.id, name, function, time.time(), phase)
+        with telemetry.function_call(self.writer.id, name, function, phase):
+            return await self._called(registered, ctx, step, call, interpret)
+
+    async def _called(
+        self,
+        registered: RegisteredFunction,
+        ctx: StepContext,
+        step: InstallStep | None,
+        call: Call,
+        interpret: Callable[[Any, str], T],
+    ) -> T:
+        """The call itself: its success journalled, or why it stopped recorded."""
+        name, function, log = call.step, call.function, ctx.log
         self.observe("started", name, function, None)
         began = time.monotonic()
         try:

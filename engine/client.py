@@ -29,6 +29,7 @@ import jsonpointer
 import structlog
 from aiolimiter import AsyncLimiter
 
+from engine import telemetry
 from engine.defaults import API_BURST, API_RATE, RETRY_BUDGET
 from engine.errors import (
     AnswerLost,
@@ -437,14 +438,24 @@ class ApiClient:
         headers: Mapping[str, str] | None,
         attempt_no: int,
     ) -> httpx.Response:
+        probe = telemetry.probe  # None unless traces or metrics are on
+        waiting_since = time.monotonic() if probe is not None else 0.0
         while (quiet := self._quiet_until - time.monotonic()) > 0:
             await asyncio.sleep(quiet)
         await self._limiter.acquire()
+        if probe is not None:
+            probe.rate_waited(time.monotonic() - waiting_since)
         self.requests_sent += 1
         async with self._slots:
-            response = await self._http.request(
-                method, path, json=json, params=params, headers=headers
-            )
+            if probe is None:
+                response = await self._http.request(
+                    method, path, json=json, params=params, headers=headers
+                )
+            else:
+                request = self._http.build_request(
+                    method, path, json=json, params=params, headers=headers
+                )
+                response = await probe.send(self._http, request, resends=attempt_no - 1)
         if response.is_success:
             return response
         error = self._error(method, path, response)

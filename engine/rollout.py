@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from engine.client import Document
 from engine.errors import Interrupted, SmartConnectorError
+from engine.rollout_control import RolloutController
 from engine.runner import Engine
 from installers import Connector
 
@@ -44,11 +45,20 @@ class RolloutReport:
     stopped: str | None = None
     #: Ctrl-C stopped it (exit 130); running the same command again goes on.
     interrupted: bool = False
+    #: ``rollouts abort`` ended it (exit 1); running the same command again goes on.
+    aborted: bool = False
+    #: The id its record and ``rollouts`` know it by, when it keeps one.
+    rollout_id: str | None = None
 
     def add(self, outcome: Outcome) -> None:
         self.counted[outcome.status] += 1
         if outcome.status not in ("updated", "skipped"):
             self.outcomes.append(outcome)
+
+    def demote(self, integration_id: str, was: str, reason: str) -> None:
+        """An integration counted ``was`` (updated or skipped) failed after all (a bake)."""
+        self.counted[was] -= 1
+        self.add(Outcome(integration_id, "failed", reason))
 
     def counts(self) -> dict[str, int]:
         return {s: self.counted.get(s, 0) for s in STATUSES}
@@ -74,40 +84,62 @@ async def rollout(
     concurrency: int = 10,
     phase_pct: float | None = None,
     max_failures: int | None = None,
+    pause: bool = False,
+    bake: float | None = None,
+    recorded: bool = False,
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
     on_phase: Callable[[int, int, int], None] = lambda number, phases, total: None,
 ) -> RolloutReport:
     """Update ``integration_ids`` (default: every integration of the connector) to its version.
 
-    Without ids or phases it pages through the connector's integrations, with at most
-    ``concurrency`` documents in flight (and the page being read): memory stays flat
-    however large the fleet. Phases need the whole list of ids first. ``on_phase`` hears
-    of each phase as it starts (its number, how many there are, how many integrations in
-    all); a rollout that pages through the fleet has none.
+    Without ids, phases, ``pause`` or ``bake`` it pages through the connector's integrations,
+    with at most ``concurrency`` documents in flight (and the page being read): memory stays
+    flat however large the fleet. Otherwise it needs the whole list of ids first.
+
+    ``recorded`` (implied by ``pause`` and ``bake``) keeps the rollout's record in the State
+    API (:mod:`engine.rollout_record`) and obeys it: ``rollouts pause|resume|abort``. With
+    ``pause`` it holds after each phase until resumed; with ``bake`` it waits that many
+    seconds after each phase, then looks at the phase's integrations again. ``on_phase``
+    hears of each phase as it starts (its number, how many there are, how many integrations
+    in all); a rollout that pages through the fleet has none.
     """
     report = RolloutReport(connector.manifest.version)
-
-    async def noted(target: str | Document) -> None:
-        outcome = await _update_one(engine, connector, target)
-        report.add(outcome)
-        on_outcome(outcome)
-
-    if integration_ids is None and phase_pct is None:
-        await _pool(_listed(engine, connector), noted, concurrency)
-    else:
-        if integration_ids is None:
-            integration_ids = [d["_id"] async for d in _listed(engine, connector)]
-        await _run_phases(
-            report,
-            waves(integration_ids, phase_pct),
-            noted,
-            concurrency,
-            engine,
-            max_failures,
-            on_phase,
-        )
-    report.interrupted = engine.stop.is_set()
+    control = None
+    if recorded or pause or bake is not None:
+        options = {"pause": pause, "bake": bake, "maxFailures": max_failures}
+        options |= {"concurrency": concurrency, "phase": phase_pct}
+        control = await _controlled(engine, connector, options)
+        report.rollout_id = control.record.id
+    run = _Run(engine, connector, report, concurrency, max_failures, pause, bake, control)
+    run.on_outcome, run.on_phase = on_outcome, on_phase
+    try:
+        if integration_ids is None and phase_pct is None and not pause and bake is None:
+            await run.paged()
+        else:
+            if integration_ids is None:
+                integration_ids = [d["_id"] async for d in _listed(engine, connector)]
+            await run.phased(waves(integration_ids, phase_pct))
+    finally:
+        report.interrupted = engine.stop.is_set()
+        if control is not None:
+            await control.finish(_final_state(report), report.stopped)
     return report
+
+
+async def _controlled(
+    engine: Engine, connector: Connector, options: dict[str, Any]
+) -> RolloutController:
+    """The rollout's record, taken up (refused, exit 4, while a live command runs it)."""
+    manifest = connector.manifest
+    return await RolloutController.open(
+        engine.api, manifest.connector_id, manifest.version, options, engine.stop, manifest.name
+    )
+
+
+def _final_state(report: RolloutReport) -> str:
+    if report.aborted or report.interrupted:
+        return "aborted"
+    return "failed" if report.failed or report.stopped else "done"
 
 
 async def _listed(engine: Engine, connector: Connector) -> AsyncIterator[Document]:
@@ -119,9 +151,13 @@ async def _listed(engine: Engine, connector: Connector) -> AsyncIterator[Documen
 
 
 async def _pool(
-    targets: AsyncIterator[Any], work: Callable[[Any], Awaitable[None]], concurrency: int
+    targets: AsyncIterator[Any],
+    work: Callable[[Any], Awaitable[None]],
+    concurrency: int,
+    going: Callable[[], bool] = lambda: True,
 ) -> None:
-    """``work`` each target, ``concurrency`` at a time, taking the next only when one ends."""
+    """``work`` each target, ``concurrency`` at a time, taking the next only when one ends,
+    and only while ``going``."""
     source = aiter(targets)
     lock = asyncio.Lock()
 
@@ -132,13 +168,26 @@ async def _pool(
                     target = await anext(source)
                 except StopAsyncIteration:
                     return
+            if not going():
+                return
             await work(target)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-async def _update_one(engine: Engine, connector: Connector, target: str | Document) -> Outcome:
-    """One integration (an id, or the document a listing gave) to the connector's version."""
+async def _go() -> bool:
+    return True
+
+
+async def _update_one(
+    engine: Engine,
+    connector: Connector,
+    target: str | Document,
+    begin: Callable[[], Awaitable[bool]] = _go,
+) -> Outcome:
+    """One integration (an id, or the document a listing gave) to the connector's version;
+    ``begin`` is asked just before the update starts (it waits while the rollout is paused;
+    ``False``: aborted)."""
     integration_id = target if isinstance(target, str) else str(target["_id"])
     version = connector.manifest.version
     if engine.stop.is_set():
@@ -151,6 +200,8 @@ async def _update_one(engine: Engine, connector: Connector, target: str | Docume
         )
         if not engine.needs_update(doc, connector):
             return Outcome(integration_id, "skipped", f"already at {version}")
+        if not await begin():
+            return Outcome(integration_id, "not attempted", "aborted")
         await engine.update(integration_id, connector, doc=doc)
     except Interrupted as exc:  # its progress is saved: the next rollout finishes it
         return Outcome(integration_id, "interrupted", str(exc))
@@ -159,30 +210,136 @@ async def _update_one(engine: Engine, connector: Connector, target: str | Docume
     return Outcome(integration_id, "updated")
 
 
-async def _run_phases(
-    report: RolloutReport,
-    phases: list[list[str]],
-    noted: Callable[[str], Awaitable[None]],
-    concurrency: int,
-    engine: Engine,
-    max_failures: int | None,
-    on_phase: Callable[[int, int, int], None],
-) -> None:
-    async def ids(wave: list[str]) -> AsyncIterator[str]:
-        for integration_id in wave:
-            yield integration_id
+@dataclass
+class _Run:
+    """One rollout: its updates, phase by phase, and what its record asks of it."""
 
-    for number, wave in enumerate(phases, 1):
-        on_phase(number, len(phases), sum(len(w) for w in phases))
-        await _pool(ids(wave), noted, concurrency)
-        too_many = max_failures is not None and len(report.failed) > max_failures
-        if (too_many or engine.stop.is_set()) and number < len(phases):
-            report.stopped = (
-                f"{len(report.failed)} failures, over the limit of {max_failures}"
-                if too_many
-                else "interrupted"
-            ) + f", after phase {number} of {len(phases)}"
-            for rest in phases[number:]:
-                for integration_id in rest:
-                    report.add(Outcome(integration_id, "not attempted", report.stopped))
-            break
+    engine: Engine
+    connector: Connector
+    report: RolloutReport
+    concurrency: int
+    max_failures: int | None
+    pause: bool
+    bake: float | None
+    control: RolloutController | None
+    on_outcome: Callable[[Outcome], None] = lambda outcome: None
+    on_phase: Callable[[int, int, int], None] = lambda number, phases, total: None
+
+    def going(self) -> bool:
+        """Whether to take another integration: not once aborted."""
+        return self.control is None or not self.control.aborted
+
+    async def one(self, target: str | Document, seen: dict[str, Status] | None = None) -> None:
+        control = self.control
+        began = False
+
+        async def begin() -> bool:  # skipped ones never wait for a pause
+            nonlocal began
+            began = control is None or await control.proceed()
+            if began and control is not None:
+                control.started()
+            return began
+
+        outcome = await _update_one(self.engine, self.connector, target, begin)
+        self.report.add(outcome)
+        if seen is not None:
+            seen[outcome.integration_id] = outcome.status
+        if control is not None:
+            control.finished(outcome.integration_id, outcome.status, outcome.reason, began)
+        self.on_outcome(outcome)
+
+    async def paged(self) -> None:
+        """Every integration of the connector, as the list is read."""
+        await _pool(self._listed(), self.one, self.concurrency, self.going)
+        if self.control is not None and self.control.aborted:
+            self._aborted(None, [])
+
+    async def _listed(self) -> AsyncIterator[Document]:
+        async for doc in _listed(self.engine, self.connector):
+            if self.control is not None:
+                self.control.listed()
+            yield doc
+
+    async def phased(self, phases: list[list[str]]) -> None:
+        if self.control is not None:
+            self.control.plan(len(wave) for wave in phases)
+        for number, wave in enumerate(phases, 1):
+            self.on_phase(number, len(phases), sum(len(w) for w in phases))
+            seen = await self._phase(number, wave)
+            if self.control is not None and self.control.aborted:
+                self._aborted(number, [i for i in wave if i not in seen], *phases[number:])
+                return
+            if not self.engine.stop.is_set() and "updated" in seen.values():
+                await self._bake(seen)
+                if self.control is not None and self.control.aborted:
+                    self._aborted(number, *phases[number:])
+                    return
+            if self._stops_after(number, len(phases)):
+                self._not_attempted(phases[number:])
+                return
+            if number < len(phases) and not await self._hold(seen):
+                self._aborted(number, *phases[number:])
+                return
+
+    async def _phase(self, number: int, wave: list[str]) -> dict[str, Status]:
+        if self.control is not None:
+            self.control.begin_phase(number)
+        seen: dict[str, Status] = {}
+
+        async def ids() -> AsyncIterator[str]:
+            for integration_id in wave:
+                yield integration_id
+
+        await _pool(ids(), lambda i: self.one(i, seen), self.concurrency, self.going)
+        return seen
+
+    async def _bake(self, seen: dict[str, Status]) -> None:
+        """Wait ``--bake`` seconds, then look again at the phase's integrations at the
+        version: one that no longer is healthy counts as a failure."""
+        if self.bake is None or self.control is None:
+            return
+        await self.control.bake(self.bake)
+        if self.control.aborted or self.engine.stop.is_set():
+            return
+        current = [i for i, status in seen.items() if status in ("updated", "skipped")]
+        version = self.connector.manifest.version
+        for integration_id, problem in (
+            await self.control.look(current, version, self.concurrency)
+        ).items():
+            was = seen[integration_id]
+            self.report.demote(integration_id, was, problem)
+            self.control.demoted(integration_id, was, problem)
+
+    async def _hold(self, seen: dict[str, Status]) -> bool:
+        """With ``--pause``, after a phase that updated any: hold until resumed."""
+        if not self.pause or self.control is None or "updated" not in seen.values():
+            return True
+        if self.engine.stop.is_set():
+            return True
+        return await self.control.hold()
+
+    def _stops_after(self, number: int, phases: int) -> bool:
+        failures = len(self.report.failed)
+        too_many = self.max_failures is not None and failures > self.max_failures
+        if not (too_many or self.engine.stop.is_set()) or number >= phases:
+            return False
+        self.report.stopped = (
+            f"{failures} failures, over the limit of {self.max_failures}"
+            if too_many
+            else "interrupted"
+        ) + f", after phase {number} of {phases}"
+        return True
+
+    def _aborted(self, number: int | None, *rest: list[str]) -> None:
+        self.report.aborted = True
+        where = f" in phase {number}" if number is not None else ""
+        self.report.stopped = (
+            f"aborted{where} by `smartconnector rollouts abort {self.report.rollout_id}`"
+        )
+        self._not_attempted(rest)
+
+    def _not_attempted(self, rest: Iterable[list[str]]) -> None:
+        assert self.report.stopped is not None
+        for wave in rest:
+            for integration_id in wave:
+                self.report.add(Outcome(integration_id, "not attempted", self.report.stopped))

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from engine import telemetry
 from engine.calling import keep_secret_answers
 from engine.client import ApiClient, Document
 from engine.defaults import LEASE_TTL
@@ -470,7 +471,8 @@ class Engine:
         )
         self._leases.add(writer)
         try:
-            await action(run)
+            with telemetry.integration_run(writer.id, writer.doc.get("mode")):
+                await action(run)
         except SmartConnectorError as exc:
             exc.context.setdefault("integration_id", writer.id)
             raise

@@ -21,6 +21,7 @@ from typing import Any, Self
 
 import httpx
 
+from engine import telemetry
 from engine.defaults import FUNCTION_TIMEOUT
 from engine.errors import ApiUnavailable, AuthenticationFailed
 from installers._loading import Connector
@@ -93,7 +94,8 @@ class ExtensionServer:
     async def check_health(self) -> None:
         """``GET /healthCheck`` must answer 200: the protocol cannot list functions."""
         try:
-            response = await self.http.get("/healthCheck", timeout=10)
+            request = self.http.build_request("GET", "/healthCheck", timeout=10)
+            response = await telemetry.send(self.http, request)
         except httpx.TransportError as exc:
             raise ApiUnavailable(
                 f"extension server {self.url} is unreachable ({type(exc).__name__})",
@@ -109,12 +111,14 @@ class ExtensionServer:
         """One ``POST /function``; the function's result, or an exception saying why not."""
         what = f"remote {body['type']} function {body['function']!r}"
         try:
-            response = await self.http.post(
+            request = self.http.build_request(
+                "POST",
                 "/function",
                 json=body,
                 headers={"Authorization": f"Bearer {self.token}"},
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             )
+            response = await telemetry.send(self.http, request)  # with its traceparent
         except httpx.TimeoutException:
             raise RemoteUnavailable(f"{what}: no answer within {timeout:g} s") from None
         except httpx.TransportError as exc:

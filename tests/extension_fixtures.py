@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -61,15 +62,17 @@ def node_modules() -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     wanted = (JS_DIR / "package.json").read_text()
     installed = cache / "node_modules" / "integrator-extension" / "package.json"
-    if not installed.exists() or (cache / "package.json").read_text() != wanted:
-        shutil.copy(JS_DIR / "package.json", cache / "package.json")
-        shutil.copy(JS_DIR / ".npmrc", cache / ".npmrc")
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=cache,
-            check=True,
-            timeout=600,
-        )
+    with (cache / ".lock").open("w") as lock:  # the suite's workers install it once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not installed.exists() or (cache / "package.json").read_text() != wanted:
+            shutil.copy(JS_DIR / "package.json", cache / "package.json")
+            shutil.copy(JS_DIR / ".npmrc", cache / ".npmrc")
+            subprocess.run(
+                ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=cache,
+                check=True,
+                timeout=600,
+            )
     return cache / "node_modules"
 
 

@@ -15,7 +15,14 @@ import httpx
 import pytest
 
 from engine.client import ApiClient, Document
-from engine.errors import LeaseHeld, NotFound, PermissionDenied, StepFailed, WaitingForUser
+from engine.errors import (
+    ApiUnavailable,
+    LeaseHeld,
+    NotFound,
+    PermissionDenied,
+    StepFailed,
+    WaitingForUser,
+)
 from engine.journal import Journal
 from engine.pytest_plugin import fast_retry
 from engine.run_state import RUN_FIELD
@@ -287,3 +294,30 @@ async def test_a_token_that_cannot_write_calls_no_function(
         await engine.install(fake.connector())
     assert fake.installer("a").calls == []
     assert engine.api.writes.way in (None, PROFILES[platform.profile])  # never mistaken
+
+
+async def test_a_lost_create_that_cannot_be_told_apart_stops_naming_the_candidates(
+    platform: Platform, fake_connector: Fake
+) -> None:
+    """Two just-made integrations could be the one a lost POST made: exit 5 naming both,
+    rather than adopting one by chance or making a third."""
+    if PROFILES[platform.profile] is WriteWay.JSON_PATCH_TEST:
+        pytest.skip("there the run state in the document names its run exactly")
+    engine = platform.engine()
+    await engine.install(FakeConnector(1, connector_id="warm-up").connector())  # way known
+    fake = fake_connector(["a"])
+    other = await engine.api.create(
+        "integrations",
+        {
+            **fake.connector().manifest.model_dump(by_alias=True, mode="json"),
+            "mode": "install",
+            "install": [{"name": "a", "completed": False}],
+        },
+    )
+    platform.app.lose.append("POST")
+    with pytest.raises(ApiUnavailable) as stopped:
+        await engine.install(fake.connector())
+    assert other["_id"] in str(stopped.value) and len(stopped.value.context["candidates"]) == 2
+    assert fake.installer("a").calls == []
+    listed = await engine.api.list("integrations", _connectorId="fake-connector")
+    assert len(listed) == 2

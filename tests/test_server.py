@@ -14,6 +14,7 @@ import pytest
 
 from engine.client import ApiClient, RetryPolicy
 from engine.errors import PermissionDenied
+from engine.writes import WriteWay, WriteWays
 
 from .conftest import CLI, Server, start_server
 
@@ -135,7 +136,8 @@ async def test_network_faults_are_survived(tmp_path: Path) -> None:
         retry = RetryPolicy(
             attempts=20, budget=60, wait_initial=0.01, wait_max=0.05, wait_jitter=0.01
         )
-        async with ApiClient(srv.url, srv.token(), retry=retry, timeout=5) as api:
+        sandbox = WriteWays(srv.url, forced=WriteWay.JSON_PATCH_TEST)  # it keeps their keys
+        async with ApiClient(srv.url, srv.token(), retry=retry, timeout=5, writes=sandbox) as api:
             made = [await api.create("connections", {"i": i}) for i in range(20)]
             for doc in made:
                 await api.patch(

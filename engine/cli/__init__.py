@@ -22,9 +22,11 @@ def main() -> None:
         # like any other, instead of ending in a traceback.
         from engine.cli._app import app
         from engine.cli._order import register_commands
+        from engine.cli._telemetry import traced
 
         register_commands()
-        app()
+        with traced(sys.argv[1:]):  # exported before _leave: it skips every finaliser
+            app()
     except KeyboardInterrupt:  # before any run began (runs handle Ctrl-C themselves)
         _leave(130)
     except SystemExit as done:

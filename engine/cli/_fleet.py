@@ -190,6 +190,20 @@ def rollout(
             "--max-failures", min=0, help="Stop after the phase in which failures exceed N."
         ),
     ] = None,
+    pause: Annotated[
+        bool,
+        typer.Option("--pause", help="Hold after each phase until `rollouts resume ID`."),
+    ] = False,
+    bake: Annotated[
+        float | None,
+        typer.Option(
+            "--bake",
+            metavar="SECONDS",
+            min=0,
+            help="After each phase wait SECONDS, then look at its integrations again: one no"
+            " longer at the version, updating or in error counts as a failure.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     step_timeout: StepTimeout = None,
     step_retries: StepRetries = 0,
@@ -226,7 +240,15 @@ def rollout(
         with fleet_gc(), RolloutProgress(as_json) as progress:
             if settings.engine == "temporal":
                 return await _on_temporal(
-                    engine, connector, ids, concurrency, phase, max_failures, progress.show
+                    engine,
+                    connector,
+                    ids,
+                    concurrency,
+                    phase,
+                    max_failures,
+                    progress.show,
+                    pause=pause,
+                    bake=bake,
                 )
             return await run_rollout(
                 engine,
@@ -235,12 +257,18 @@ def rollout(
                 concurrency=concurrency,
                 phase_pct=phase,
                 max_failures=max_failures,
+                pause=pause,
+                bake=bake,
+                recorded=True,
                 on_outcome=progress.note,
                 on_phase=progress.phase_started,
             )
 
     report = with_engine(settings, job, creates=False)
     summarise(report, as_json)
+    if report.aborted:
+        typer.echo(f"aborted: rollout {report.rollout_id} was aborted", err=True)
+        raise typer.Exit(1)
     if report.interrupted:
         raise typer.Exit(130)
     if report.failed or report.stopped:
@@ -255,6 +283,9 @@ async def _on_temporal(
     phase: float | None,
     max_failures: int | None,
     show: Callable[[dict[str, int]], None],
+    *,
+    pause: bool = False,
+    bake: float | None = None,
 ) -> RolloutReport:
     """The rollout as a Temporal workflow: started, or attached to if it runs or ran."""
     from collections import Counter
@@ -270,9 +301,12 @@ async def _on_temporal(
         concurrency=concurrency,
         phase_pct=phase,
         max_failures=max_failures,
+        pause=pause,
+        bake=bake,
         on_progress=lambda now: show(now.counts),
     )
     report = RolloutReport(state.version, Counter(state.counts), stopped=state.stopped)
+    report.aborted, report.rollout_id = state.aborted, state.rollout
     report.outcomes = [Outcome(f["_id"], "failed", f["reason"]) for f in state.failed]
     return report
 

@@ -15,6 +15,7 @@ from engine.cli._app import (
     Home,
     LogFormat,
     RetryBudget,
+    TemporalAddress,
     TokenFile,
     app,
     fail,
@@ -24,6 +25,7 @@ from engine.cli._app import (
     settings_from,
     with_engine,
 )
+from engine.cli._telemetry import MetricsHost, MetricsPort, serve_metrics
 from engine.defaults import RETRY_BUDGET
 
 if TYPE_CHECKING:
@@ -218,14 +220,18 @@ def ui_command(
         typer.Option("--connector", help="A connector to offer with an Install button (repeat)."),
     ] = None,
     api_url: ApiUrl = None,
+    temporal_address: TemporalAddress = None,
     retry_budget: RetryBudget = RETRY_BUDGET,
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
     """Serve the install page, for a person in a browser.
 
-    Install, answer a step's questions, verify, retry, update and uninstall there.
+    Install, answer a step's questions, verify, retry, update and uninstall there; follow,
+    pause, resume and abort rollouts at /rollouts (those on Temporal given its address).
 
     Prints the URL to open (with a session token) as its last line, then serves until
     Ctrl-C. Actions go through the engine exactly as the CLI's do.
@@ -236,6 +242,7 @@ def ui_command(
 
     settings = settings_from(locals())
     connectors = [load(d) for d in connector or []]
+    serve_metrics(metrics_host, metrics_port)
 
     async def open_engine() -> Any:
         from engine.config import open_client
@@ -246,7 +253,7 @@ def ui_command(
         return Engine(api, Journal(settings.home / "journal.db")), api.aclose
 
     listening = _claimed(host, port)
-    config = UiConfig(host, port, connectors, open_engine)
+    config = UiConfig(host, port, connectors, open_engine, temporal_address)
     typer.echo(config.url)
     served = uvicorn.Config(
         create_ui_app(config), host=host, port=port, log_level="warning", access_log=False

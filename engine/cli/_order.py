@@ -13,7 +13,7 @@ from typing import Any
 
 def register_commands() -> None:
     """Import each command module once; Typer lists commands in the order they register."""
-    from engine.cli import _runs, _fleet, _kit, _doctor, _check, _servers  # noqa: F401, I001 - the order is the help's
+    from engine.cli import _runs, _fleet, _rollouts, _kit, _doctor, _check, _servers  # noqa: F401, I001 - the order is the help's
     from engine.cli._app import app
 
     _as_paragraphs(app)

@@ -33,6 +33,13 @@ from engine.cli._app import (
     settings_from,
     token_app,
 )
+from engine.cli._telemetry import (
+    MetricsHost,
+    MetricsPort,
+    TemporalMetricsPort,
+    serve_metrics,
+    temporal_runtime,
+)
 from engine.defaults import API_BURST, API_RATE
 
 
@@ -186,6 +193,9 @@ def worker(
     token_file: TokenFile = None,
     home: Home = DEFAULT_HOME,
     log_format: LogFormat = None,
+    metrics_port: MetricsPort = None,
+    temporal_metrics_port: TemporalMetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
     """Run the workflows of `--engine temporal` runs, until stopped.
 
@@ -198,6 +208,8 @@ def worker(
         fail("worker needs --temporal-address HOST:PORT (or SMARTCONNECTOR_TEMPORAL_ADDRESS)", 2)
     settings = settings_from(locals())
     connectors = {c.manifest.connector_id: c for c in (load(d) for d in connector or [])}
+    serve_metrics(metrics_host, metrics_port)
+    runtime = temporal_runtime(metrics_host, temporal_metrics_port)
 
     async def main() -> None:
         import structlog
@@ -205,7 +217,7 @@ def worker(
         from engine.config import open_client
         from engine.temporal._client import connect, run_worker
 
-        client = await guard_async(connect(temporal_address))
+        client = await guard_async(connect(temporal_address, runtime))
         async with guard(lambda: open_client(settings)) as api, open_extension(settings) as ext:
             structlog.get_logger("smartconnector.worker").info(
                 "worker started", task_queue=task_queue, connectors=sorted(connectors)

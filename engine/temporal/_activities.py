@@ -19,6 +19,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from engine import telemetry
 from engine.client import ApiClient, Document
 from engine.documents import needs_update
 from engine.errors import BadInput, NotFound, SmartConnectorError, to_wire as error_to_wire
@@ -28,9 +29,11 @@ from engine.journal import Journal
 from engine.machine import ModeMachine
 from engine.models import Integration, parse
 from engine.plan import Action, BeginUpdate, Call, Delete, Intent, from_wire, plan_run, to_wire
+from engine.rollout_control import health_problem
+from engine.rollout_record import RolloutRecord, RolloutRecords, now_iso
 from engine.run import IntegrationRun, begin_update_ops
 from engine.run_state import RunState
-from engine.temporal._rollout import Page, PageRequest, RolloutRequest, Targets
+from engine.temporal._rollout import Look, Page, PageRequest, RolloutRequest, Targets
 from engine.temporal._workflow import (
     FINAL,
     Done,
@@ -190,6 +193,23 @@ class Activities:
                 found.skipped += 1
         return found
 
+    @activity.defn(name="smartconnector.record")
+    async def record(self, record: dict[str, Any]) -> None:
+        """Write a rollout's record to the State API, where ``rollouts`` reads it."""
+        found = RolloutRecord.from_json(record)
+        if found is not None:
+            found.heardAt = now_iso()
+            await RolloutRecords(self.api).put(found)
+
+    @activity.defn(name="smartconnector.look")
+    async def look(self, look: Look) -> str:
+        """What is wrong with an integration after a bake ("" when nothing is)."""
+        try:
+            doc = await read_view(self.api, look.integration_id)
+        except SmartConnectorError as exc:
+            return f"after the bake: {exc}"
+        return health_problem(doc, look.version) or ""
+
     @activity.defn(name="smartconnector.run")
     async def run(self, request: SliceRequest) -> Done:
         """A slice of the plan, heartbeating (and renewing the lease) while its function
@@ -203,7 +223,8 @@ class Activities:
                 run.held = [(_call(h.action), h.result) for h in request.held]
                 beat = asyncio.create_task(_heartbeat(run.writer))
                 try:
-                    await run.execute(actions)
+                    with telemetry.in_flight():
+                        await run.execute(actions)
                 finally:
                     beat.cancel()
         except ApplicationError as exc:

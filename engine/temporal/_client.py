@@ -8,12 +8,20 @@ import contextlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
+from engine import telemetry
 from engine.client import ApiClient, Document
 from engine.defaults import API_RATE
 from engine.documents import check_installable, started_update_target
@@ -138,14 +146,16 @@ class TemporalEngine(Engine):
 
     async def _start(self, request: RunRequest) -> Document:
         assert self.temporal is not None, "TemporalEngine needs a connected Client"
+        mode = (request.doc or {}).get("mode")
         try:
-            result: RunResult = await self.temporal.execute_workflow(
-                WORKFLOW_NAME,
-                request,
-                id=workflow_id(request.integration_id),
-                task_queue=self.task_queue,
-                result_type=RunResult,
-            )
+            with telemetry.integration_run(request.integration_id, mode):
+                result: RunResult = await self.temporal.execute_workflow(
+                    WORKFLOW_NAME,
+                    request,
+                    id=workflow_id(request.integration_id),
+                    task_queue=self.task_queue,
+                    result_type=RunResult,
+                )
         except WorkflowAlreadyStartedError:
             raise LeaseHeld(
                 f"integration {request.integration_id} is being run by Temporal workflow"
@@ -175,12 +185,15 @@ def activities_per_second(api_rate: float) -> float:
     return api_rate * WORKER_SHARE / REQUESTS_PER_ACTIVITY
 
 
-async def connect(address: str) -> Client:
-    """A Temporal client; an unreachable server is exit 5, like an unreachable API."""
+async def connect(address: str, runtime: Runtime | None = None) -> Client:
+    """A Temporal client (carrying the trace, when tracing); an unreachable server is exit
+    5, like an unreachable API. ``runtime``: Temporal's own, if not its default."""
     from engine.errors import ApiUnavailable
 
     try:
-        return await Client.connect(address)
+        return await Client.connect(
+            address, interceptors=telemetry.temporal_interceptors(), runtime=runtime
+        )
     except Exception as exc:
         raise ApiUnavailable(f"cannot reach Temporal at {address}: {exc}") from None
 
@@ -211,6 +224,8 @@ async def run_worker(
             activities.page,
             activities.begin,
             activities.run,
+            activities.record,
+            activities.look,
         ],
     )
     await worker.run()
@@ -228,41 +243,34 @@ async def rollout_on_temporal(
     concurrency: int,
     phase_pct: float | None,
     max_failures: int | None,
+    pause: bool = False,
+    bake: float | None = None,
     on_progress: Callable[[RolloutState], None] = lambda state: None,
 ) -> RolloutState:
     """Start the connector's rollout to its version on Temporal, or attach to it (running or
-    finished), following its progress until it ends. Ctrl-C stops following, not the
+    finished), following its progress until it ends. One that was aborted, or stopped by its
+    failures, starts again and goes on where it stopped. Ctrl-C stops following, not the
     rollout."""
     assert engine.temporal is not None, "TemporalEngine needs a connected Client"
     manifest = connector.manifest
     await engine.resolve(connector)  # every function the workers will call must exist
+    options: dict[str, Any] = {"concurrency": concurrency, "phase_pct": phase_pct}
+    options |= {"max_failures": max_failures, "pause": pause, "bake": bake}
     request = RolloutRequest(
         manifest.connector_id,
         manifest.version,
         integration_ids,
-        concurrency,
-        phase_pct,
-        max_failures,
-        engine.lease_ttl,
+        lease_ttl=engine.lease_ttl,
+        name=manifest.name,
+        **options,
     )
-    workflow = rollout_id(manifest.connector_id, manifest.version)
-    try:
-        handle = await engine.temporal.start_workflow(
-            ROLLOUT_WORKFLOW,
-            request,
-            id=workflow,
-            task_queue=engine.task_queue,
-            result_type=RolloutState,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
-    except WorkflowAlreadyStartedError:  # running, or finished: attach and report
-        handle = engine.temporal.get_workflow_handle(workflow, result_type=RolloutState)
+    handle = await _started_or_attached(engine, engine.temporal, request)
     result = asyncio.ensure_future(handle.result())
     while not result.done():
         if engine.stop.is_set():
             result.cancel()
             raise Interrupted(
-                f"stopped following rollout {workflow}; it goes on in Temporal: run the same"
+                f"stopped following rollout {handle.id}; it goes on in Temporal: run the same"
                 " command again to attach"
             )
         with contextlib.suppress(Exception):  # not started yet: no answer to the query
@@ -271,3 +279,36 @@ async def rollout_on_temporal(
     state: RolloutState = result.result()
     on_progress(state)
     return state
+
+
+async def _started_or_attached(
+    engine: TemporalEngine, client: Client, request: RolloutRequest
+) -> WorkflowHandle[Any, RolloutState]:
+    """The rollout's workflow: started, the running one, or the finished one (unless it was
+    aborted or stopped early: then a new run of it)."""
+    workflow = rollout_id(request.connector_id, request.version)
+    options: dict[str, Any] = {
+        "id": workflow,
+        "task_queue": engine.task_queue,
+        "result_type": RolloutState,
+    }
+    try:
+        return await client.start_workflow(
+            ROLLOUT_WORKFLOW,
+            request,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            **options,
+        )
+    except WorkflowAlreadyStartedError:  # running, or finished: attach and report
+        handle = client.get_workflow_handle(workflow, result_type=RolloutState)
+    if (await handle.describe()).status != WorkflowExecutionStatus.COMPLETED:
+        return handle
+    ended = await handle.result()
+    if not (ended.aborted or ended.stopped):
+        return handle
+    return await client.start_workflow(
+        ROLLOUT_WORKFLOW,
+        request,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        **options,
+    )

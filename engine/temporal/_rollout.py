@@ -1,20 +1,27 @@
 """A rollout as a Temporal workflow: it outlives the command that started it.
 
 Its id comes from the connector and the version, so the same command run again attaches to
-the running rollout, or reports the finished one. Phases and ``--max-failures`` are decided
-inside it; each integration is a child :class:`IntegrationWorkflow` (whose id, one per
-integration, keeps any other run off it meanwhile); ``progress`` can be queried at any time.
+the running rollout, or reports the finished one (one that was aborted or stopped by its
+failures starts again, going on where it stopped). Phases, ``--max-failures``, ``--pause``
+and ``--bake`` are decided inside it; each integration is a child
+:class:`IntegrationWorkflow` (whose id, one per integration, keeps any other run off it
+meanwhile). ``pause``, ``resume`` and ``abort`` are its signals, ``status`` its query (the
+record :mod:`engine.rollout_record` describes), so they survive worker restarts and the
+command being killed; it also writes that record to the State API (at most once a second,
+through the ``record`` activity), where ``rollouts`` finds it as it finds local ones.
 
-Without a list or phases it reads the connector's integrations a page at a time and hands
-each child the document it listed, so an update makes 2 + k requests as locally; the next
-page is read once every integration of this one has started, and a long rollout continues
-as new between pages, so neither its memory nor its history grows with the fleet.
+Without a list, phases, a pause or a bake it reads the connector's integrations a page at a
+time and hands each child the document it listed, so an update makes 2 + k requests as
+locally; the next page is read once every integration of this one has started, and a long
+rollout continues as new between pages, so neither its memory nor its history grows with
+the fleet.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field, replace
+import contextlib
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +29,19 @@ from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
+    import engine.telemetry as telemetry  # the worker's own, not a copy in the sandbox
     from engine.rollout import waves
+    from engine.temporal._rollout_data import (
+        PAGE,
+        Look,
+        Page,
+        PageRequest,
+        RolloutRequest,
+        RolloutState,
+        Targets,
+        fresh_state,
+        rollout_id,
+    )
     from engine.temporal._workflow import (
         API_RETRY,
         WORKFLOW_NAME,
@@ -32,118 +51,166 @@ with workflow.unsafe.imports_passed_through():
     )
 
 ROLLOUT_WORKFLOW = "smartconnector.rollout"
-#: Integrations a page of the list holds: what the rollout keeps at most, besides the runs.
-PAGE = 100
-
-
-def rollout_id(connector_id: str, version: str) -> str:
-    return f"smartconnector-rollout-{connector_id}-{version}"
-
-
-@dataclass
-class RolloutState:
-    """Where a rollout is: counts by outcome, the failures, and why it stopped early."""
-
-    version: str
-    counts: dict[str, int] = field(default_factory=dict)
-    failed: list[dict[str, str]] = field(default_factory=list)
-    stopped: str | None = None
-    done: bool = False
-
-
-@dataclass
-class RolloutRequest:
-    connector_id: str
-    version: str
-    #: ``None``: every integration of the connector.
-    integration_ids: list[str] | None = None
-    concurrency: int = 10
-    phase_pct: float | None = None
-    max_failures: int | None = None
-    lease_ttl: float = 30.0
-    #: Where a rollout that continued as new goes on: the next page, and its state so far.
-    cursor: str | None = None
-    state: RolloutState | None = None
-
-
-@dataclass
-class PageRequest:
-    connector_id: str
-    version: str
-    cursor: str | None = None
-    size: int = PAGE
-
-
-@dataclass
-class Page:
-    """A page of the connector's integrations: the documents to update, how many are at
-    the version already, and the cursor of the next page (``None`` after the last)."""
-
-    docs: list[dict[str, Any]] = field(default_factory=list)
-    skipped: int = 0
-    next: str | None = None
-
-
-@dataclass
-class Targets:
-    """What the rollout has to do: the integrations to update, and how many are current."""
-
-    ids: list[str] = field(default_factory=list)
-    skipped: int = 0
-    missing: list[str] = field(default_factory=list)
+#: Seconds between two writes of the rollout's record.
+#: Seconds between two writes of the rollout's record: at most one a second, and for a
+#: change of counts alone one every 5 seconds (what ``rollouts`` shows without Temporal's
+#: address; with it, the query answers live). The writes are activities, within the task
+#: queue's rate like the updates' own.
+RECORD_EVERY = 1.0
+COUNTS_EVERY = 5.0
+ACTIVITY_TIMEOUT = timedelta(minutes=2)
 
 
 @workflow.defn(name=ROLLOUT_WORKFLOW)
 class RolloutWorkflow:
-    def __init__(self) -> None:
-        self.state = RolloutState("")
+    @workflow.init
+    def __init__(self, request: RolloutRequest) -> None:
+        # made here, not in run: a signal that comes with the start must find it
+        self.state = request.state or fresh_state(request)
         #: Integrations of the pages read that have not started yet.
         self.waiting = 0
+        self.baking = False
+        #: The record changed since it was written; ``urgent``: its state or phase did.
+        self.dirty = True
+        self.urgent = True
+        self.finishing = False
 
     @workflow.query
     def progress(self) -> RolloutState:
         return self.state
 
+    @workflow.query
+    def status(self) -> dict[str, Any]:
+        """The rollout's record, as ``rollouts status ID --json`` and the State API have it."""
+        return self.state.record().to_json()
+
+    @workflow.signal
+    def pause(self) -> None:
+        self._control("pause")
+
+    @workflow.signal
+    def resume(self) -> None:
+        self._control("run")
+
+    @workflow.signal
+    def abort(self) -> None:
+        self._control("abort")
+
+    def _control(self, control: str) -> None:
+        if not self.state.done:
+            self.state.control = control
+            self._changed(urgent=True)
+
     @workflow.run
     async def run(self, request: RolloutRequest) -> RolloutState:
-        counts = {"updated": 0, "skipped": 0, "failed": 0}
-        self.state = request.state or RolloutState(request.version, counts)
-        if request.integration_ids is None and request.phase_pct is None:
-            await self._paged(request)
+        recorder = asyncio.ensure_future(self._keep_record())
+        if request.integration_ids is None and request.phase_pct is None and not request.pause:
+            if request.bake is None:
+                await self._paged(request, recorder)
+            else:
+                await self._phased(request)
         else:
             await self._phased(request)
         self.state.done = True
+        self.state.state = self._final_state()
+        self.state.in_flight = 0
+        self._report()
+        await self._close_record(recorder)
         return self.state
 
-    async def _paged(self, request: RolloutRequest) -> None:
+    def _final_state(self) -> str:
+        if self.state.control == "abort":
+            return "aborted"
+        return "failed" if self.state.stopped or self.state.counts["failed"] else "done"
+
+    # -- the record ---------------------------------------------------------------------------
+
+    def _changed(self, urgent: bool = False) -> None:
+        self.dirty = True
+        self._report()
+        if self.state.done:
+            return
+        before = self.state.state
+        self.state.state = self._live_state()
+        self.urgent = self.urgent or urgent or self.state.state != before
+
+    def _live_state(self) -> str:
+        if self.baking:
+            return "baking"
+        if self.state.control == "pause" and self.state.in_flight == 0:
+            return "paused"
+        return "running"
+
+    async def _keep_record(self) -> None:
+        """Write the record when it changed: within RECORD_EVERY seconds of a change of
+        state or phase, within COUNTS_EVERY of one of counts alone."""
+        while True:
+            await workflow.wait_condition(lambda: self.dirty or self.finishing)
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self.urgent or self.finishing, timeout=COUNTS_EVERY
+                )
+            if self.finishing:
+                return
+            self.dirty = self.urgent = False
+            await self._write_record()
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: self.finishing, timeout=RECORD_EVERY)
+
+    async def _close_record(self, recorder: asyncio.Future[None]) -> None:
+        self.finishing = True
+        await recorder
+        await self._write_record()
+
+    async def _write_record(self) -> None:
+        await workflow.execute_activity(
+            "smartconnector.record",
+            self.state.record().to_json(),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=API_RETRY,
+        )
+
+    # -- the updates ------------------------------------------------------------------------
+
+    async def _paged(self, request: RolloutRequest, recorder: asyncio.Future[None]) -> None:
         """Every integration of the connector, a page at a time, ``concurrency`` at once."""
         gate = asyncio.Semaphore(request.concurrency)
-        running: set[asyncio.Task[None]] = set()
+        running: set[asyncio.Task[bool]] = set()
         cursor = request.cursor
+        self.state.phase = 1
+        if not self.state.waves:
+            self.state.waves = [{"size": 0, "updated": 0, "failed": 0, "skipped": 0}]
         while True:
             page: Page = await workflow.execute_activity(
                 "smartconnector.page",
                 PageRequest(request.connector_id, request.version, cursor),
                 result_type=Page,
-                start_to_close_timeout=timedelta(minutes=2),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=API_RETRY,
             )
             self.state.counts["skipped"] += page.skipped
+            self.state.remaining += len(page.docs)
+            self.state.waves[0]["size"] += len(page.docs)
+            self._changed()
             for doc in page.docs:
                 task = asyncio.ensure_future(self._one(request, str(doc["_id"]), gate, doc))
                 running.add(task)
                 task.add_done_callback(running.discard)
-            if page.next is None:
+            if page.next is None or self.state.control == "abort":
                 break
             cursor = page.next
             await workflow.wait_condition(lambda: self.waiting == 0)
             if workflow.info().is_continue_as_new_suggested():
                 await asyncio.gather(*running)
+                await self._close_record(recorder)
                 workflow.continue_as_new(replace(request, cursor=cursor, state=self.state))
         await asyncio.gather(*running)
+        if self.state.control == "abort":
+            self.state.stopped = self._abort_reason(None)
 
     async def _phased(self, request: RolloutRequest) -> None:
-        """The listed integrations (or all), phase by phase, stopping when too many fail."""
+        """The listed integrations (or all), phase by phase, stopping when too many fail,
+        baking and holding after each as asked."""
         targets: Targets = await workflow.execute_activity(
             "smartconnector.targets",
             request,
@@ -155,18 +222,93 @@ class RolloutWorkflow:
         for missing in targets.missing:
             self._failed(missing, "not found")
         phases = waves(targets.ids, request.phase_pct)
+        self.state.phases = len(phases)
+        self.state.remaining = len(targets.ids)
+        self.state.waves = [
+            {"size": len(w), "updated": 0, "failed": 0, "skipped": 0} for w in phases
+        ]
         gate = asyncio.Semaphore(request.concurrency)
         for number, wave in enumerate(phases, 1):
-            await asyncio.gather(*(self._one(request, i, gate) for i in wave))
-            failures = self.state.counts["failed"]
-            limit = request.max_failures
-            if limit is not None and failures > limit and number < len(phases):
-                self.state.stopped = (
-                    f"{failures} failures, over the limit of {limit},"
-                    f" after phase {number} of {len(phases)}"
-                )
-                self.state.counts["not attempted"] = sum(len(w) for w in phases[number:])
+            self.state.phase = number
+            self._changed(urgent=True)
+            updated = await self._phase(request, wave, gate)
+            if await self._after_phase(request, number, len(phases), updated):
                 break
+
+    async def _phase(
+        self, request: RolloutRequest, wave: list[str], gate: asyncio.Semaphore
+    ) -> list[str]:
+        """The phase's updates; the ids it updated."""
+        outcomes = await asyncio.gather(*(self._one(request, i, gate) for i in wave))
+        return [i for i, ok in zip(wave, outcomes, strict=True) if ok]
+
+    async def _after_phase(
+        self, request: RolloutRequest, number: int, phases: int, updated: list[str]
+    ) -> bool:
+        """Bake, count failures, hold: ``True`` when the rollout ends here."""
+        if self.state.control == "abort":
+            self.state.stopped = self._abort_reason(number)
+            return True
+        if request.bake is not None and updated:
+            await self._bake(request, updated)
+            if self.state.control == "abort":
+                self.state.stopped = self._abort_reason(number)
+                return True
+        failures = self.state.counts["failed"]
+        limit = request.max_failures
+        if limit is not None and failures > limit and number < phases:
+            self.state.stopped = (
+                f"{failures} failures, over the limit of {limit}, after phase {number} of {phases}"
+            )
+            self.state.counts["not attempted"] = self.state.remaining
+            return True
+        if request.pause and updated and number < phases:
+            self.state.control = "pause"
+            self._changed(urgent=True)
+            await workflow.wait_condition(lambda: self.state.control != "pause")
+            if self.state.control == "abort":
+                self.state.stopped = self._abort_reason(number)
+                return True
+        return False
+
+    def _abort_reason(self, number: int | None) -> str:
+        self.state.counts["not attempted"] = self.state.remaining
+        where = f" in phase {number}" if number is not None else ""
+        return f"aborted{where} by `smartconnector rollouts abort {self.state.rollout}`"
+
+    async def _bake(self, request: RolloutRequest, updated: list[str]) -> None:
+        """Wait ``bake`` seconds (or until aborted), then look at ``updated`` again: one
+        no longer healthy counts as a failure."""
+        assert request.bake is not None
+        self.baking = True
+        self._changed()
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self.state.control == "abort", timeout=request.bake
+            )
+        self.baking = False
+        self._changed()
+        if self.state.control == "abort":
+            return
+        gate = asyncio.Semaphore(request.concurrency)
+
+        async def look(integration_id: str) -> str:
+            async with gate:  # "": healthy
+                problem: str = await workflow.execute_activity(
+                    "smartconnector.look",
+                    Look(integration_id, request.version),
+                    result_type=str,
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=API_RETRY,
+                )
+                return problem
+
+        problems = await asyncio.gather(*(look(i) for i in updated))
+        for integration_id, problem in zip(updated, problems, strict=True):
+            if problem:
+                self.state.counts["updated"] -= 1
+                self.state.waves[self.state.phase - 1]["updated"] -= 1
+                self._failed(integration_id, problem)
 
     async def _one(
         self,
@@ -174,33 +316,78 @@ class RolloutWorkflow:
         integration_id: str,
         gate: asyncio.Semaphore,
         doc: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> bool:
+        """One integration's update, once the rollout is not paused; ``False`` when it
+        failed or was not started (aborted)."""
         self.waiting += 1
         async with gate:
             self.waiting -= 1
-            run = RunRequest(
-                "update",
-                integration_id,
-                request.connector_id,
-                str(workflow.uuid4())[:16],
-                request.lease_ttl,
-                request.version,
-                doc,
-            )
+            await workflow.wait_condition(lambda: self.state.control != "pause")
+            if self.state.control == "abort":
+                return False
+            self.state.in_flight += 1
+            self._changed()
             try:
-                await workflow.execute_child_workflow(
-                    WORKFLOW_NAME,
-                    run,
-                    id=f"smartconnector-{integration_id}",
-                    result_type=RunResult,
-                )
-            except (ChildWorkflowError, WorkflowAlreadyStartedError) as exc:
-                failure = run_failure(exc)
-                reason = str(failure.get("message")) if failure else f"could not run: {exc}"
-                self._failed(integration_id, reason)
-                return
-            self.state.counts["updated"] += 1
+                return await self._child(request, integration_id, doc)
+            finally:
+                self.state.in_flight -= 1
+                self.state.remaining -= 1
+                self._changed()
+
+    async def _child(
+        self, request: RolloutRequest, integration_id: str, doc: dict[str, Any] | None
+    ) -> bool:
+        run = RunRequest(
+            "update",
+            integration_id,
+            request.connector_id,
+            str(workflow.uuid4())[:16],
+            request.lease_ttl,
+            request.version,
+            doc,
+        )
+        try:
+            await workflow.execute_child_workflow(
+                WORKFLOW_NAME,
+                run,
+                id=f"smartconnector-{integration_id}",
+                result_type=RunResult,
+            )
+        except (ChildWorkflowError, WorkflowAlreadyStartedError) as exc:
+            failure = run_failure(exc)
+            reason = str(failure.get("message")) if failure else f"could not run: {exc}"
+            self._failed(integration_id, reason)
+            return False
+        self.state.counts["updated"] += 1
+        self._wave()["updated"] += 1
+        return True
+
+    def _wave(self) -> dict[str, int]:
+        return self.state.waves[max(0, self.state.phase - 1)]
 
     def _failed(self, integration_id: str, reason: str) -> None:
         self.state.counts["failed"] = self.state.counts.get("failed", 0) + 1
         self.state.failed.append({"_id": integration_id, "reason": reason})
+        if self.state.waves:
+            self._wave()["failed"] += 1
+        self._changed()
+
+    def _report(self) -> None:
+        """The counts, for the worker's ``/metrics`` (not again when a worker replays the
+        history: what it shows then is what it showed)."""
+        if not workflow.unsafe.is_replaying():
+            telemetry.rollout_counts(workflow.info().workflow_id, self.state.counts)
+
+
+__all__ = [
+    "PAGE",
+    "ROLLOUT_WORKFLOW",
+    "Look",
+    "Page",
+    "PageRequest",
+    "RolloutRequest",
+    "RolloutState",
+    "RolloutWorkflow",
+    "Targets",
+    "rollout_id",
+]

@@ -17,11 +17,12 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
-from engine.client import Document
+from engine.client import ApiClient, Document
 from engine.documents import compare_versions
 from engine.errors import LeaseHeld, NotFound, SmartConnectorError
 from engine.runner import Engine
 from engine.ui import _base, _pages
+from engine.ui._rollouts import RolloutsPage
 from engine.writer import Owner, check_lease
 from installers import Connector
 
@@ -42,6 +43,8 @@ class UiConfig:
     port: int
     connectors: list[Connector]
     open_engine: Callable[[], Awaitable[tuple[Engine, Callable[[], Awaitable[None]]]]]
+    #: Where rollouts on Temporal are paused, resumed and aborted (their signals).
+    temporal_address: str | None = None
     session: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
 
@@ -97,6 +100,9 @@ class InstallPage:
         if self._engine is None:
             self._engine, self._close = await self.config.open_engine()
         return self._engine
+
+    async def api(self) -> ApiClient:
+        return (await self.engine()).api
 
     async def close(self) -> None:
         if self._close is not None:
@@ -321,6 +327,7 @@ def create_ui_app(config: UiConfig) -> FastAPI:
     """The install page over ``config``."""
     app = FastAPI(title="smartconnector ui", openapi_url=None, docs_url=None, redoc_url=None)
     page = InstallPage(config)
+    rollouts = RolloutsPage(page.api, page.posted, config.csrf, config.temporal_address)
     app.middleware("http")(page.guard)
     app.add_exception_handler(CsrfMissing, page.csrf_missing)
     base = "/integrations/{integration_id}"
@@ -336,6 +343,9 @@ def create_ui_app(config: UiConfig) -> FastAPI:
         (f"{base}/update", page.update, "POST"),
         (f"{base}/uninstall", page.uninstall, "POST"),
         (f"{base}/settings", page.save_settings, "POST"),
+        ("/rollouts", rollouts.index, "GET"),
+        ("/rollouts/events", rollouts.events, "GET"),
+        ("/rollouts/{rollout_id}/{verb}", rollouts.act, "POST"),
     ):
         app.add_api_route(path, handler, methods=[method])
     app.router.on_shutdown.append(page.close)

@@ -41,6 +41,8 @@ def page(title: str, body: str, mode: str = "", alert: str | None = None) -> str
         f"<title>{escape(title)}</title><style>{STYLE}</style></head>"
         f'<body data-mode="{escape(mode)}"><header class="bar">'
         '<a class="brand" href="/">smartconnector</a><span class="where">Install page</span>'
+        '<nav class="nav" aria-label="Pages"><a href="/">Install base</a>'
+        '<a href="/rollouts">Rollouts</a></nav>'
         f"</header><main>{shown}{body}</main><script>{SCRIPT}</script></body></html>"
     )
 

@@ -1,0 +1,265 @@
+"""The local rollout's side of its record: it writes where it is, and obeys what it says.
+
+A task syncs the record every :data:`POLL` seconds: it reads it (an operator may have set
+``control``), then writes it when anything changed, or :data:`HEARTBEAT` seconds after its
+last write, so that others can tell it is alive. A change of state (a phase begun, a hold, a
+bake) wakes it at once. So a pause or an abort is seen within :data:`POLL` seconds and a
+request, and the record costs at most two reads and two writes a second, however many
+integrations are being updated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+
+from engine.client import ApiClient, Document
+from engine.errors import LeaseHeld, SmartConnectorError
+from engine.rollout_record import RolloutRecord, RolloutRecords, Wave, now_iso, rollout_name
+from engine.run_state import RunState
+from engine.writer import read_view
+
+log = structlog.get_logger("smartconnector.rollout")
+#: Seconds between reads of the record (what bounds how late a pause or an abort is seen).
+POLL = 0.5
+#: Seconds after which an unchanged record is written again, to show the rollout is alive.
+HEARTBEAT = 5.0
+
+
+def health_problem(doc: Document, version: str) -> str | None:
+    """What is wrong with an integration a bake looks at again, or ``None``: it must still be
+    at ``version``, with no update in progress and no recorded error."""
+    if doc.get("version") != version:
+        return f"after the bake: at version {doc.get('version')}, not {version}"
+    if doc.get("updateInProgress"):
+        return "after the bake: an update is in progress"
+    error = RunState.of(doc).error
+    if error is not None:
+        return f"after the bake: {error.get('message') or 'an error is recorded'}"
+    return None
+
+
+def _held_elsewhere(found: RolloutRecord | None) -> None:
+    """Refuse (exit 4) when another live command runs this rollout."""
+    if found is None or found.executor != "local" or found.ended or found.abandoned:
+        return
+    runner = found.runner or {}
+    raise LeaseHeld(
+        f"rollout {found.id} is being run by pid {runner.get('pid')} on {runner.get('host')}"
+        f" (its record was written {found.silent_for() or 0:.0f} s ago); wait for it, or"
+        f" `smartconnector rollouts abort {found.id}`"
+    )
+
+
+class RolloutController:
+    """Keeps one local rollout's record, and tells it when to hold, go on or stop."""
+
+    def __init__(self, api: ApiClient, record: RolloutRecord, stop: asyncio.Event) -> None:
+        self.records = RolloutRecords(api)
+        self.api = api
+        self.record = record
+        self.stop = stop
+        self.baking = False
+        self.final: str | None = None
+        self._written: dict[str, Any] | None = None
+        self._last_write = 0.0
+        #: Changes of ``control`` the rollout made itself (a hold) and has not written yet:
+        #: what it reads back meanwhile must not undo them.
+        self._own_changes = 0
+        self._changed = asyncio.Event()
+        self._kick = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        api: ApiClient,
+        connector_id: str,
+        version: str,
+        options: dict[str, Any],
+        stop: asyncio.Event,
+        name: str = "",
+    ) -> RolloutController:
+        """Take up the rollout's record: a new one, or what a stopped run left. A pause
+        stays (the rollout holds until resumed); an abort, or an end, is cleared."""
+        rollout_id = rollout_name(connector_id, version)
+        found = await RolloutRecords(api).get(rollout_id)
+        _held_elsewhere(found)
+        record = RolloutRecord(
+            rollout_id,
+            connector_id,
+            version,
+            name=name,
+            options=options,
+            runner={"host": socket.gethostname(), "pid": os.getpid()},
+        )
+        if found is not None and found.control == "pause" and not found.ended:
+            record.control = "pause"
+        controller = cls(api, record, stop)
+        await controller.sync(write=True, adopt=False)
+        controller._task = asyncio.create_task(controller._keep())
+        return controller
+
+    # -- what the rollout tells it ----------------------------------------------------------
+
+    def plan(self, sizes: Iterable[int]) -> None:
+        """The phases, by how many integrations each holds."""
+        self.record.waves = [Wave(size) for size in sizes]
+        self.record.phases = max(1, len(self.record.waves))
+        self.record.remaining = sum(w.size for w in self.record.waves)
+        self._kick.set()
+
+    def listed(self) -> None:
+        """One more integration found (a rollout that reads the list as it goes)."""
+        if not self.record.waves:
+            self.record.waves = [Wave()]
+            self.record.phase = 1
+        self.record.waves[0].size += 1
+        self.record.remaining += 1
+
+    def begin_phase(self, number: int) -> None:
+        self.record.phase = number
+        self._kick.set()
+
+    def started(self) -> None:
+        self.record.inFlight += 1
+
+    def finished(self, integration_id: str, status: str, reason: str | None, began: bool) -> None:
+        """One integration's outcome, in the phase the rollout is in (``began``: its update
+        had started)."""
+        record = self.record
+        record.inFlight -= 1 if began else 0
+        if record.inFlight == 0 and record.control == "pause":
+            self._kick.set()  # paused now: say so at once
+        wave = record.waves[record.phase - 1] if record.waves else None
+        if status not in ("updated", "skipped", "failed"):
+            return  # interrupted, or not attempted: still to do
+        record.remaining -= 1
+        if wave is not None:
+            setattr(wave, status, getattr(wave, status) + 1)
+        if status == "failed":
+            record.add_failure(integration_id, reason or "failed")
+        else:
+            setattr(record, status, getattr(record, status) + 1)
+
+    def demoted(self, integration_id: str, was: str, reason: str) -> None:
+        """An integration updated (or skipped) in this phase failed the look after the bake."""
+        record = self.record
+        setattr(record, was, getattr(record, was) - 1)
+        if record.waves:
+            wave = record.waves[record.phase - 1]
+            setattr(wave, was, getattr(wave, was) - 1)
+            wave.failed += 1
+        record.add_failure(integration_id, reason)
+
+    @property
+    def aborted(self) -> bool:
+        return self.record.control == "abort"
+
+    async def proceed(self) -> bool:
+        """Before an update starts: wait while paused; ``False`` once aborted."""
+        while self.record.control == "pause" and not self.stop.is_set():
+            changed = self._changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), POLL)
+        return self.record.control != "abort"
+
+    async def hold(self) -> bool:
+        """Hold after a phase (``--pause``) until resumed; ``False`` once aborted."""
+        if self.aborted:
+            return False
+        self.record.control = "pause"
+        self._own_changes += 1
+        self._kick.set()
+        return await self.proceed()
+
+    async def bake(self, seconds: float) -> None:
+        """Wait ``seconds`` (or until aborted) with the record saying it bakes."""
+        self.baking = True
+        self._kick.set()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self.aborted and not self.stop.is_set():
+            changed = self._changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(POLL, deadline - time.monotonic()))
+        self.baking = False
+        self._kick.set()
+
+    async def look(self, ids: list[str], version: str, concurrency: int) -> dict[str, str]:
+        """Each integration of ``ids`` that is no longer healthy, with what is wrong."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def problem(integration_id: str) -> str | None:
+            async with gate:
+                try:
+                    return health_problem(await read_view(self.api, integration_id), version)
+                except SmartConnectorError as exc:
+                    return f"after the bake: {exc}"
+
+        found = await asyncio.gather(*(problem(i) for i in ids))
+        return {i: p for i, p in zip(ids, found, strict=True) if p is not None}
+
+    async def finish(self, state: str, stopped: str | None) -> None:
+        """The rollout ended as ``state``: write it, and stop keeping the record."""
+        self.final = state
+        self.record.stopped = stopped
+        self.record.inFlight = 0
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.sync(write=True, adopt=False)
+
+    # -- the record ---------------------------------------------------------------------------
+
+    def _state(self) -> str:
+        if self.final is not None:
+            return self.final
+        if self.baking:
+            return "baking"
+        if self.record.control == "pause" and self.record.inFlight == 0:
+            return "paused"
+        return "running"
+
+    async def _keep(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), POLL)
+            self._kick.clear()
+            await self.sync()
+
+    async def sync(self, *, write: bool = False, adopt: bool = True) -> None:
+        """Read what an operator asked, then write the record if it changed (or is due)."""
+        try:
+            if adopt and not self._own_changes:
+                stored = await self.records.get(self.record.id)
+                if not self._own_changes:  # a hold made while it was read wins
+                    self._adopt(stored)
+            self.record.state = self._state()
+            body = {**self.record.to_json(), "heardAt": None}
+            due = time.monotonic() - self._last_write >= HEARTBEAT
+            if write or due or body != self._written:
+                written = self._own_changes
+                self.record.heardAt = now_iso()
+                await self.records.put(self.record)
+                self._written, self._last_write = body, time.monotonic()
+                self._own_changes -= written
+        except SmartConnectorError as exc:  # the next sync tries again; the updates go on
+            log.warning("rollout record not kept", rollout=self.record.id, error=str(exc))
+
+    def _adopt(self, stored: RolloutRecord | None) -> None:
+        if stored is None or stored.control == self.record.control:
+            return
+        if stored.control in ("run", "pause", "abort"):
+            self.record.control = stored.control
+            log.info("rollout control", rollout=self.record.id, control=stored.control)
+            self._changed.set()
+            self._changed = asyncio.Event()
+            self.record.state = self._state()
