@@ -175,22 +175,25 @@ def resource_routes(api: Handling, resource: str, writes: Writes) -> list[Route]
         api.remove(resource, id)
         return Response(status_code=204)
 
-    singular = resource[:-1]
+    collection = Route(
+        base,
+        "GET",
+        list_documents,
+        dict(operation_id=f"list_{resource}", responses=responses(400), summary=f"List {resource}"),
+        declared=lambda: declared_list(list_documents, api.page_size),
+        direct=plain_list(list_documents, api.page_size),
+    )
+    return [collection, *_document_routes(resource, writes, get_document, delete_document)]
+
+
+def _document_routes(
+    resource: str, writes: Writes, get_document: Endpoint, delete_document: Endpoint
+) -> list[Route]:
+    """POST on the collection, then GET/PUT/PATCH/DELETE on each document."""
+    base, singular = f"{API_PREFIX}/{resource}", resource[:-1]
     doc_body = body_spec("application/json", schema=DOC_SCHEMA)
     item = f"{base}/{{id}}"
     routes = [
-        Route(
-            base,
-            "GET",
-            list_documents,
-            dict(
-                operation_id=f"list_{resource}",
-                responses=responses(400),
-                summary=f"List {resource}",
-            ),
-            declared=lambda: declared_list(list_documents, api.page_size),
-            direct=plain_list(list_documents, api.page_size),
-        ),
         Route(
             base,
             "POST",
