@@ -1,5 +1,6 @@
 """The sandbox under a C load generator (wrk), beside the floor of its own server stack:
-a raw ASGI app over the same SQLite file on the same uvicorn (httptools, uvloop)."""
+a raw ASGI app over the same SQLite file on the same uvicorn (httptools, uvloop); and beside
+the same server with FastAPI's app serving every request (as before the plain router)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 
 from benchmarks._common import CLI, ROOT, Row, Sizes, free_port
+from benchmarks.startup import FASTAPI_LAUNCH
 
 RAW_APP = """
 import json, sqlite3, sys, uvicorn
@@ -54,14 +56,16 @@ def capacity(sizes: Sizes) -> list[Row]:
     seconds = 5 if sizes.repeats > 2 else 2
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        ours = _sandbox(tmp, seconds)
+        ours = _sandbox(tmp, seconds, CLI)
+        framework = _sandbox(tmp, seconds, [sys.executable, "-c", FASTAPI_LAUNCH])
         floor = _raw(tmp, seconds)
     return [
         Row(
             f"sandbox {method} per second under wrk (1 thread, 8 connections, {seconds} s)",
-            f"{ours[method]:,.0f}/s",
+            f"{ours[method]:,.0f}/s; FastAPI's app for every request: {framework[method]:,.0f}/s",
             f"{floor[method]:,.0f}/s (raw ASGI over SQLite, same uvicorn)",
-            f"{ours[method] / floor[method]:.0%} of the floor",
+            f"{ours[method] / floor[method]:.0%} of the floor"
+            f" ({framework[method] / floor[method]:.0%} through FastAPI)",
             "≥ 1,500 PATCH/s" if method == "PATCH" else "—",
         )
         for method in ("GET", "PATCH")
@@ -90,8 +94,8 @@ def _wrk(url: str, seconds: int, token: str | None, patch: bool, tmp: Path) -> f
     return float(found.group(1)) if found else float("nan")
 
 
-def _sandbox(tmp: Path, seconds: int) -> dict[str, float]:
-    port, db = free_port(), tmp / "capacity.db"
+def _sandbox(tmp: Path, seconds: int, launch: list[str]) -> dict[str, float]:
+    port, db = free_port(), tmp / f"capacity-{len(launch)}.db"
     token = subprocess.run(
         [*CLI, "sandbox", "token", "create", "--scopes", "all.User", "--db", str(db)],
         capture_output=True,
@@ -101,7 +105,7 @@ def _sandbox(tmp: Path, seconds: int) -> dict[str, float]:
     ).stdout.strip()
     server = subprocess.Popen(
         [
-            *CLI,
+            *launch,
             "sandbox",
             "serve",
             "--port",

@@ -1,14 +1,18 @@
-"""The sandbox's HTTP shapes: error answers, and what its OpenAPI document declares."""
+"""The sandbox's HTTP shapes: ASGI types, error answers, and what its OpenAPI document
+declares."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 RESOURCES = ("integrations", "connections", "exports", "imports", "flows")
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -117,32 +121,6 @@ def replace_patch_body(fields: frozenset[str]) -> dict[str, Any]:
     return body_spec("application/json-patch+json", "application/json", schema=schema)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiProblem)
-    async def problem(request: Request, exc: ApiProblem) -> Response:
-        return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=exc.headers)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        codes = {404: "not_found", 405: "method_not_allowed"}
-        code = codes.get(exc.status_code, "error")
-        message = f"{request.method} {request.url.path}: {exc.detail}"
-        headers = dict(exc.headers or {})
-        if exc.status_code == 405:
-            headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))
-        return JSONResponse(error_body(code, message), exc.status_code, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_params(request: Request, exc: RequestValidationError) -> Response:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return JSONResponse(error_body("malformed_request", f"{where}: {first['msg']}"), 400)
-
-
-def allowed_methods(app: FastAPI, path: str) -> list[str]:
-    """Every method some route serves at ``path`` (one route is registered per method)."""
-    methods: set[str] = set()
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.path_regex.match(path):
-            methods |= route.methods or set()
-    return sorted(methods)
+def problem_response(exc: ApiProblem) -> Response:
+    """The answer to an :class:`ApiProblem`, wherever it was raised."""
+    return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=exc.headers)

@@ -51,13 +51,19 @@ def _check_operations(ops: list[Any]) -> None:
             raise PatchError(400, "malformed_request", f"{where}: {name} needs from")
 
 
-def apply_patch(doc: dict[str, Any], body: Any, content_type: str) -> dict[str, Any]:
-    """Apply ``body`` to ``doc``: an array is a JSON Patch, an object a merge patch."""
+def apply_patch(
+    doc: dict[str, Any], body: Any, content_type: str, *, in_place: bool = False
+) -> dict[str, Any]:
+    """Apply ``body`` to ``doc``: an array is a JSON Patch, an object a merge patch.
+
+    ``in_place`` lets a JSON Patch change ``doc`` rather than a deep copy of it, for a
+    caller whose ``doc`` is its own and is dropped when the patch fails.
+    """
     media = content_type.split(";")[0].strip().lower()
     if isinstance(body, list) and media != "application/merge-patch+json":
         _check_operations(body)
         try:
-            result = jsonpatch.JsonPatch(body).apply(doc)
+            result = jsonpatch.JsonPatch(body).apply(doc, in_place=in_place)
         except jsonpatch.JsonPatchTestFailed as exc:
             raise PatchError(409, "conflict", f"test failed: {exc}") from None
         except (jsonpatch.JsonPatchConflict, jsonpointer.JsonPointerException) as exc:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from fastapi import Request, Response
-from fastapi.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from sandbox._http import ApiProblem, replace_patch_body
 from sandbox._patching import PatchError, apply_replacements, replace_operations
 from sandbox._profiles import INTEGRATION_PATCH_FIELDS, IntegrationPatch, Profile, keep_fields
-from sandbox._routes import Endpoint, Handling, Writes, default_writes
+from sandbox._router import Endpoint
+from sandbox._routes import Handling, Writes, default_writes
 from sandbox._store import Document
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, Query, Request, Response
-from fastapi.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from sandbox._http import (
     API_PREFIX,
@@ -22,6 +22,7 @@ from sandbox._http import (
 from sandbox._patching import PatchError, apply_patch, merge_patch
 from sandbox._policy import LeakyBucket, accepted_scopes, allows, required_scope, retry_after_header
 from sandbox._profiles import keep_fields
+from sandbox._router import Direct, Endpoint, Route
 from sandbox._store import Document, Store, hash_token
 
 
@@ -97,7 +98,7 @@ class Handling:
     def patch_document(self, resource: str, id: str, body: Any, content_type: str) -> Document:
         def change(doc: Document) -> Document:
             try:
-                return apply_patch(doc, body, content_type)
+                return apply_patch(doc, body, content_type, in_place=True)
             except PatchError as exc:
                 raise ApiProblem(exc.status, exc.code, str(exc)) from None
 
@@ -105,9 +106,6 @@ class Handling:
         if doc is None:
             raise self.missing(resource, id)
         return doc
-
-
-Endpoint = Callable[..., Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -153,17 +151,12 @@ def default_writes(api: Handling, resource: str) -> Writes:
     return Writes(create_document, replace_document, patch)
 
 
-def add_resource_routes(app: FastAPI, api: Handling, resource: str, writes: Writes) -> None:
+def resource_routes(api: Handling, resource: str, writes: Writes) -> list[Route]:
     """GET/POST on the collection, GET/PUT/PATCH/DELETE on each document."""
-    store, page_size = api.store, api.page_size
+    store = api.store
     base = f"{API_PREFIX}/{resource}"
 
-    async def list_documents(
-        request: Request,
-        limit: int = Query(page_size, ge=1, le=page_size),
-        after: int = Query(0, ge=0, le=2**63 - 1, description="cursor from the Link header"),
-        connector_id: str | None = Query(None, alias="_connectorId"),
-    ) -> Response:
+    async def list_documents(request: Request, limit: int, after: int) -> Response:
         api.authorize(request, resource, item=False)
         filters = {k: v for k, v in request.query_params.items() if k not in ("limit", "after")}
         page, cursor = store.list(resource, after=after, limit=limit, filters=filters)
@@ -182,67 +175,132 @@ def add_resource_routes(app: FastAPI, api: Handling, resource: str, writes: Writ
         api.remove(resource, id)
         return Response(status_code=204)
 
-    singular = resource[:-1]
-    doc_body = body_spec("application/json", schema=DOC_SCHEMA)
-    app.add_api_route(
+    collection = Route(
         base,
+        "GET",
         list_documents,
-        methods=["GET"],
-        operation_id=f"list_{resource}",
-        responses=responses(400),
-        summary=f"List {resource}",
+        dict(operation_id=f"list_{resource}", responses=responses(400), summary=f"List {resource}"),
+        declared=lambda: declared_list(list_documents, api.page_size),
+        direct=plain_list(list_documents, api.page_size),
     )
-    app.add_api_route(
-        base,
-        writes.create,
-        methods=["POST"],
-        status_code=201,
-        operation_id=f"create_{singular}",
-        responses=responses(400, 413, 422),
-        openapi_extra=doc_body,
-        summary=f"Create a {singular}",
-    )
+    return [collection, *_document_routes(resource, writes, get_document, delete_document)]
+
+
+def _document_routes(
+    resource: str, writes: Writes, get_document: Endpoint, delete_document: Endpoint
+) -> list[Route]:
+    """POST on the collection, then GET/PUT/PATCH/DELETE on each document."""
+    base, singular = f"{API_PREFIX}/{resource}", resource[:-1]
+    doc_body = body_spec("application/json", schema=DOC_SCHEMA)
     item = f"{base}/{{id}}"
-    app.add_api_route(
-        item,
-        get_document,
-        methods=["GET"],
-        operation_id=f"get_{singular}",
-        responses=responses(404),
-        summary=f"Get a {singular}",
-    )
-    app.add_api_route(
-        item,
-        writes.replace,
-        methods=["PUT"],
-        operation_id=f"replace_{singular}",
-        responses=responses(400, 404, 413, 422),
-        openapi_extra=doc_body,
-        summary=f"Replace a {singular}",
-    )
-    if writes.patch is not None:
-        app.add_api_route(
+    routes = [
+        Route(
+            base,
+            "POST",
+            writes.create,
+            dict(
+                status_code=201,
+                operation_id=f"create_{singular}",
+                responses=responses(400, 413, 422),
+                openapi_extra=doc_body,
+                summary=f"Create a {singular}",
+            ),
+        ),
+        Route(
             item,
-            writes.patch,
-            methods=["PATCH"],
-            status_code=writes.patch_status,
-            operation_id=f"patch_{singular}",
-            responses=responses(*writes.patch_errors),
-            openapi_extra=writes.patch_body,
-            summary=f"Patch a {singular} {writes.patch_summary}",
+            "GET",
+            get_document,
+            dict(
+                operation_id=f"get_{singular}",
+                responses=responses(404),
+                summary=f"Get a {singular}",
+            ),
+        ),
+        Route(
+            item,
+            "PUT",
+            writes.replace,
+            dict(
+                operation_id=f"replace_{singular}",
+                responses=responses(400, 404, 413, 422),
+                openapi_extra=doc_body,
+                summary=f"Replace a {singular}",
+            ),
+        ),
+    ]
+    if writes.patch is not None:
+        routes.append(
+            Route(
+                item,
+                "PATCH",
+                writes.patch,
+                dict(
+                    status_code=writes.patch_status,
+                    operation_id=f"patch_{singular}",
+                    responses=responses(*writes.patch_errors),
+                    openapi_extra=writes.patch_body,
+                    summary=f"Patch a {singular} {writes.patch_summary}",
+                ),
+            )
         )
-    app.add_api_route(
-        item,
-        delete_document,
-        methods=["DELETE"],
-        status_code=204,
-        operation_id=f"delete_{singular}",
-        responses=responses(404),
-        summary=f"Delete a {singular}",
+    routes.append(
+        Route(
+            item,
+            "DELETE",
+            delete_document,
+            dict(
+                status_code=204,
+                operation_id=f"delete_{singular}",
+                responses=responses(404),
+                summary=f"Delete a {singular}",
+            ),
+        )
     )
+    return routes
 
 
-def add_application_routes(app: FastAPI, api: Handling, fields: frozenset[str] | None) -> None:
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def plain_list(list_page: Endpoint, page_size: int) -> Direct:
+    """The list as the router calls it: with ``limit`` and ``after`` as plain digits in
+    range, or absent; any other value is left to FastAPI's app, which answers it 400."""
+
+    async def direct(request: Request, params: dict[str, str]) -> Response | None:
+        query = request.query_params
+        limit = _number(query.get("limit"), page_size, 1, page_size)
+        after = _number(query.get("after"), 0, 0, 2**63 - 1)
+        if limit is None or after is None:
+            return None
+        return await list_page(request, limit, after)
+
+    return direct
+
+
+def _number(given: str | None, default: int, low: int, high: int) -> int | None:
+    if given is None:
+        return default
+    if not _DIGITS.fullmatch(given) or not low <= int(given) <= high:
+        return None
+    return int(given)
+
+
+def declared_list(list_page: Endpoint, page_size: int) -> Endpoint:
+    """The list as FastAPI's app calls it: its query parameters declared, and checked."""
+    from fastapi import Query
+
+    async def list_documents(
+        request: Request,
+        limit: int = Query(page_size, ge=1, le=page_size),
+        after: int = Query(0, ge=0, le=2**63 - 1, description="cursor from the Link header"),
+        connector_id: str | None = Query(None, alias="_connectorId"),
+    ) -> Response:
+        return await list_page(request, limit, after)
+
+    return list_documents
+
+
+def application_routes(api: Handling, fields: frozenset[str] | None) -> list[Route]:
     """The second seed's application-scoped get, merge patch and delete.
 
     With ``fields`` (the platform's integration schema), what the merge patch leaves keeps
@@ -286,25 +344,27 @@ def add_application_routes(app: FastAPI, api: Handling, fields: frozenset[str] |
         return JSONResponse({"success": True})
 
     merge_body = body_spec("application/json", "application/merge-patch+json", schema=DOC_SCHEMA)
-    app.add_api_route(
-        path,
-        get_app_integration,
-        methods=["GET"],
-        operation_id="application_get_integration",
-        responses=responses(400, 404),
-    )
-    app.add_api_route(
-        path,
-        patch_app_integration,
-        methods=["PATCH"],
-        operation_id="application_patch_integration",
-        responses=responses(400, 404, 413, 422),
-        openapi_extra=merge_body,
-    )
-    app.add_api_route(
-        path,
-        delete_app_integration,
-        methods=["DELETE"],
-        operation_id="application_delete_integration",
-        responses=responses(400, 404),
-    )
+    return [
+        Route(
+            path,
+            "GET",
+            get_app_integration,
+            dict(operation_id="application_get_integration", responses=responses(400, 404)),
+        ),
+        Route(
+            path,
+            "PATCH",
+            patch_app_integration,
+            dict(
+                operation_id="application_patch_integration",
+                responses=responses(400, 404, 413, 422),
+                openapi_extra=merge_body,
+            ),
+        ),
+        Route(
+            path,
+            "DELETE",
+            delete_app_integration,
+            dict(operation_id="application_delete_integration", responses=responses(400, 404)),
+        ),
+    ]

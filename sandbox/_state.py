@@ -8,10 +8,11 @@ the document deletes its state.
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from sandbox._http import API_PREFIX, ApiProblem, body_spec, responses
+from sandbox._router import Route
 from sandbox._routes import Handling
 from sandbox._store import state_scope
 
@@ -20,7 +21,7 @@ MAX_KEY = 512
 ANY_JSON = body_spec("application/json", schema={})
 
 
-def add_state_routes(app: FastAPI, api: Handling, resource: str | None) -> None:
+def state_routes(api: Handling, resource: str | None) -> list[Route]:
     """The State API at the account's level (``resource`` None) or under ``resource``."""
     store = api.store
     base = f"{API_PREFIX}/{resource}/{{id}}/state" if resource else f"{API_PREFIX}/state"
@@ -58,27 +59,26 @@ def add_state_routes(app: FastAPI, api: Handling, resource: str | None) -> None:
         return Response(status_code=204)
 
     missing = responses(404) if resource else {}
-    app.add_api_route(
-        base,
-        list_keys,
-        methods=["GET"],
-        operation_id=f"list_{name}_keys",
-        responses=missing,
-        summary="List state keys",
-    )
+    routes = [
+        Route(
+            base,
+            "GET",
+            list_keys,
+            dict(operation_id=f"list_{name}_keys", responses=missing, summary="List state keys"),
+        )
+    ]
     item = f"{base}/{{key}}"
     for handler, method, extra, statuses in (
         (get_value, "GET", {}, (400, 404)),
         (put_value, "PUT", ANY_JSON, (400, 404, 413)),
         (delete_value, "DELETE", {}, (400, 404)),
     ):
-        app.add_api_route(
-            item,
-            handler,
-            methods=[method],
+        options = dict(
             status_code=204 if method == "DELETE" else 200,
             operation_id=f"{method.lower()}_{name}_value",
             responses=responses(*statuses),
             openapi_extra=extra or None,
             summary=f"{method} a state value",
         )
+        routes.append(Route(item, method, handler, options))
+    return routes

@@ -215,7 +215,8 @@ class Store:
     ) -> Document | None:
         """Read, ``change`` and write one document atomically; ``None`` when it is missing.
 
-        ``change`` may raise to abort; nothing is written then.
+        ``change`` gets a copy of its own, which it may change in place; it may raise to
+        abort, and nothing is written then.
         """
         with self._transaction() as db:
             row = db.execute(
@@ -224,8 +225,8 @@ class Store:
             if row is None:
                 return None
             current = json.loads(row[0])
-            doc = change(current)
             previous = _ms(current.get("lastModified"))
+            doc = change(current)
             now = max(int(time.time() * 1000), previous + 1)
             doc = {**doc, "_id": id, "lastModified": _iso(now)}
             self._write(db, resource, doc, insert=False)

@@ -5,19 +5,27 @@ keeps every field it is given exactly; the OpenAPI document still declares each 
 status code a route can return. ``profile`` picks what is served (see :mod:`sandbox._profiles`):
 ``default`` (SPEC §5), ``platform`` (only what the platform's docs promise, SPEC §5a) or
 ``put-only`` (``platform`` with no PATCH of integrations).
+
+The routes are served by a plain router; FastAPI's app over the same routes is built when
+something only it serves is asked for (see :mod:`sandbox._router`).
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from sandbox._http import PAGE_SIZE, RESOURCES, ApiProblem, install_error_handlers
+from sandbox._http import PAGE_SIZE, RESOURCES, ApiProblem
 from sandbox._platform import writes_for
 from sandbox._policy import LeakyBucket
 from sandbox._profiles import PROFILES, profile_named
-from sandbox._routes import Handling, add_application_routes, add_resource_routes
-from sandbox._state import add_state_routes
+from sandbox._router import Route, SandboxApp
+from sandbox._routes import Handling, application_routes, resource_routes
+from sandbox._state import state_routes
 from sandbox._store import Store
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def create_app(
@@ -27,30 +35,26 @@ def create_app(
     burst: float = 1000,
     page_size: int = PAGE_SIZE,
     profile: str = PROFILES[0],
-) -> FastAPI:
+) -> SandboxApp:
     """The sandbox as an ASGI app over ``store``, serving ``profile`` (one of :data:`PROFILES`;
     any other name is a :class:`ValueError` naming them)."""
     served = profile_named(profile)
-    app = FastAPI(
-        title="smartconnector sandbox",
-        description="An integrator.io-compatible Integration API over SQLite.",
-        version="1",
-    )
-    install_error_handlers(app)
     api = Handling(store, LeakyBucket(capacity=burst, rate=rate), page_size)
-    # Routes are matched in order, so the busiest come first: documents, then the rest.
+    # The OpenAPI document lists the routes in this order: documents, then the rest.
+    routes: list[Route] = []
     for resource in RESOURCES:
-        add_resource_routes(app, api, resource, writes_for(api, resource, served))
-    add_application_routes(app, api, served.integration_fields)
-    add_state_routes(app, api, None)
+        routes += resource_routes(api, resource, writes_for(api, resource, served))
+    routes += application_routes(api, served.integration_fields)
+    routes += state_routes(api, None)
     for resource in RESOURCES:
-        add_state_routes(app, api, resource)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, bool]:
-        return {"ok": True}
-
-    return app
+        routes += state_routes(api, resource)
+    return SandboxApp(routes, _framework)
 
 
-__all__ = ["PROFILES", "RESOURCES", "ApiProblem", "create_app"]
+def _framework(routes: Sequence[Route]) -> FastAPI:
+    from sandbox._framework import build_framework
+
+    return build_framework(routes)
+
+
+__all__ = ["PROFILES", "RESOURCES", "ApiProblem", "SandboxApp", "create_app"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from benchmarks import _common, overhead, requests, rollout
+from benchmarks import _common, overhead, requests, rollout, startup
 
 TINY = _common.Sizes(
     overhead_steps=3, repeats=1, request_steps=(1, 4), fleet=10, fleet_steps=2, rollout=3
@@ -40,3 +40,14 @@ def test_a_rollout_within_the_bucket_still_reports() -> None:
     [row] = rollout.rollout_rate(TINY)
     assert row.result == "all within the bucket of 1,000: no sustained rate to measure"
     assert "3 updated, 0 failed; 0 answered 429" in row.ours
+
+
+def test_startup_rows_set_each_command_beside_the_fastapi_path() -> None:
+    """`--help` beside a bare interpreter, and each everyday command beside the same
+    command with the embedded sandbox served by FastAPI's app."""
+    rows = startup.startup(TINY)
+    assert [r.benchmark for r in rows] == [
+        "`smartconnector --help`",
+        *(f"`smartconnector {c}` (embedded sandbox)" for c in startup.EVERYDAY),
+    ]
+    assert all("FastAPI" in r.baseline for r in rows[1:])

@@ -5,7 +5,6 @@ Heavy modules are imported inside functions, so ``smartconnector --help`` stays 
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import inspect
 import os
@@ -369,6 +368,8 @@ def with_engine(
                 return await job(engine)
             finally:
                 interrupts.detach()
+
+    import asyncio  # here, not at start-up: --help and usage errors never run a loop
 
     gc.freeze()  # what start-up made lives until exit: spare the collector walking it again
     with interrupts.installed():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -52,6 +51,8 @@ def check_command(
     --api-url. Exit 0 when every function is safe to run again and nothing leaks, 1
     otherwise, 2 for a connector that does not load.
     """
+    import asyncio
+
     from engine import logs
     from engine.check import check_connector
     from engine.cli._answers import read_answers

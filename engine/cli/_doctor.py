@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import replace
 
@@ -58,6 +57,8 @@ def doctor(
     as documented) or put-only (no PATCH). Exit 0 when every configured part answers, 3 when
     the token is refused, 5 when the API or a configured server does not answer.
     """
+    import asyncio
+
     from engine.client import RetryPolicy
     from engine.doctor import describe, diagnose
 

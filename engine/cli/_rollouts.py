@@ -3,7 +3,6 @@ terminal or machine, whichever executor runs it (Argo Rollouts' ``get|pause|prom
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -49,6 +48,8 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (once).")]
 def with_rollouts(settings: Settings, job: Callable[[Rollouts], Awaitable[T]]) -> T:
     """Run ``job`` over the API's rollouts (and Temporal's, given its address); errors become
     their message and exit code. Makes no embedded sandbox where there is none."""
+    import asyncio  # here, not at start-up: --help and usage errors never run a loop
+
     from engine.config import open_client
     from engine.rollouts import Rollouts
 
@@ -293,6 +294,8 @@ def _line(record: RolloutRecord) -> str:
 
 async def _follow_lines(rollouts: Rollouts, record: RolloutRecord) -> None:
     """One line per change of state or phase, until the rollout ends (or nothing runs it)."""
+    import asyncio
+
     seen: tuple[str, int] | None = None
     while True:
         if (record.state, record.phase) != seen:
@@ -308,6 +311,8 @@ async def _follow_lines(rollouts: Rollouts, record: RolloutRecord) -> None:
 
 async def _follow_live(rollouts: Rollouts, record: RolloutRecord) -> None:
     """The rollout redrawn on the terminal as it goes, until it ends; Ctrl-C stops following."""
+    import asyncio
+
     from rich.console import Console
     from rich.live import Live
     from rich.text import Text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -236,6 +235,8 @@ def show_plan(connector: Connector, settings: Settings, as_json: bool = False) -
         async def resolve() -> Connector:
             async with open_extension(settings) as extension:
                 return await resolve_functions(connector, extension)
+
+        import asyncio
 
         connector = guard(lambda: asyncio.run(resolve()))
     plan = guard(lambda: install_plan(connector))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -227,6 +226,8 @@ def worker(
 
     # asyncio's own Ctrl-C handling (cancel, then shut the worker down) suits a worker:
     # a killed worker's activities go on elsewhere
+    import asyncio
+
     signal.signal(signal.SIGINT, signal.default_int_handler)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
