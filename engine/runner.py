@@ -7,7 +7,6 @@ Every operation validates everything it can before it changes anything: a refuse
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -15,19 +14,15 @@ from typing import Any, NoReturn
 from engine import telemetry
 from engine.calling import keep_secret_answers
 from engine.client import ApiClient, Document
+from engine.creating import post_integration
 from engine.defaults import LEASE_TTL
 from engine.documents import (
-    ADOPT_SKEW,
     check_installable,
-    just_made,
     needs_update,
-    new_integration,
     started_update_target,
     update_target,
 )
 from engine.errors import (
-    AnswerLost,
-    ApiUnavailable,
     BadInput,
     DocumentInvalid,
     Interrupted,
@@ -40,18 +35,16 @@ from engine.machine import ModeMachine
 from engine.models import Integration, Mode, StepPolicy, parse
 from engine.plan import Action, BeginUpdate, Intent, plan_run
 from engine.run import IntegrationRun, StepObserver, begin_update_ops
-from engine.run_state import RUN_FIELD, Op, RunState
+from engine.run_state import Op
 from engine.writer import (
     CLAIM_WAIT,
     DocumentWriter,
     LeaseKeeper,
     Owner,
     open_writer,
-    read_state,
     read_view,
     view_of,
 )
-from engine.writes import WriteWay
 from installers import Connector, find_installed, load_connector
 from installers.remote import ExtensionServer
 
@@ -112,55 +105,12 @@ class Engine:
         self._refuse_if_stopped()
         self._creating += 1
         try:
-            doc = await self._post(connector, owner)
+            doc = await post_integration(self.api, connector, owner, self.lease_ttl)
             self.known[doc["_id"]] = connector
         finally:
             self._creating -= 1
         self.journal.remember_connector(doc["_id"], connector.directory)
         return doc
-
-    async def _post(self, connector: Connector, owner: Owner, tries: int = 3) -> Document:
-        """POST once per try: where the API does not honour ``Idempotency-Key``, a lost
-        answer is reconciled with what the API holds rather than sent again blindly."""
-        way = self.api.writes.way
-        body = new_integration(connector, owner, self.lease_ttl)
-        if way not in (None, WriteWay.JSON_PATCH_TEST):
-            body.pop(RUN_FIELD)  # the API keeps no unknown field
-        began = time.time()
-        try:
-            return await self.api.create("integrations", body)
-        except AnswerLost as lost:
-            adopted = await self._adopt(connector, owner, began)
-            if adopted is not None:
-                return adopted
-            if tries <= 1:
-                raise lost
-            return await self._post(connector, owner, tries - 1)
-
-    async def _adopt(self, connector: Connector, owner: Owner, began: float) -> Document | None:
-        """The integration a POST whose answer was lost made, if it made one; exit 5 naming
-        the candidates when it cannot be told apart from another just made."""
-        manifest = connector.manifest
-        found = await self.api.list("integrations", _connectorId=manifest.connector_id)
-        ours = [d for d in found if RunState.of(d).lease_owner == owner.run_id]
-        if ours:  # an API that keeps the run state field says so exactly
-            return ours[0]
-        candidates = []
-        for doc in found:
-            if just_made(doc, manifest, since=began - ADOPT_SKEW) and (
-                await read_state(self.api, str(doc["_id"])) is None
-            ):
-                candidates.append(doc)
-        if len(candidates) > 1:
-            ids = ", ".join(str(d["_id"]) for d in candidates)
-            raise ApiUnavailable(
-                f"the answer to creating the integration was lost, and {len(candidates)} new"
-                f" integrations of connector {manifest.connector_id} could be it: {ids}."
-                " Uninstall the ones that are not yours (smartconnector uninstall ID), then"
-                " resume the other",
-                candidates=[str(d["_id"]) for d in candidates],
-            )
-        return candidates[0] if candidates else None
 
     def creating(self) -> bool:
         """Whether an integration is being created (its id not yet known)."""
