@@ -36,9 +36,9 @@ from engine.run_state import RunState
 from engine.temporal._rollout import Look, Page, PageRequest, RolloutRequest, Targets
 from engine.temporal._workflow import (
     FINAL,
+    Begun,
     Done,
     Held,
-    Plan,
     RunRequest,
     Slice,
     SliceRequest,
@@ -126,7 +126,7 @@ class Activities:
             raise final(exc) from None
 
     @activity.defn(name="smartconnector.begin")
-    async def begin(self, request: RunRequest) -> Plan:
+    async def begin(self, request: RunRequest) -> Begun:
         """Validate, plan what is left to do from the document, and take the lease: an
         update's first act (its flag and new steps) rides on that PATCH."""
         try:
@@ -151,7 +151,7 @@ class Activities:
                 actions = actions[1:] if also else actions
         except SmartConnectorError as exc:
             raise final(exc) from None
-        return Plan(request.integration_id, [_slice(s, doc) for s in slices(actions)], doc)
+        return Begun(request.integration_id, [_slice(s, doc) for s in slices(actions)], doc)
 
     @activity.defn(name="smartconnector.targets")
     async def targets(self, request: RolloutRequest) -> Targets:

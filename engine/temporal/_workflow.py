@@ -64,7 +64,10 @@ class Slice:
 
 
 @dataclass
-class Plan:
+class Begun:
+    """What ``begin`` hands the workflow: the plan (:func:`engine.plan.plan_run`) cut into
+    slices, under the lease it took."""
+
     integration_id: str
     slices: list[Slice] = field(default_factory=list)
     #: The document after the lease was taken; the workflow hands it from activity to
@@ -142,10 +145,10 @@ class IntegrationWorkflow:
     @workflow.run
     async def run(self, request: RunRequest) -> RunResult:
         try:
-            plan: Plan = await workflow.execute_activity(
+            plan: Begun = await workflow.execute_activity(
                 "smartconnector.begin",
                 request,
-                result_type=Plan,
+                result_type=Begun,
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=API_RETRY,
             )
