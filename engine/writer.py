@@ -315,21 +315,42 @@ class StateWriter(DocumentWriter):
 
     async def write(self, ops: list[Op], *, release: bool = False) -> Document:
         """The document's part first (so a crash in between leaves the run state behind the
-        document, never ahead of it), then the run state's, each only if it changes."""
+        document, never ahead of it), then the run state's, each only if it changes.
+
+        Every store of the run state renews the lease it carries. When the lease is due for
+        renewal it may have lapsed (a long function, a suspended machine, a gap between two
+        Temporal activities): then it is read first, and a run whose lease another took
+        stops before it writes anything."""
         on_doc, on_state = _split([op for op in ops if op["op"] != "test"])
         if release and not RunState.removes_all(ops):
             on_state.append(RunState.release())
         async with self._lock:
+            held = self.state.lease_owner == self.owner.run_id
+            due = held and self.quiet_for >= self.ttl / 3
+            if due:
+                await self._check_still_ours()
             if on_doc:
                 await self._write_document(on_doc)
-            if not release and self.quiet_for >= self.ttl / 3:
-                await self._check_still_ours()
-                on_state.append(RunState.renew(self.owner.lease(self.ttl)["expiresAt"]))
-            state = applied(self.doc, on_state).get(RUN_FIELD)
-            if state != self.doc.get(RUN_FIELD):
-                await self._store_state(state)
-                self.doc = with_state(self.doc, state)
+            view = applied(self.doc, on_state)
+            changed = view.get(RUN_FIELD) != self.doc.get(RUN_FIELD)
+            if (changed or due) and RunState.of(view).lease_owner == self.owner.run_id:
+                view = applied(view, [RunState.renew(self.owner.lease(self.ttl)["expiresAt"])])
+            if view.get(RUN_FIELD) != self.doc.get(RUN_FIELD):
+                await self._store_state(view.get(RUN_FIELD))
+                self.doc = with_state(self.doc, view.get(RUN_FIELD))
         return self.doc
+
+    @property
+    def quiet_for(self) -> float:
+        """Seconds since this run's lease was last renewed, told from its expiry by the wall
+        clock: a suspended machine, or a writer made anew for the next Temporal activity,
+        sees the time that passed."""
+        if self.state.lease_owner != self.owner.run_id:
+            return 0.0
+        expires = _parse_iso((self.state.lease or {}).get("expiresAt"))
+        if expires is None:
+            return self.ttl
+        return self.ttl - (expires - datetime.now(UTC)).total_seconds()
 
     async def _write_document(self, ops: list[Op]) -> None:
         changes = [{"op": "replace", "path": op["path"], "value": op["value"]} for op in ops]

@@ -321,3 +321,32 @@ async def test_a_lost_create_that_cannot_be_told_apart_stops_naming_the_candidat
     assert fake.installer("a").calls == []
     listed = await engine.api.list("integrations", _connectorId="fake-connector")
     assert len(listed) == 2
+
+
+async def test_a_run_whose_lease_lapsed_and_was_taken_stops_before_writing(
+    platform: Platform,
+) -> None:
+    """Each store of the run state renews the lease; a run whose lease lapsed and another
+    run took finds out before it writes anything, and leaves the other's lease as it is."""
+    from engine.run_state import RunState
+    from engine.writer import Owner, open_writer, read_view
+
+    way = PROFILES[platform.profile]
+    if way is WriteWay.JSON_PATCH_TEST:
+        pytest.skip("there every write tests the lease in the document itself")
+    api = platform.api()
+    doc = await api.create("integrations", {"name": "x", "mode": "install", "install": []})
+    first = open_writer(way, api, doc, Owner.here(), ttl=0.6, claim_wait=0.01)
+    await first.acquire(fresh=True)
+    claimed = first.state.lease
+    await asyncio.sleep(0.1)
+    await first.write([RunState.mark_done("installerFunction")])
+    assert first.state.lease != claimed  # renewed with the store it rode on
+    await asyncio.sleep(0.7)  # the first run stalls past its lease
+    rival = open_writer(way, api, await read_view(api, doc["_id"]), Owner.here(), ttl=30)
+    await rival.acquire()
+    with pytest.raises(LeaseHeld):
+        await first.write([{"op": "replace", "path": "/name", "value": "mine"}])
+    stored = platform.raw(doc["_id"])
+    assert stored is not None and stored["name"] == "x"
+    assert platform.kept_state(doc["_id"])["lease"]["owner"] == rival.owner.run_id
