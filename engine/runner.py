@@ -35,7 +35,7 @@ from engine.machine import ModeMachine
 from engine.models import Integration, Mode, StepPolicy, parse
 from engine.plan import Action, BeginUpdate, Intent, plan_run
 from engine.run import IntegrationRun, StepObserver, begin_update_ops
-from engine.run_state import Op
+from engine.run_state import RUN_FIELD, Op
 from engine.writer import (
     CLAIM_WAIT,
     DocumentWriter,
@@ -45,6 +45,7 @@ from engine.writer import (
     read_view,
     view_of,
 )
+from engine.writes import WriteWay
 from installers import Connector, find_installed, load_connector
 from installers.remote import ExtensionServer
 
@@ -171,6 +172,10 @@ class Engine:
         owner = Owner.here()
         if integration_id is None:
             doc = await self._create(connector, owner)
+            if self.api.writes.way is None and RUN_FIELD not in doc:
+                # it dropped the run state it was sent: no way of the document's, and PATCH
+                # is tried first (a 405 then turns to PUT), so no probe is needed
+                self.api.writes.suppose(WriteWay.REPLACE_ONLY)
             writer = await self._writer(doc, owner)
             await writer.acquire(fresh=True)
         else:

@@ -29,7 +29,7 @@ from typing import Any
 
 from engine.client import ApiClient, Document
 from engine.defaults import LEASE_TTL
-from engine.errors import Conflict, LeaseHeld, NotFound
+from engine.errors import ApiError, Conflict, LeaseHeld, NotFound
 from engine.run_state import RUN_FIELD, Op, RunState, pointer
 from engine.writes import WriteWay
 
@@ -355,10 +355,19 @@ class StateWriter(DocumentWriter):
     async def _write_document(self, ops: list[Op]) -> None:
         changes = [{"op": "replace", "path": op["path"], "value": op["value"]} for op in ops]
         document = applied(with_state(self.doc, None), changes)
+        answer: Document | None = None
+        if self.way is WriteWay.REPLACE_ONLY:
+            try:
+                answer = await self.api.patch_applied("integrations", self.id, changes)
+                self.api.writes.confirm()
+            except ApiError as exc:
+                if exc.status not in (404, 405, 501):  # no PATCH here after all
+                    raise
+                self.way = WriteWay.PUT_ONLY
+                self.api.writes.learn(self.way)
         if self.way is WriteWay.PUT_ONLY:
-            answer: Document | None = await self.api.replace("integrations", self.id, document)
-        else:
-            answer = await self.api.patch_applied("integrations", self.id, changes)
+            answer = await self.api.replace("integrations", self.id, document)
+            self.api.writes.confirm()
         self.doc = with_state(answer or document, self.doc.get(RUN_FIELD))
 
     async def _check_still_ours(self) -> None:

@@ -101,6 +101,8 @@ class WriteWays:
         self.url = url
         self.path = remembered
         self.way: WriteWay | None = forced or self._remembered()
+        #: Whether :attr:`way` was found or told, rather than supposed.
+        self.confirmed = True
 
     @classmethod
     def at_home(cls, url: str, home: Path, forced: WriteWay | None = None) -> WriteWays:
@@ -122,11 +124,21 @@ class WriteWays:
             assert self.way is not None
         return self.way
 
+    def suppose(self, way: WriteWay) -> None:
+        """Take ``way`` for this process without remembering it: the first write that
+        works confirms it (:meth:`confirm`)."""
+        self.way, self.confirmed = way, False
+
+    def confirm(self) -> None:
+        """A write went through the way supposed: remember it."""
+        if not self.confirmed and self.way is not None:
+            self.learn(self.way)
+
     def learn(self, way: WriteWay) -> None:
         """Take ``way`` as the API's, and remember it in the home."""
         if way is not self.way:
             log.info("write way found", api=self.url, writes=way.value)
-        self.way = way
+        self.way, self.confirmed = way, True
         if self.path is None:
             return
         known: dict[str, str] = {}

@@ -293,7 +293,8 @@ async def test_a_token_that_cannot_write_calls_no_function(
     with pytest.raises(PermissionDenied):
         await engine.install(fake.connector())
     assert fake.installer("a").calls == []
-    assert engine.api.writes.way in (None, PROFILES[platform.profile])  # never mistaken
+    remembered = WriteWays.at_home(URL, platform.home).way
+    assert remembered in (None, PROFILES[platform.profile])  # never mistaken for another
 
 
 async def test_a_lost_create_that_cannot_be_told_apart_stops_naming_the_candidates(
@@ -350,3 +351,21 @@ async def test_a_run_whose_lease_lapsed_and_was_taken_stops_before_writing(
     stored = platform.raw(doc["_id"])
     assert stored is not None and stored["name"] == "x"
     assert platform.kept_state(doc["_id"])["lease"]["owner"] == rival.owner.run_id
+
+
+async def test_a_first_install_on_the_platform_makes_at_most_n_plus_6_requests(
+    platform: Platform,
+) -> None:
+    """From a fresh home, with a connector-level installer: the dropped run state of the
+    create tells the engine the API's kind, so no probe is spent (N + 6 on the platform;
+    put-only learns its way from the first PATCH's 405, N + 7 once per home)."""
+    if PROFILES[platform.profile] is WriteWay.JSON_PATCH_TEST:
+        pytest.skip("the sandbox keeps the run state, so its test must be probed")
+    fake = FakeConnector(5, connector_functions=True)
+    engine = platform.engine()
+    before = platform.app.count()
+    doc = await engine.install(fake.connector())
+    sent = platform.app.count() - before
+    first_contact = 1 if platform.profile == "put-only" else 0
+    assert sent <= 5 + 6 + first_contact, platform.app.seen[before:]
+    assert doc["mode"] == "settings" and engine.api.writes.way is PROFILES[platform.profile]
