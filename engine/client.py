@@ -295,7 +295,17 @@ class ApiClient:
         return response.json()  # type: ignore[no-any-return]
 
     async def replace(self, resource: str, id: str, doc: Document) -> Document:
-        return (await self._send("PUT", f"/{resource}/{id}", json=doc)).json()  # type: ignore[no-any-return]
+        """PUT the whole document; the document as it is after it (read again when the API
+        answers with no body)."""
+        replaced = await self.replace_applied(resource, id, doc)
+        return replaced if replaced is not None else await self.get(resource, id)
+
+    async def replace_applied(self, resource: str, id: str, doc: Document) -> Document | None:
+        """:meth:`replace`, or ``None`` when the API answers with no body (204)."""
+        response = await self._send("PUT", f"/{resource}/{id}", json=doc)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()  # type: ignore[no-any-return]
 
     async def patch(self, resource: str, id: str, ops: Patch) -> Document:
         """A JSON Patch (a list of operations) or a merge patch (a dict); the document as it

@@ -366,7 +366,7 @@ class StateWriter(DocumentWriter):
                 self.way = WriteWay.PUT_ONLY
                 self.api.writes.learn(self.way)
         if self.way is WriteWay.PUT_ONLY:
-            answer = await self.api.replace("integrations", self.id, document)
+            answer = await self.api.replace_applied("integrations", self.id, document)
             self.api.writes.confirm()
         self.doc = with_state(answer or document, self.doc.get(RUN_FIELD))
 

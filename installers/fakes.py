@@ -246,6 +246,9 @@ class MemoryApi:
         self._docs[resource][id] = self._stamp(patched, id)
         return self._docs[resource][id]
 
+    async def replace_applied(self, resource: str, id: str, doc: dict[str, Any]) -> dict[str, Any]:
+        return await self.replace(resource, id, doc)
+
     async def patch_applied(self, resource: str, id: str, ops: Any) -> dict[str, Any]:
         return await self.patch(resource, id, ops)
 

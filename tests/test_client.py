@@ -342,3 +342,18 @@ async def test_a_lost_post_answer_is_not_resent_where_keys_are_not_honoured(
         with pytest.raises(AnswerLost):
             await api.create("connections", {"name": "once"})
     assert len(sandbox_store.list("connections", after=0, limit=10, filters={})[0]) == 1
+
+
+async def test_a_put_answered_with_no_body_reads_the_document_again() -> None:
+    """Some deployments answer a PUT with 204: replace reads the document back, and the
+    writer's replace_applied says there was no body."""
+    stored = {"_id": "i1", "name": "after"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT":
+            return httpx.Response(204)
+        return httpx.Response(200, json=stored)
+
+    async with mock_client(handler) as api:
+        assert await api.replace_applied("integrations", "i1", {"name": "after"}) is None
+        assert await api.replace("integrations", "i1", {"name": "after"}) == stored
