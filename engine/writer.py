@@ -383,7 +383,6 @@ class StateWriter(DocumentWriter):
             await self._delete_state()
         else:
             await self.api.put_state(RUN_FIELD, state, resource="integrations", id=self.id)
-        self._last_write = time.monotonic()
 
     async def _delete_state(self) -> None:
         with contextlib.suppress(NotFound):  # nothing was kept: the run stored none
