@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 
+from installers.fakes import MemoryApi
+
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "engine"]
 
@@ -95,6 +97,52 @@ def noop_connector(directory: Path, steps: int) -> Path:
         ],
     }
     return write_connector_folder(directory, manifest, NOOP_FUNCTIONS)
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """A transport that counts the requests sent through it, retries included, and hands
+    each on to ``inner``: what a test or benchmark counts of a client's requests."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.sent = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent += 1
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+#: A call made to the fake API: the method's name and its arguments.
+Call = tuple[str, tuple[Any, ...]]
+
+
+class RecordingApi(MemoryApi):
+    """The in-memory fake API, keeping each create and patch made to it in order, to make
+    them again on another with :func:`replay`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[Call] = []
+
+    async def create(
+        self, resource: str, doc: dict[str, Any], *, repeatable: bool | None = None
+    ) -> dict[str, Any]:
+        self.calls.append(("create", (resource, doc)))
+        return await super().create(resource, doc, repeatable=repeatable)
+
+    async def patch(self, resource: str, id: str, ops: Any) -> dict[str, Any]:
+        self.calls.append(("patch", (resource, id, ops)))
+        return await super().patch(resource, id, ops)
+
+
+async def replay(api: MemoryApi, calls: list[Call]) -> None:
+    """Make the recorded ``calls`` again on ``api``, in order (the same order gives the same
+    ids)."""
+    for method, args in calls:
+        await getattr(api, method)(*args)
 
 
 def compile_packages() -> None:

@@ -9,7 +9,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import Row, Sizes
+from benchmarks._common import RecordingApi, Row, Sizes, replay
 
 
 def fleet(sizes: Sizes) -> list[Row]:
@@ -90,8 +90,7 @@ async def _fleet_speed(count: int, steps: int) -> tuple[float, float, int]:
     from engine.runner import Engine
     from installers.fakes import MemoryApi
 
-    api = MemoryApi()
-    api.recorded = []
+    api = RecordingApi()
     engine = Engine(api, Journal(Path(":memory:")))  # type: ignore[arg-type]
     connector = _gated_connector(steps, None)
     began = time.perf_counter()
@@ -100,9 +99,9 @@ async def _fleet_speed(count: int, steps: int) -> tuple[float, float, int]:
     transitions = count * (steps + 1)
 
     # the baseline: the very same creates and PATCHes, sent to the fake API with no engine
-    calls, bare = api.recorded, MemoryApi()
+    bare = MemoryApi()
     began = time.perf_counter()
-    await bare.replay(calls)
+    await replay(bare, api.calls)
     baseline = time.perf_counter() - began
     assert bare._docs == api._docs, "the replay must end where the engine did"
     return ours, baseline, transitions

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks._common import Row, Sizes
+from benchmarks._common import CountingTransport, Row, Sizes
 
 #: Each profile of the sandbox, and the requests beyond N an N-step install may make there
 #: (steps only; a connector-level installer adds one on the sandbox, where the bound of the
@@ -36,7 +36,7 @@ async def _profile_rows(profile: str, extra: int, steps: tuple[int, ...]) -> lis
         tmp = Path(tmp_name)
         store = Store(tmp / "s.db")
         app = create_app(store, rate=1e9, burst=1e9, profile=profile)
-        transport = httpx.ASGITransport(app=app)
+        transport = CountingTransport(httpx.ASGITransport(app=app))
         async with ApiClient(
             "http://s/v1", store.create_token(["all.User"]), transport=transport
         ) as api:
@@ -45,9 +45,9 @@ async def _profile_rows(profile: str, extra: int, steps: tuple[int, ...]) -> lis
             for n, installer in [*((n, False) for n in steps), (5, True)]:
                 fake = FakeConnector(n, connector_functions=installer)
                 bound = extra + (installer and profile == "default")
-                before = api.requests_sent
+                before = transport.sent
                 await engine.install(fake.connector())
-                sent = api.requests_sent - before
+                sent = transport.sent - before
                 also = ", with a connector installer" if installer else ""
                 rows.append(
                     Row(

@@ -221,8 +221,6 @@ class ApiClient:
         #: waiting request for each one it sends, so a rollout of 50 at once spent more time
         #: there than in the requests.
         self._slots = asyncio.Semaphore(CONNECTIONS)
-        #: Requests sent, retries included: what the benchmarks and tests count.
-        self.requests_sent = 0
         #: After a 429 no request of this client goes out before this (``time.monotonic``):
         #: the server said the token is over its rate, so every caller slows down, not
         #: only the one that was refused.
@@ -455,7 +453,6 @@ class ApiClient:
         await self._limiter.acquire()
         if probe is not None:
             probe.rate_waited(time.monotonic() - waiting_since)
-        self.requests_sent += 1
         async with self._slots:
             if probe is None:
                 response = await self._http.request(

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    import httpx
+
     from engine.client import ApiClient, RetryPolicy
     from engine.runner import Engine
     from installers import Connector
@@ -42,6 +44,7 @@ FIXTURES = frozenset(
     {
         "sandbox_store",
         "sandbox_token",
+        "sandbox_transport",
         "sandbox_api",
         "smartconnector_engine",
         "fake_connector",
@@ -114,23 +117,35 @@ def sandbox_token(sandbox_store: Any) -> str:
 
 
 @pytest.fixture
-def sandbox_api(sandbox_store: Any, sandbox_token: str) -> Iterator[ApiClient]:
-    """An :class:`~engine.ApiClient` on an in-process sandbox (httpx's ASGI transport).
-
-    It holds no connection, so it works on whichever event loop the test runs. The sandbox
-    serves the profile ``$SMARTCONNECTOR_SANDBOX_PROFILE`` names (``platform`` or
-    ``put-only``: only what the platform's docs promise), else ``default``.
-    """
-    from engine.client import ApiClient, in_process
+def sandbox_transport(sandbox_store: Any) -> httpx.AsyncBaseTransport:
+    """httpx's transport to the in-process sandbox over ``sandbox_store``, serving the profile
+    ``$SMARTCONNECTOR_SANDBOX_PROFILE`` names (``platform`` or ``put-only``: only what the
+    platform's docs promise), else ``default``. Override it to wrap what ``sandbox_api``
+    sends (to count the requests, or to lose some)."""
+    from engine.client import in_process
     from engine.config import embedded_profile
-    from engine.writes import SANDBOX_PROFILE_WAYS, WriteWays
     from sandbox import create_app
 
-    profile = embedded_profile()
-    transport = in_process(create_app(sandbox_store, profile=profile))
+    return in_process(create_app(sandbox_store, profile=embedded_profile()))
+
+
+@pytest.fixture
+def sandbox_api(
+    sandbox_transport: httpx.AsyncBaseTransport, sandbox_token: str
+) -> Iterator[ApiClient]:
+    """An :class:`~engine.ApiClient` on an in-process sandbox (``sandbox_transport``).
+
+    It holds no connection, so it works on whichever event loop the test runs.
+    """
+    from engine.client import ApiClient
+    from engine.config import embedded_profile
+    from engine.writes import SANDBOX_PROFILE_WAYS, WriteWays
+
     url = "http://sandbox.test/v1"
-    writes = WriteWays(url, forced=SANDBOX_PROFILE_WAYS[profile])
-    api = ApiClient(url, sandbox_token, transport=transport, retry=fast_retry(), writes=writes)
+    writes = WriteWays(url, forced=SANDBOX_PROFILE_WAYS[embedded_profile()])
+    api = ApiClient(
+        url, sandbox_token, transport=sandbox_transport, retry=fast_retry(), writes=writes
+    )
     yield api
     asyncio.run(api.aclose())
 

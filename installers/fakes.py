@@ -153,17 +153,11 @@ class MemoryApi:
         self.public_url: str | None = None
         #: Like the sandbox, it takes JSON Patch with ``test`` and keeps every field.
         self.writes = WriteWays(self.base_url, forced=WriteWay.JSON_PATCH_TEST)
+        #: Calls it answered: what a test counts of the engine's requests.
         self.requests_sent = 0
-        #: Set to a list to record every create and patch, to replay them (:meth:`replay`).
-        self.recorded: list[tuple[str, tuple[Any, ...]]] | None = None
         self._docs: dict[str, dict[str, dict[str, Any]]] = {}
         self._state: dict[tuple[str | None, str | None], dict[str, Any]] = {}
         self._ids = itertools.count(1)
-
-    async def replay(self, calls: list[tuple[str, tuple[Any, ...]]]) -> None:
-        """Make the recorded calls again, in order (the same order gives the same ids)."""
-        for method, args in calls:
-            await getattr(self, method)(*args)
 
     def bearer_token(self) -> str:
         return "memory-token"
@@ -182,8 +176,6 @@ class MemoryApi:
         self, resource: str, doc: dict[str, Any], *, repeatable: bool | None = None
     ) -> dict[str, Any]:
         self.requests_sent += 1
-        if self.recorded is not None:
-            self.recorded.append(("create", (resource, doc)))
         stored = self._stamp(copy.deepcopy(doc), f"{next(self._ids):024x}")
         self._docs.setdefault(resource, {})[stored["_id"]] = stored
         return stored
@@ -225,8 +217,6 @@ class MemoryApi:
         from engine.errors import Conflict
 
         self.requests_sent += 1
-        if self.recorded is not None:
-            self.recorded.append(("patch", (resource, id, ops)))
         if id not in self._docs.get(resource, {}):
             raise self._missing("PATCH", resource, id)
         current = self._docs[resource][id]

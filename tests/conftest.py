@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from benchmarks._common import TemporalDevServer, wait_until_ready
+from benchmarks._common import CountingTransport, TemporalDevServer, wait_until_ready
 
 pytest_plugins = ["tests.extension_fixtures"]
 
@@ -78,6 +79,13 @@ SEED_DOCUMENT: dict[str, Any] = {
     },
     "version": "1.0.1",
 }
+
+
+@pytest.fixture
+def sandbox_transport(sandbox_transport: httpx.AsyncBaseTransport) -> CountingTransport:
+    """The plugin's transport to the in-process sandbox, counting what ``sandbox_api`` sends
+    (``sandbox_transport.sent``, retries included)."""
+    return CountingTransport(sandbox_transport)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks._common import CountingTransport
 from engine.client import ApiClient
 from engine.documents import compare_versions
 from engine.errors import BadInput, Interrupted, StepFailed
@@ -74,14 +75,14 @@ async def test_update_runs_update_function_and_new_steps(
 
 
 async def test_same_version_is_a_no_op(
-    smartconnector_engine: Engine, sandbox_api: ApiClient
+    smartconnector_engine: Engine, sandbox_transport: CountingTransport
 ) -> None:
     """Updating to the version installed reads the document and changes nothing."""
     doc = await installed(smartconnector_engine)
-    before = sandbox_api.requests_sent
+    before = sandbox_transport.sent
     same = versions(["a", "b"], "1.0.0")
     assert await smartconnector_engine.update(doc["_id"], same.connector()) == doc
-    assert sandbox_api.requests_sent - before == 1
+    assert sandbox_transport.sent - before == 1
     assert same.functions["updateFunction"].calls == []
 
 
@@ -368,26 +369,29 @@ async def test_ctrl_c_stops_a_rollout_as_interrupted_and_a_second_finishes(
 
 @pytest.mark.parametrize("added", [0, 1, 3])
 async def test_an_update_from_a_held_document_makes_2_plus_k_requests(
-    smartconnector_engine: Engine, sandbox_api: ApiClient, added: int
+    smartconnector_engine: Engine,
+    sandbox_api: ApiClient,
+    sandbox_transport: CountingTransport,
+    added: int,
 ) -> None:
     """A rollout that holds the documents from its list makes one PATCH taking the lease and
     setting the flag, k for the steps the version adds, one writing the version; `update
     ID` reads first (N + 3 at most)."""
     base = [await installed(smartconnector_engine) for _ in range(3)]
     v2 = versions(["a", "b", *[f"new{i}" for i in range(added)]], "2.0.0")
-    before = sandbox_api.requests_sent
+    before = sandbox_transport.sent
     report = await rollout(smartconnector_engine, v2.connector(), concurrency=2)
     assert report.counts()["updated"] == 3
-    assert sandbox_api.requests_sent - before == 1 + 3 * (2 + added)  # one list, then 2 + k
+    assert sandbox_transport.sent - before == 1 + 3 * (2 + added)  # one list, then 2 + k
     doc = await sandbox_api.get("integrations", base[0]["_id"])
     assert doc["version"] == "2.0.0" and doc["updateInProgress"] is False
     assert [s["completed"] for s in doc["install"]] == [True] * (2 + added)
     assert RUN_FIELD not in doc
 
     v3 = versions(["a", "b", *[f"new{i}" for i in range(added)]], "3.0.0")
-    before = sandbox_api.requests_sent
+    before = sandbox_transport.sent
     await smartconnector_engine.update(base[0]["_id"], v3.connector())
-    assert sandbox_api.requests_sent - before == 3  # GET, then the two PATCHes
+    assert sandbox_transport.sent - before == 3  # GET, then the two PATCHes
 
 
 async def test_update_function_results_land_with_the_last_write(

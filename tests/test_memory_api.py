@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from benchmarks._common import RecordingApi, replay
 from engine.client import ApiClient
 from engine.errors import Conflict, NotFound
 from engine.journal import Journal
@@ -95,8 +96,7 @@ async def test_engine_on_memory_api_ends_as_on_the_sandbox(
     sandbox_api: ApiClient, tmp_path: Path
 ) -> None:
     """An install on the fake ends in the same document as one on the real sandbox."""
-    memory = MemoryApi()
-    memory.recorded = []
+    memory = RecordingApi()
     fake = FakeConnector(["a", "b"], connector_functions=True)
     on_memory = await Engine(memory, Journal(tmp_path / "m.db")).install(  # type: ignore[arg-type]
         fake.connector()
@@ -110,5 +110,5 @@ async def test_engine_on_memory_api_ends_as_on_the_sandbox(
 
     assert same(on_memory) == same(on_sandbox)
     replayed = MemoryApi()
-    await replayed.replay(memory.recorded)
+    await replay(replayed, memory.calls)
     assert replayed._docs == memory._docs

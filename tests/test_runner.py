@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from benchmarks._common import CountingTransport
 from engine.client import ApiClient, Document, RetryPolicy
 from engine.errors import (
     ApiUnavailable,
@@ -48,12 +49,12 @@ async def test_install_runs_every_step_once(
 
 
 async def test_install_makes_n_plus_2_requests(
-    smartconnector_engine: Engine, sandbox_api: ApiClient, fake_connector: Fake
+    smartconnector_engine: Engine, sandbox_transport: CountingTransport, fake_connector: Fake
 ) -> None:
     """One POST, one PATCH per step, one PATCH for the mode: no re-reads between steps."""
-    before = sandbox_api.requests_sent
+    before = sandbox_transport.sent
     await smartconnector_engine.install(fake_connector(5).connector())
-    assert sandbox_api.requests_sent - before == 5 + 2
+    assert sandbox_transport.sent - before == 5 + 2
 
 
 async def test_failed_step_is_resumable(
@@ -133,7 +134,7 @@ async def test_uninstall_of_half_installed_undoes_only_what_was_done(
 
 
 async def test_steps_to_update_lands_in_the_same_patch(
-    smartconnector_engine: Engine, sandbox_api: ApiClient, fake_connector: Fake
+    smartconnector_engine: Engine, sandbox_transport: CountingTransport, fake_connector: Fake
 ) -> None:
     """stepsToUpdate changes named steps in the PATCH that completes the step."""
     fake = fake_connector(["conn", "bundle"])
@@ -145,11 +146,11 @@ async def test_steps_to_update_lands_in_the_same_patch(
             ]
         }
     )
-    before = sandbox_api.requests_sent
+    before = sandbox_transport.sent
     doc = await smartconnector_engine.install(fake.connector())
     assert doc["install"][0]["_connectionId"] == "c-1"
     assert doc["install"][1]["installURL"] == "https://u"
-    assert sandbox_api.requests_sent - before == 2 + 2
+    assert sandbox_transport.sent - before == 2 + 2
 
 
 @pytest.mark.parametrize(
