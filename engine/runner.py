@@ -49,6 +49,9 @@ from engine.writes import WriteWay
 from installers import Connector, find_installed, load_connector
 from installers.remote import ExtensionServer
 
+#: Told a new integration's id once it exists (an install page follows it from there).
+Created = Callable[[str], object]
+
 
 def _ignore(event: str, step: str | None, function: str, seconds: float | None) -> None:
     """The default observer: the runs' structlog events say enough."""
@@ -100,9 +103,11 @@ class Engine:
         for task in list(self._calling):
             task.cancel()
 
-    async def _create(self, connector: Connector, owner: Owner) -> Document:
-        """POST the new integration. Until its id is known here, Ctrl-C cannot end the
-        process (it would leave an integration nobody can name)."""
+    async def _create(
+        self, connector: Connector, owner: Owner, on_created: Created | None = None
+    ) -> Document:
+        """POST the new integration, then tell ``on_created`` its id. Until its id is known
+        here, Ctrl-C cannot end the process (it would leave an integration nobody can name)."""
         self._refuse_if_stopped()
         self._creating += 1
         try:
@@ -111,6 +116,8 @@ class Engine:
         finally:
             self._creating -= 1
         self.journal.remember_connector(doc["_id"], connector.directory)
+        if on_created is not None:
+            on_created(doc["_id"])
         return doc
 
     def creating(self) -> bool:
@@ -161,17 +168,24 @@ class Engine:
     # -- runs -----------------------------------------------------------------------------
 
     async def install(
-        self, connector: Connector, *, integration_id: str | None = None, atomic: bool = False
+        self,
+        connector: Connector,
+        *,
+        integration_id: str | None = None,
+        atomic: bool = False,
+        on_created: Created | None = None,
     ) -> Document:
         """Create the integration (or take ``integration_id``) and run every step.
 
-        With ``atomic``, a failed step undoes the completed ones in reverse order and
-        deletes the integration; if undoing fails too, it is left resumable as an uninstall.
+        ``on_created`` is told the new integration's id as soon as it exists, before any
+        function runs. With ``atomic``, a failed step undoes the completed ones in reverse
+        order and deletes the integration; if undoing fails too, it is left resumable as an
+        uninstall.
         """
         connector = await self._resolved(connector)
         owner = Owner.here()
         if integration_id is None:
-            doc = await self._create(connector, owner)
+            doc = await self._create(connector, owner, on_created)
             if self.api.writes.way is None and RUN_FIELD not in doc:
                 # it dropped the run state it was sent: no way of the document's, and PATCH
                 # is tried first (a 405 then turns to PUT), so no probe is needed

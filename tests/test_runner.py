@@ -57,6 +57,19 @@ async def test_install_makes_n_plus_2_requests(
     assert sandbox_transport.sent - before == 5 + 2
 
 
+async def test_install_names_its_new_integration_before_any_function_runs(
+    smartconnector_engine: Engine, fake_connector: Fake
+) -> None:
+    """on_created is told the new id once the integration exists, before its first function
+    runs, and only once: the install page follows the install from there."""
+    told: list[str] = []
+    fake = fake_connector(["a", "b"], connector_functions=True)
+    seen_when_called: list[list[str]] = []
+    fake.functions["installerFunction"].behaviour = lambda call: seen_when_called.append([*told])
+    doc = await smartconnector_engine.install(fake.connector(), on_created=told.append)
+    assert told == [doc["_id"]] and seen_when_called == [[doc["_id"]]]
+
+
 async def test_failed_step_is_resumable(
     smartconnector_engine: Engine, sandbox_api: ApiClient, fake_connector: Fake
 ) -> None:

@@ -27,7 +27,7 @@ from engine.defaults import API_RATE
 from engine.documents import check_installable, started_update_target
 from engine.errors import BadInput, Interrupted, LeaseHeld, from_wire
 from engine.models import Integration, parse
-from engine.runner import Engine
+from engine.runner import Created, Engine
 from engine.temporal._activities import Activities, owner_of
 from engine.temporal._rollout import (
     ROLLOUT_WORKFLOW,
@@ -68,14 +68,19 @@ class TemporalEngine(Engine):
     _runs: dict[str, str] = field(default_factory=dict, init=False)
 
     async def install(
-        self, connector: Connector, *, integration_id: str | None = None, atomic: bool = False
+        self,
+        connector: Connector,
+        *,
+        integration_id: str | None = None,
+        atomic: bool = False,
+        on_created: Created | None = None,
     ) -> Document:
         if atomic:
             raise BadInput("--atomic is not available with --engine temporal", field="--atomic")
         connector = await self._resolved(connector)
         request = self._request("install", integration_id or "", connector)
         if integration_id is None:
-            doc = await self._create(connector, owner_of(request))
+            doc = await self._create(connector, owner_of(request), on_created)
             request.integration_id = doc["_id"]
         else:
             doc = await read_view(self.api, integration_id)

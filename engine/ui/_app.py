@@ -272,15 +272,15 @@ class InstallPage:
         if connector is None:
             return HTMLResponse(_pages.page("Unknown", "<h1>Unknown connector</h1>"), 404)
         engine = await self.engine()
-        before = set(engine.known)
-        task = self.runs.start("(new)", engine.install(connector), installing=True)
-        while not task.done() and not set(engine.known) - before:
-            await asyncio.sleep(0.02)
-        made = set(engine.known) - before
-        if not made:
+        created: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        pending = f"(new {secrets.token_hex(4)})"  # until the engine names the integration
+        work = engine.install(connector, on_created=created.set_result)
+        task = self.runs.start(pending, work, installing=True)
+        await asyncio.wait([created, task], return_when=asyncio.FIRST_COMPLETED)
+        if not created.done():
             return await self._index("the install did not start: see the command's log")
-        integration_id = made.pop()
-        self.runs.tasks[integration_id] = self.runs.tasks.pop("(new)")
+        integration_id = created.result()
+        self.runs.tasks[integration_id] = self.runs.tasks.pop(pending)
         return RedirectResponse(f"/integrations/{integration_id}", 303)
 
     async def verify(self, integration_id: str, request: Request) -> Response:
