@@ -1,4 +1,4 @@
-"""The CLI's shared pieces: the Typer apps, common options and how a command runs.
+"""The CLI's shared pieces: the Typer apps, how a command runs and how its errors end it.
 
 Heavy modules are imported inside functions, so ``smartconnector --help`` stays fast.
 """
@@ -6,17 +6,13 @@ Heavy modules are imported inside functions, so ``smartconnector --help`` stays 
 from __future__ import annotations
 
 import gc
-import inspect
-import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
-
-from engine.defaults import API_BURST, API_RATE, RETRY_BUDGET
 
 if TYPE_CHECKING:
     from engine.config import Settings
@@ -25,7 +21,6 @@ if TYPE_CHECKING:
     from installers.remote import ExtensionServer
 
 T = TypeVar("T")
-DEFAULT_HOME = Path(".smartconnector")
 
 app = typer.Typer(
     name="smartconnector",
@@ -48,141 +43,6 @@ token_app = typer.Typer(help="Manage sandbox API tokens.", no_args_is_help=True)
 sandbox_app.add_typer(token_app, name="token")
 app.add_typer(sandbox_app, name="sandbox")
 
-ApiUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--api-url",
-        envvar="SMARTCONNECTOR_API_URL",
-        help="API base URL including the version, e.g. http://127.0.0.1:8700/v1."
-        " Default: the embedded sandbox.",
-        rich_help_panel="API",
-    ),
-]
-TokenFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--token-file",
-        help="File holding the API token (else $SMARTCONNECTOR_API_TOKEN).",
-        rich_help_panel="API",
-    ),
-]
-Home = Annotated[
-    Path,
-    typer.Option(
-        "--home",
-        envvar="SMARTCONNECTOR_HOME",
-        help="Journal and embedded sandbox directory.",
-        rich_help_panel="API",
-    ),
-]
-LogFormat = Annotated[
-    str | None,
-    typer.Option(
-        "--log-format",
-        envvar="SMARTCONNECTOR_LOG_FORMAT",
-        help="console or json (default: console on a terminal, else json).",
-        rich_help_panel="Output",
-    ),
-]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print the status object as JSON.")]
-Verbose = Annotated[
-    bool,
-    typer.Option("--verbose", "-v", help="On a failed function, show its whole traceback."),
-]
-ConnectorDir = Annotated[
-    Path, typer.Argument(help="Connector directory holding connector.json (and functions.py).")
-]
-ConnectorOpt = Annotated[
-    Path | None,
-    typer.Option("--connector", help="Connector directory, when this home did not install it."),
-]
-StepTimeout = Annotated[
-    float | None,
-    typer.Option(
-        "--step-timeout",
-        min=0.001,
-        help="Seconds a connector function may run, for steps whose policy sets none (300).",
-        rich_help_panel="Step policy",
-    ),
-]
-StepRetries = Annotated[
-    int,
-    typer.Option(
-        "--step-retries",
-        min=0,
-        max=100,
-        help="Retries of a function raising RetryableError, for steps whose policy sets none.",
-        rich_help_panel="Step policy",
-    ),
-]
-ExtensionUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--extension-url",
-        envvar="SMARTCONNECTOR_EXTENSION_URL",
-        help="integrator.io extension server for functions the connector does not define in"
-        " Python (token: $SMARTCONNECTOR_EXTENSION_TOKEN).",
-        rich_help_panel="Extension server",
-    ),
-]
-EngineOpt = Annotated[
-    str,
-    typer.Option(
-        "--engine",
-        help="local (in-process) or temporal (workflows run by `smartconnector worker`).",
-        rich_help_panel="Temporal",
-    ),
-]
-TemporalAddress = Annotated[
-    str | None,
-    typer.Option(
-        "--temporal-address",
-        envvar="SMARTCONNECTOR_TEMPORAL_ADDRESS",
-        help="Temporal frontend HOST:PORT, for --engine temporal and `worker`.",
-        rich_help_panel="Temporal",
-    ),
-]
-TaskQueue = Annotated[
-    str,
-    typer.Option(
-        "--task-queue",
-        envvar="SMARTCONNECTOR_TASK_QUEUE",
-        help="Temporal task queue.",
-        rich_help_panel="Temporal",
-    ),
-]
-ApiRate = Annotated[
-    float,
-    typer.Option(
-        "--api-rate",
-        envvar="SMARTCONNECTOR_API_RATE",
-        min=0.1,
-        help="Requests per second the token may make; the engine keeps under it (with"
-        " --engine temporal, all workers of a task queue together).",
-        rich_help_panel="API",
-    ),
-]
-ApiBurst = Annotated[
-    float,
-    typer.Option(
-        "--api-burst",
-        envvar="SMARTCONNECTOR_API_BURST",
-        min=1,
-        help="The token's bucket: requests it may make at once before the rate applies.",
-        rich_help_panel="API",
-    ),
-]
-RetryBudget = Annotated[
-    float,
-    typer.Option(
-        "--retry-budget",
-        envvar="SMARTCONNECTOR_RETRY_BUDGET",
-        min=0.1,
-        help="Seconds to keep retrying a failing API request (5xx, 429, timeouts) before exit 5.",
-        rich_help_panel="API",
-    ),
-]
-
 
 def fail(message: str, code: int) -> NoReturn:
     from engine.logs import redactor
@@ -190,81 +50,6 @@ def fail(message: str, code: int) -> NoReturn:
     label = "interrupted" if code == 130 else "error"
     typer.echo(f"{label}: {redactor.scrub(message)}", err=True)
     raise typer.Exit(code)
-
-
-def resolve_settings(
-    *,
-    api_url: str | None = None,
-    token_file: Path | None = None,
-    home: Path = DEFAULT_HOME,
-    log_format: str | None = None,
-    step_timeout: float | None = None,
-    step_retries: int = 0,
-    retry_budget: float = RETRY_BUDGET,
-    api_rate: float = API_RATE,
-    api_burst: float = API_BURST,
-    extension_url: str | None = None,
-    engine: str = "local",
-    temporal_address: str | None = None,
-    task_queue: str = "smartconnector",
-) -> Settings:
-    from engine import logs
-    from engine.client import RateLimit, RetryPolicy
-    from engine.config import Settings
-    from engine.models import StepPolicy
-
-    if log_format not in (None, "console", "json"):
-        fail(f"--log-format: {log_format!r} is not console or json", 2)
-    logs.configure(log_format)
-    token = api_token(api_url, token_file)
-    logs.redactor.add(token)
-    policy = None
-    if step_timeout is not None or step_retries:
-        policy = StepPolicy(timeout=step_timeout, retries=step_retries)
-    extension_token = os.environ.get("SMARTCONNECTOR_EXTENSION_TOKEN") or None
-    if extension_url and not extension_token:
-        fail("--extension-url needs the extension token in SMARTCONNECTOR_EXTENSION_TOKEN", 2)
-    logs.redactor.add(extension_token)
-    if engine not in ("local", "temporal"):
-        fail(f"--engine: {engine!r} is not local or temporal", 2)
-    if engine == "temporal" and not temporal_address:
-        fail(
-            "--engine temporal needs --temporal-address HOST:PORT"
-            " (or SMARTCONNECTOR_TEMPORAL_ADDRESS)",
-            2,
-        )
-    return Settings(
-        engine=engine,
-        temporal_address=temporal_address,
-        task_queue=task_queue,
-        extension_url=extension_url or None,
-        extension_token=extension_token,
-        home=home,
-        api_url=api_url or None,
-        token=token,
-        step_policy=policy,
-        retry=RetryPolicy(budget=retry_budget),
-        rate_limit=RateLimit(rate=api_rate, burst=api_burst),
-    )
-
-
-def api_token(api_url: str | None, token_file: Path | None) -> str | None:
-    """The API token, once ``--api-url`` and ``--token-file`` are checked (exit 2 if not
-    usable): from the file, else the environment."""
-    from engine.cli._usage import api_options_problem
-    from engine.config import read_token
-
-    problem = api_options_problem(api_url, token_file)
-    if problem:
-        fail(problem, 2)
-    return guard(lambda: read_token(token_file))
-
-
-def settings_from(parameters: dict[str, Any]) -> Settings:
-    """A command's common options, from its parameters by name (its ``locals()`` on entry):
-    each command declares the options it takes, this resolves them the same way for all."""
-    wanted = inspect.signature(resolve_settings).parameters
-    return resolve_settings(**{k: v for k, v in parameters.items() if k in wanted})
 
 
 def guard(action: Callable[[], T], looked_in: str | None = None, api_url: str | None = None) -> T:
@@ -376,12 +161,16 @@ def with_engine(
         try:
             return guard(lambda: asyncio.run(main()), looked_in(settings), settings.api_url)
         except KeyboardInterrupt:
-            begun = list(engines[0].known) if engines else []
-            typer.echo("interrupted" + ("" if begun else "; nothing was changed"), err=True)
-            for integration_id in begun:
-                typer.echo(f"  resumable: smartconnector resume {integration_id}", err=True)
-                typer.echo(integration_id)
-            raise typer.Exit(130) from None
+            _interrupted(list(engines[0].known) if engines else [])
+
+
+def _interrupted(begun: list[str]) -> NoReturn:
+    """Exit 130 after Ctrl-C, naming each integration the run had begun, to resume."""
+    typer.echo("interrupted" + ("" if begun else "; nothing was changed"), err=True)
+    for integration_id in begun:
+        typer.echo(f"  resumable: smartconnector resume {integration_id}", err=True)
+        typer.echo(integration_id)
+    raise typer.Exit(130) from None
 
 
 @asynccontextmanager

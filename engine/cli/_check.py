@@ -10,12 +10,25 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from engine.cli._app import ConnectorDir, LogFormat, app, guard, load
+from engine.cli._app import app, guard, load
+from engine.cli._options import ConnectorDir, LogFormat
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from engine.check import Report
+
+
+ReportJson = Annotated[
+    bool, typer.Option("--json", help='Print {"ok", "functions": [...], "leaks": [...]}.')
+]
+AnswersFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--input-file",
+        help="JSON object of answers for the fields the connector's waiting steps ask for.",
+    ),
+]
 
 
 @app.command(
@@ -27,17 +40,8 @@ if TYPE_CHECKING:
 )
 def check_command(
     connector_dir: ConnectorDir,
-    as_json: Annotated[
-        bool,
-        typer.Option("--json", help='Print {"ok", "functions": [...], "leaks": [...]}.'),
-    ] = False,
-    input_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--input-file",
-            help="JSON object of answers for the fields the connector's waiting steps ask for.",
-        ),
-    ] = None,
+    as_json: ReportJson = False,
+    input_file: AnswersFile = None,
     log_format: LogFormat = None,
 ) -> None:
     """Crash-test a connector's own functions, on throwaway sandboxes.

@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import typer
 
-from engine.cli._app import (
-    DEFAULT_HOME,
-    ApiBurst,
-    ApiRate,
-    ApiUrl,
-    ExtensionUrl,
-    Home,
-    JsonOut,
-    LogFormat,
-    TemporalAddress,
-    TokenFile,
-    app,
-    fail,
-    guard,
-    settings_from,
-)
-from engine.defaults import API_BURST, API_RATE
+from engine.cli._app import app, fail, guard
+from engine.cli._options import API, EXTENSION, RATE, TEMPORAL, JsonOut, common_options
+
+if TYPE_CHECKING:
+    from engine.config import Settings
 
 #: Seconds doctor keeps retrying an API that does not answer: it answers in a few seconds.
 DOCTOR_RETRY_BUDGET = 3.0
@@ -35,17 +24,8 @@ DOCTOR_RETRY_BUDGET = 3.0
         " smartconnector doctor --json"
     ),
 )
-def doctor(
-    as_json: JsonOut = False,
-    api_url: ApiUrl = None,
-    token_file: TokenFile = None,
-    home: Home = DEFAULT_HOME,
-    api_rate: ApiRate = API_RATE,
-    api_burst: ApiBurst = API_BURST,
-    log_format: LogFormat = None,
-    extension_url: ExtensionUrl = None,
-    temporal_address: TemporalAddress = None,
-) -> None:
+@common_options(API, RATE, EXTENSION, TEMPORAL)
+def doctor(settings: Settings, as_json: JsonOut = False) -> None:
     """Check what a run needs, changing nothing.
 
     The API (reachable, the token accepted, how it takes writes, whether one run per
@@ -62,7 +42,6 @@ def doctor(
     from engine.client import RetryPolicy
     from engine.doctor import describe, diagnose
 
-    settings = settings_from(locals())
     settings = replace(settings, retry=RetryPolicy(budget=DOCTOR_RETRY_BUDGET))
     report = guard(lambda: asyncio.run(diagnose(settings)))
     if as_json:

@@ -11,36 +11,24 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from engine.cli._app import (
-    DEFAULT_HOME,
-    ApiBurst,
-    ApiRate,
-    ApiUrl,
+from engine.cli._app import app, fail, load, with_engine
+from engine.cli._options import (
+    API,
+    EXTENSION,
+    RATE,
+    RETRY,
+    RUN,
     ConnectorDir,
     ConnectorOpt,
-    EngineOpt,
-    ExtensionUrl,
-    Home,
     JsonOut,
-    LogFormat,
-    RetryBudget,
-    StepRetries,
-    StepTimeout,
-    TaskQueue,
-    TemporalAddress,
-    TokenFile,
     Verbose,
-    app,
-    fail,
-    load,
-    settings_from,
-    with_engine,
+    common_options,
 )
 from engine.cli._progress import summarise
 from engine.cli._report import report_outcome
-from engine.defaults import API_BURST, API_RATE, RETRY_BUDGET
 
 if TYPE_CHECKING:
+    from engine.config import Settings
     from engine.rollout import RolloutReport
     from engine.runner import Engine
     from installers import Connector
@@ -66,26 +54,19 @@ def read_json_file(path: Path, option: str) -> Any:
     "settings",
     epilog=("Example:  smartconnector settings 6b0480442d82113bd629b566 --file settings.json"),
 )
+@common_options(API, EXTENSION, RETRY, RATE)
 def settings_command(
+    settings: Settings,
     integration_id: Annotated[str, typer.Argument(help="The installed integration.")],
     file: Annotated[Path, typer.Option("--file", help="JSON object: the new settings.")],
     connector: ConnectorOpt = None,
     verbose: Verbose = False,
-    api_url: ApiUrl = None,
-    extension_url: ExtensionUrl = None,
-    retry_budget: RetryBudget = RETRY_BUDGET,
-    api_rate: ApiRate = API_RATE,
-    api_burst: ApiBurst = API_BURST,
-    token_file: TokenFile = None,
-    home: Home = DEFAULT_HOME,
-    log_format: LogFormat = None,
 ) -> None:
     """Change an installed integration's settings.
 
     The connector's persistSettingsFunction (if it has one) receives them as `pending` and
     may return corrected ones; then they are written. Only in settings mode.
     """
-    settings = settings_from(locals())
     pending = read_json_file(file, "--file")
     if not isinstance(pending, dict):
         fail(f"--file: {file} must hold a JSON object of settings, not {type(pending).__name__}", 2)
@@ -98,7 +79,9 @@ def settings_command(
 @app.command(
     epilog=("Example:  smartconnector update 6b0480442d82113bd629b566 --connector my_connector_v2"),
 )
+@common_options(RUN)
 def update(
+    settings: Settings,
     integration_id: Annotated[str, typer.Argument(help="The installed integration.")],
     connector: ConnectorOpt = None,
     allow_downgrade: Annotated[
@@ -107,19 +90,6 @@ def update(
     ] = False,
     as_json: JsonOut = False,
     verbose: Verbose = False,
-    step_timeout: StepTimeout = None,
-    step_retries: StepRetries = 0,
-    api_url: ApiUrl = None,
-    extension_url: ExtensionUrl = None,
-    engine: EngineOpt = "local",
-    temporal_address: TemporalAddress = None,
-    task_queue: TaskQueue = "smartconnector",
-    retry_budget: RetryBudget = RETRY_BUDGET,
-    api_rate: ApiRate = API_RATE,
-    api_burst: ApiBurst = API_BURST,
-    token_file: TokenFile = None,
-    home: Home = DEFAULT_HOME,
-    log_format: LogFormat = None,
 ) -> None:
     """Update an integration to the connector's version.
 
@@ -127,7 +97,6 @@ def update(
     the new version adds, then records the version and clears the flag as the last act. An
     interrupted update shows updateInProgress: true; `resume` finishes it.
     """
-    settings = settings_from(locals())
     loaded = load(connector) if connector else None
     report_outcome(
         settings,
@@ -154,6 +123,43 @@ def read_integration_ids(path: Path) -> list[str]:
     ]
 
 
+AllIntegrations = Annotated[
+    bool, typer.Option("--all", help="Every integration with the connector's _connectorId.")
+]
+IntegrationsFile = Annotated[
+    Path | None,
+    typer.Option("--integrations", help="File of integration ids (JSON array, or one per line)."),
+]
+Concurrency = Annotated[int, typer.Option(min=1, max=1000, help="Integrations updated at once.")]
+Phase = Annotated[
+    float | None,
+    typer.Option(
+        "--phase",
+        min=0.1,
+        max=100,
+        help="Go in phases of PCT percent each, checking --max-failures between them.",
+    ),
+]
+MaxFailures = Annotated[
+    int | None,
+    typer.Option("--max-failures", min=0, help="Stop after the phase in which failures exceed N."),
+]
+Pause = Annotated[
+    bool, typer.Option("--pause", help="Hold after each phase until `rollouts resume ID`.")
+]
+Bake = Annotated[
+    float | None,
+    typer.Option(
+        "--bake",
+        metavar="SECONDS",
+        min=0,
+        help="After each phase wait SECONDS, then look at its integrations again: one no"
+        " longer at the version, updating or in error counts as a failure.",
+    ),
+]
+SummaryJson = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+
+
 @app.command(
     epilog=(
         "Examples:  smartconnector rollout my_connector_v2 --all "
@@ -161,63 +167,18 @@ def read_integration_ids(path: Path) -> list[str]:
         "--all --phase 10 --max-failures 3"
     ),
 )
+@common_options(RUN)
 def rollout(
+    settings: Settings,
     connector_dir: ConnectorDir,
-    all_integrations: Annotated[
-        bool, typer.Option("--all", help="Every integration with the connector's _connectorId.")
-    ] = False,
-    integrations: Annotated[
-        Path | None,
-        typer.Option(
-            "--integrations", help="File of integration ids (JSON array, or one per line)."
-        ),
-    ] = None,
-    concurrency: Annotated[
-        int, typer.Option(min=1, max=1000, help="Integrations updated at once.")
-    ] = 10,
-    phase: Annotated[
-        float | None,
-        typer.Option(
-            "--phase",
-            min=0.1,
-            max=100,
-            help="Go in phases of PCT percent each, checking --max-failures between them.",
-        ),
-    ] = None,
-    max_failures: Annotated[
-        int | None,
-        typer.Option(
-            "--max-failures", min=0, help="Stop after the phase in which failures exceed N."
-        ),
-    ] = None,
-    pause: Annotated[
-        bool,
-        typer.Option("--pause", help="Hold after each phase until `rollouts resume ID`."),
-    ] = False,
-    bake: Annotated[
-        float | None,
-        typer.Option(
-            "--bake",
-            metavar="SECONDS",
-            min=0,
-            help="After each phase wait SECONDS, then look at its integrations again: one no"
-            " longer at the version, updating or in error counts as a failure.",
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-    step_timeout: StepTimeout = None,
-    step_retries: StepRetries = 0,
-    api_url: ApiUrl = None,
-    extension_url: ExtensionUrl = None,
-    engine: EngineOpt = "local",
-    temporal_address: TemporalAddress = None,
-    task_queue: TaskQueue = "smartconnector",
-    retry_budget: RetryBudget = RETRY_BUDGET,
-    api_rate: ApiRate = API_RATE,
-    api_burst: ApiBurst = API_BURST,
-    token_file: TokenFile = None,
-    home: Home = DEFAULT_HOME,
-    log_format: LogFormat = None,
+    all_integrations: AllIntegrations = False,
+    integrations: IntegrationsFile = None,
+    concurrency: Concurrency = 10,
+    phase: Phase = None,
+    max_failures: MaxFailures = None,
+    pause: Pause = False,
+    bake: Bake = None,
+    as_json: SummaryJson = False,
 ) -> None:
     """Update a connector's install base to its version.
 
@@ -228,41 +189,14 @@ def rollout(
     """
     if all_integrations == (integrations is not None):
         fail("give exactly one of --all or --integrations FILE", 2)
-    settings = settings_from(locals())
     connector = load(connector_dir)
     ids = read_integration_ids(integrations) if integrations is not None else None
+    waves = {"concurrency": concurrency, "phase_pct": phase, "max_failures": max_failures}
+    waves |= {"pause": pause, "bake": bake}
+    on_temporal = settings.engine == "temporal"
 
     async def job(engine: Engine) -> RolloutReport:
-        from engine.cli._progress import RolloutProgress
-        from engine.rollout import rollout as run_rollout
-
-        engine.observe = quiet  # a line per integration says more than one per step
-        with fleet_gc(), RolloutProgress(as_json) as progress:
-            if settings.engine == "temporal":
-                return await _on_temporal(
-                    engine,
-                    connector,
-                    ids,
-                    concurrency,
-                    phase,
-                    max_failures,
-                    progress.show,
-                    pause=pause,
-                    bake=bake,
-                )
-            return await run_rollout(
-                engine,
-                connector,
-                ids,
-                concurrency=concurrency,
-                phase_pct=phase,
-                max_failures=max_failures,
-                pause=pause,
-                bake=bake,
-                recorded=True,
-                on_outcome=progress.note,
-                on_phase=progress.phase_started,
-            )
+        return await _roll_out(engine, on_temporal, connector, ids, waves, as_json)
 
     report = with_engine(settings, job, creates=False)
     summarise(report, as_json)
@@ -275,17 +209,40 @@ def rollout(
         raise typer.Exit(1)
 
 
+async def _roll_out(
+    engine: Engine,
+    on_temporal: bool,
+    connector: Connector,
+    ids: list[str] | None,
+    waves: dict[str, Any],
+    as_json: bool,
+) -> RolloutReport:
+    """The rollout, here or on Temporal, ``waves`` its concurrency, phases, pause and bake;
+    its progress shown as it goes."""
+    from engine.cli._progress import RolloutProgress
+    from engine.rollout import rollout as run_rollout
+
+    engine.observe = quiet  # a line per integration says more than one per step
+    with fleet_gc(), RolloutProgress(as_json) as progress:
+        if on_temporal:
+            return await _on_temporal(engine, connector, ids, waves, progress.show)
+        return await run_rollout(
+            engine,
+            connector,
+            ids,
+            **waves,
+            recorded=True,
+            on_outcome=progress.note,
+            on_phase=progress.phase_started,
+        )
+
+
 async def _on_temporal(
     engine: Engine,
     connector: Connector,
     ids: list[str] | None,
-    concurrency: int,
-    phase: float | None,
-    max_failures: int | None,
+    waves: dict[str, Any],
     show: Callable[[dict[str, int]], None],
-    *,
-    pause: bool = False,
-    bake: float | None = None,
 ) -> RolloutReport:
     """The rollout as a Temporal workflow: started, or attached to if it runs or ran."""
     from collections import Counter
@@ -295,15 +252,7 @@ async def _on_temporal(
 
     assert isinstance(engine, TemporalEngine)
     state = await rollout_on_temporal(
-        engine,
-        connector,
-        ids,
-        concurrency=concurrency,
-        phase_pct=phase,
-        max_failures=max_failures,
-        pause=pause,
-        bake=bake,
-        on_progress=lambda now: show(now.counts),
+        engine, connector, ids, **waves, on_progress=lambda now: show(now.counts)
     )
     report = RolloutReport(state.version, Counter(state.counts), stopped=state.stopped)
     report.aborted, report.rollout_id = state.aborted, state.rollout

@@ -9,26 +9,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from engine.cli._app import (
-    DEFAULT_HOME,
-    ApiUrl,
-    Home,
-    LogFormat,
-    RetryBudget,
-    TemporalAddress,
-    TokenFile,
-    app,
-    fail,
-    guard,
-    load,
-    looked_in,
-    settings_from,
-    with_engine,
-)
+from engine.cli._app import app, fail, guard, load, looked_in, with_engine
+from engine.cli._options import API, RETRY, TEMPORAL, common_options
 from engine.cli._telemetry import MetricsHost, MetricsPort, serve_metrics
-from engine.defaults import RETRY_BUDGET
 
 if TYPE_CHECKING:
+    from engine.config import Settings
     from engine.runner import Engine
 
 
@@ -67,7 +53,9 @@ def new_command(
     "list",
     epilog="Examples:  smartconnector list   ·   smartconnector list --connector my_dir --json",
 )
+@common_options(API, RETRY)
 def list_command(
+    settings: Settings,
     connector: Annotated[
         Path | None, typer.Option("--connector", help="Only this connector's integrations.")
     ] = None,
@@ -77,11 +65,6 @@ def list_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print an array of `status --json` objects.")
     ] = False,
-    api_url: ApiUrl = None,
-    retry_budget: RetryBudget = RETRY_BUDGET,
-    token_file: TokenFile = None,
-    home: Home = DEFAULT_HOME,
-    log_format: LogFormat = None,
 ) -> None:
     """List the integrations the API holds: the install base.
 
@@ -90,7 +73,6 @@ def list_command(
     """
     if connector is not None and connector_id is not None:
         fail("give at most one of --connector or --connector-id", 2)
-    settings = settings_from(locals())
     wanted = load(connector).manifest.connector_id if connector is not None else connector_id
 
     async def job(engine: Engine) -> list[dict[str, Any]]:
@@ -136,16 +118,13 @@ def _show_integrations(docs: list[dict[str, Any]], as_json: bool, none: str) -> 
     "history",
     epilog="Example:  smartconnector history 6b0480442d82113bd629b566 --json",
 )
+@common_options(API, RETRY)
 def history_command(
+    settings: Settings,
     integration_id: Annotated[str, typer.Argument(help="The integration.")],
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the calls as a JSON array.")
     ] = False,
-    api_url: ApiUrl = None,
-    retry_budget: RetryBudget = RETRY_BUDGET,
-    token_file: TokenFile = None,
-    home: Home = DEFAULT_HOME,
-    log_format: LogFormat = None,
 ) -> None:
     """What ran on an integration, oldest first, from the journal.
 
@@ -156,7 +135,6 @@ def history_command(
     from engine.errors import NotFound
     from engine.journal import Journal
 
-    settings = settings_from(locals())
     journal_path = settings.home / "journal.db"
     calls = Journal(journal_path).history(integration_id) if journal_path.exists() else []
 
@@ -203,6 +181,13 @@ def _show_history(
         typer.echo(f"now: mode {doc.get('mode')}")
 
 
+PageHost = Annotated[str, typer.Option(help="Address to serve on (loopback by default).")]
+OfferedConnectors = Annotated[
+    list[Path] | None,
+    typer.Option("--connector", help="A connector to offer with an Install button (repeat)."),
+]
+
+
 @app.command(
     "ui",
     epilog=(
@@ -210,21 +195,12 @@ def _show_history(
         "   (then open the printed URL)"
     ),
 )
+@common_options(API, TEMPORAL, RETRY)
 def ui_command(
-    host: Annotated[
-        str, typer.Option(help="Address to serve on (loopback by default).")
-    ] = "127.0.0.1",
+    settings: Settings,
+    host: PageHost = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8702,
-    connector: Annotated[
-        list[Path] | None,
-        typer.Option("--connector", help="A connector to offer with an Install button (repeat)."),
-    ] = None,
-    api_url: ApiUrl = None,
-    temporal_address: TemporalAddress = None,
-    retry_budget: RetryBudget = RETRY_BUDGET,
-    token_file: TokenFile = None,
-    home: Home = DEFAULT_HOME,
-    log_format: LogFormat = None,
+    connector: OfferedConnectors = None,
     metrics_port: MetricsPort = None,
     metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
@@ -240,7 +216,6 @@ def ui_command(
 
     from engine.ui import UiConfig, create_ui_app
 
-    settings = settings_from(locals())
     connectors = [load(d) for d in connector or []]
     serve_metrics(metrics_host, metrics_port)
 
@@ -253,7 +228,7 @@ def ui_command(
         return Engine(api, Journal(settings.home / "journal.db")), api.aclose
 
     listening = _claimed(host, port)
-    config = UiConfig(host, port, connectors, open_engine, temporal_address)
+    config = UiConfig(host, port, connectors, open_engine, settings.temporal_address)
     typer.echo(config.url)
     served = uvicorn.Config(
         create_ui_app(config), host=host, port=port, log_level="warning", access_log=False

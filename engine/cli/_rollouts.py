@@ -6,23 +6,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
-from engine.cli._app import (
-    DEFAULT_HOME,
-    ApiUrl,
-    Home,
-    LogFormat,
-    TemporalAddress,
-    TokenFile,
-    app,
-    fail,
-    guard,
-    looked_in,
-    settings_from,
-)
+from engine.cli._app import app, fail, guard, looked_in
+from engine.cli._options import API, TEMPORAL, common_options
 
 if TYPE_CHECKING:
     from engine.config import Settings
@@ -65,11 +54,10 @@ def with_rollouts(settings: Settings, job: Callable[[Rollouts], Awaitable[T]]) -
     return guard(lambda: asyncio.run(main()), looked_in(settings))
 
 
-def _settings(parameters: dict[str, Any]) -> Settings:
-    settings = settings_from(parameters)
+def _installed(settings: Settings) -> None:
+    """Exit 6 where the embedded sandbox holds nothing: no rollout ever ran there."""
     if settings.embedded and not settings.sandbox_db.exists():
         fail(f"no rollouts: nothing was installed with home {settings.home.resolve()}", 6)
-    return settings
 
 
 def _unknown(settings: Settings, rollout_id: str) -> NoReturn:
@@ -82,23 +70,14 @@ def _unknown(settings: Settings, rollout_id: str) -> NoReturn:
 
 
 @rollouts_app.callback(invoke_without_command=True)
-def rollouts(
-    ctx: typer.Context,
-    as_json: AsJson = False,
-    api_url: ApiUrl = None,
-    temporal_address: TemporalAddress = None,
-    token_file: TokenFile = None,
-    home: Home = DEFAULT_HOME,
-    log_format: LogFormat = None,
-) -> None:
+@common_options(API, TEMPORAL)
+def rollouts(settings: Settings, as_json: AsJson = False) -> None:
     """List every rollout the API knows: id, state, phase i of n, and counts.
 
     States: running, paused, baking, done, aborted, failed. `rollouts status ID` shows one
     with its failures; `rollouts pause|resume|abort ID` act on it.
     """
-    if ctx.invoked_subcommand is not None:
-        return
-    settings = _settings(locals())
+    _installed(settings)
     found = with_rollouts(settings, lambda r: r.list())
     if as_json:
         typer.echo(json.dumps([r.summary() for r in found]))
@@ -118,22 +97,19 @@ def rollouts(
 @rollouts_app.command(
     "status", epilog="Example:  smartconnector rollouts status my-connector-2.0.0 --json"
 )
+@common_options(API, TEMPORAL)
 def status(
+    settings: Settings,
     rollout_id: RolloutId,
     as_json: AsJson = False,
     once: Annotated[bool, typer.Option("--once", help="Print it once, do not follow.")] = False,
-    api_url: ApiUrl = None,
-    temporal_address: TemporalAddress = None,
-    token_file: TokenFile = None,
-    home: Home = DEFAULT_HOME,
-    log_format: LogFormat = None,
 ) -> None:
     """Show one rollout with its failures, following it until it ends.
 
     On a terminal it is redrawn as it goes; otherwise one line is printed per change of
     state or phase. --once (or --json) prints it once.
     """
-    settings = _settings(locals())
+    _installed(settings)
 
     async def job(rollouts: Rollouts) -> None:
         record = await rollouts.get(rollout_id)
@@ -151,63 +127,41 @@ def status(
     with_rollouts(settings, job)
 
 
-def _act(control: Control, parameters: dict[str, Any]) -> None:
-    settings = _settings(parameters)
-    rollout_id = str(parameters["rollout_id"])
+def _act(settings: Settings, control: Control, rollout_id: str, as_json: bool) -> None:
+    _installed(settings)
     record = with_rollouts(settings, lambda r: r.ask(rollout_id, control))
     if record is None:
         _unknown(settings, rollout_id)
-    if parameters.get("as_json"):
+    if as_json:
         typer.echo(json.dumps(record.status()))
     else:
         typer.echo(_answer(record, control))
 
 
 @rollouts_app.command("pause", epilog="Example:  smartconnector rollouts pause my-connector-2.0.0")
-def pause(
-    rollout_id: RolloutId,
-    as_json: AsJson = False,
-    api_url: ApiUrl = None,
-    temporal_address: TemporalAddress = None,
-    token_file: TokenFile = None,
-    home: Home = DEFAULT_HOME,
-    log_format: LogFormat = None,
-) -> None:
+@common_options(API, TEMPORAL)
+def pause(settings: Settings, rollout_id: RolloutId, as_json: AsJson = False) -> None:
     """Stop the rollout starting updates; those in flight finish. `resume` goes on."""
-    _act("pause", locals())
+    _act(settings, "pause", rollout_id, as_json)
 
 
 @rollouts_app.command(
     "resume", epilog="Example:  smartconnector rollouts resume my-connector-2.0.0"
 )
-def resume(
-    rollout_id: RolloutId,
-    as_json: AsJson = False,
-    api_url: ApiUrl = None,
-    temporal_address: TemporalAddress = None,
-    token_file: TokenFile = None,
-    home: Home = DEFAULT_HOME,
-    log_format: LogFormat = None,
-) -> None:
+@common_options(API, TEMPORAL)
+def resume(settings: Settings, rollout_id: RolloutId, as_json: AsJson = False) -> None:
     """Go on: after a pause, or after a phase held by `rollout --pause` (the promotion)."""
-    _act("run", locals())
+    _act(settings, "run", rollout_id, as_json)
 
 
 @rollouts_app.command("abort", epilog="Example:  smartconnector rollouts abort my-connector-2.0.0")
-def abort(
-    rollout_id: RolloutId,
-    as_json: AsJson = False,
-    api_url: ApiUrl = None,
-    temporal_address: TemporalAddress = None,
-    token_file: TokenFile = None,
-    home: Home = DEFAULT_HOME,
-    log_format: LogFormat = None,
-) -> None:
+@common_options(API, TEMPORAL)
+def abort(settings: Settings, rollout_id: RolloutId, as_json: AsJson = False) -> None:
     """End the rollout: updates in flight finish, the rest are left untouched.
 
     Its rollout command exits 1 saying it was aborted; running it again goes on.
     """
-    _act("abort", locals())
+    _act(settings, "abort", rollout_id, as_json)
 
 
 # -- what is printed -------------------------------------------------------------------------

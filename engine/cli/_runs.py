@@ -9,35 +9,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from engine.cli._answers import answers_for_resume, install_answering, read_answers
-from engine.cli._app import (
-    DEFAULT_HOME,
-    ApiBurst,
-    ApiRate,
-    ApiUrl,
+from engine.cli._app import app, fail, guard, load, open_extension, with_engine
+from engine.cli._options import (
+    API,
+    EXTENSION,
+    RATE,
+    RETRY,
+    RUN,
     ConnectorDir,
     ConnectorOpt,
-    EngineOpt,
-    ExtensionUrl,
-    Home,
     JsonOut,
-    LogFormat,
-    RetryBudget,
-    StepRetries,
-    StepTimeout,
-    TaskQueue,
-    TemporalAddress,
-    TokenFile,
     Verbose,
-    app,
-    fail,
-    guard,
-    load,
-    open_extension,
-    settings_from,
-    with_engine,
+    common_options,
 )
 from engine.cli._report import print_status, report_outcome, resumed, steps_done
-from engine.defaults import API_BURST, API_RATE, RETRY_BUDGET
 
 InputFile = Annotated[
     Path | None,
@@ -48,8 +33,38 @@ InputFile = Annotated[
     ),
 ]
 
+IntoIntegration = Annotated[
+    str | None,
+    typer.Option(
+        "--integration", help="Install into this existing integration instead of creating one."
+    ),
+]
+Atomic = Annotated[
+    bool,
+    typer.Option(
+        "--atomic", help="On a failed step, undo the completed steps and delete the integration."
+    ),
+]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")]
+PlanTarget = Annotated[
+    str,
+    typer.Argument(
+        help="A connector directory (what install would do) or an integration id"
+        " (what resume would do; --uninstall or --update for those).",
+        metavar="CONNECTOR_DIR|ID",
+    ),
+]
+ActionsJson = Annotated[bool, typer.Option("--json", help="Print the actions as a JSON array.")]
+PlanUninstall = Annotated[
+    bool, typer.Option("--uninstall", help="For an id: what uninstall would do.")
+]
+PlanUpdate = Annotated[
+    bool, typer.Option("--update", help="For an id: what update to --connector would do.")
+]
+
 if TYPE_CHECKING:
     from engine.config import Settings
+    from engine.plan import Intent
     from engine.runner import Engine
     from installers import Connector
 
@@ -60,40 +75,16 @@ if TYPE_CHECKING:
         "·   smartconnector install my_connector --atomic --json"
     ),
 )
+@common_options(RUN)
 def install(
+    settings: Settings,
     connector_dir: ConnectorDir,
-    integration: Annotated[
-        str | None,
-        typer.Option(
-            "--integration", help="Install into this existing integration instead of creating one."
-        ),
-    ] = None,
-    atomic: Annotated[
-        bool,
-        typer.Option(
-            "--atomic",
-            help="On a failed step, undo the completed steps and delete the integration.",
-        ),
-    ] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show the plan; change nothing.")
-    ] = False,
+    integration: IntoIntegration = None,
+    atomic: Atomic = False,
+    dry_run: DryRun = False,
     as_json: JsonOut = False,
     input_file: InputFile = None,
     verbose: Verbose = False,
-    step_timeout: StepTimeout = None,
-    step_retries: StepRetries = 0,
-    api_url: ApiUrl = None,
-    extension_url: ExtensionUrl = None,
-    engine: EngineOpt = "local",
-    temporal_address: TemporalAddress = None,
-    task_queue: TaskQueue = "smartconnector",
-    retry_budget: RetryBudget = RETRY_BUDGET,
-    api_rate: ApiRate = API_RATE,
-    api_burst: ApiBurst = API_BURST,
-    token_file: TokenFile = None,
-    home: Home = DEFAULT_HOME,
-    log_format: LogFormat = None,
 ) -> None:
     """Install a connector: create the integration, run every step.
 
@@ -103,7 +94,6 @@ def install(
     With --input-file, a step that stops to ask for answers gets them from the file and
     runs again at once, so an install that asks can run unattended.
     """
-    settings = settings_from(locals())
     given = read_answers(input_file) if input_file is not None else None
     connector = load(connector_dir)
     if dry_run:
@@ -124,32 +114,20 @@ def install(
         " resume 6b0480442d82113bd629b566 --input-file answers.json"
     ),
 )
+@common_options(RUN)
 def resume(
+    settings: Settings,
     integration_id: Annotated[str, typer.Argument(help="The integration to go on with.")],
     connector: ConnectorOpt = None,
     input_file: InputFile = None,
     as_json: JsonOut = False,
     verbose: Verbose = False,
-    step_timeout: StepTimeout = None,
-    step_retries: StepRetries = 0,
-    api_url: ApiUrl = None,
-    extension_url: ExtensionUrl = None,
-    engine: EngineOpt = "local",
-    temporal_address: TemporalAddress = None,
-    task_queue: TaskQueue = "smartconnector",
-    retry_budget: RetryBudget = RETRY_BUDGET,
-    api_rate: ApiRate = API_RATE,
-    api_burst: ApiBurst = API_BURST,
-    token_file: TokenFile = None,
-    home: Home = DEFAULT_HOME,
-    log_format: LogFormat = None,
 ) -> None:
     """Go on with an install, uninstall or update that stopped.
 
     The integration document says where: steps already done are not run again. A step that
     waited for a person runs again, now that they have acted, with the answers it asked for.
     """
-    settings = settings_from(locals())
     loaded = load(connector) if connector else None
     given = read_answers(input_file) if input_file is not None else None
 
@@ -163,30 +141,18 @@ def resume(
 @app.command(
     epilog=("Example:  smartconnector uninstall 6b0480442d82113bd629b566 --connector my_connector"),
 )
+@common_options(RUN)
 def uninstall(
+    settings: Settings,
     integration_id: Annotated[str, typer.Argument(help="The integration to remove.")],
     connector: ConnectorOpt = None,
     verbose: Verbose = False,
-    step_timeout: StepTimeout = None,
-    step_retries: StepRetries = 0,
-    api_url: ApiUrl = None,
-    extension_url: ExtensionUrl = None,
-    engine: EngineOpt = "local",
-    temporal_address: TemporalAddress = None,
-    task_queue: TaskQueue = "smartconnector",
-    retry_budget: RetryBudget = RETRY_BUDGET,
-    api_rate: ApiRate = API_RATE,
-    api_burst: ApiBurst = API_BURST,
-    token_file: TokenFile = None,
-    home: Home = DEFAULT_HOME,
-    log_format: LogFormat = None,
 ) -> None:
     """Undo every completed step, in reverse order, then delete.
 
     Runs the connector's preUninstallFunction, each completed step's uninstallerFunction
     (last step first) and the connector's uninstallerFunction, then deletes the integration.
     """
-    settings = settings_from(locals())
     loaded = load(connector) if connector else None
 
     async def job(engine: Engine) -> dict[str, Any]:
@@ -205,22 +171,16 @@ def uninstall(
 @app.command(
     epilog=("Example:  smartconnector status 6b0480442d82113bd629b566 --json"),
 )
+@common_options(API, RETRY, RATE)
 def status(
+    settings: Settings,
     integration_id: Annotated[str, typer.Argument(help="The integration to show.")],
     as_json: JsonOut = False,
-    api_url: ApiUrl = None,
-    retry_budget: RetryBudget = RETRY_BUDGET,
-    api_rate: ApiRate = API_RATE,
-    api_burst: ApiBurst = API_BURST,
-    token_file: TokenFile = None,
-    home: Home = DEFAULT_HOME,
-    log_format: LogFormat = None,
 ) -> None:
     """Show an integration's mode, version, steps and what stopped it.
 
     Exit 6 if it does not exist (the message says where it looked).
     """
-    settings = settings_from(locals())
     doc = with_engine(settings, lambda e: e.status(integration_id), creates=False)
     print_status(doc, as_json)
 
@@ -257,30 +217,14 @@ def show_plan(connector: Connector, settings: Settings, as_json: bool = False) -
         " plan 6b0480442d82113bd629b566 --uninstall --json"
     ),
 )
+@common_options(API, EXTENSION)
 def plan(
-    target: Annotated[
-        str,
-        typer.Argument(
-            help="A connector directory (what install would do) or an integration id"
-            " (what resume would do; --uninstall or --update for those).",
-            metavar="CONNECTOR_DIR|ID",
-        ),
-    ],
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the actions as a JSON array.")
-    ] = False,
-    uninstall: Annotated[
-        bool, typer.Option("--uninstall", help="For an id: what uninstall would do.")
-    ] = False,
-    update: Annotated[
-        bool, typer.Option("--update", help="For an id: what update to --connector would do.")
-    ] = False,
+    settings: Settings,
+    target: PlanTarget,
+    as_json: ActionsJson = False,
+    uninstall: PlanUninstall = False,
+    update: PlanUpdate = False,
     connector: ConnectorOpt = None,
-    api_url: ApiUrl = None,
-    token_file: TokenFile = None,
-    home: Home = DEFAULT_HOME,
-    extension_url: ExtensionUrl = None,
-    log_format: LogFormat = None,
 ) -> None:
     """Show what a run would do, changing nothing.
 
@@ -293,7 +237,6 @@ def plan(
     With --extension-url, functions not defined in Python are expected on that server,
     which must answer its health check (the protocol cannot list functions).
     """
-    settings = settings_from(locals())
     if Path(target).is_dir() or (Path(target) / "connector.json").exists():
         show_plan(load(Path(target)), settings, as_json)
         return
@@ -304,7 +247,11 @@ def plan(
     intent = Intent.UNINSTALL if uninstall else Intent.UPDATE if update else Intent.RESUME
     wanted = load(connector) if connector is not None else None
     actions = with_engine(settings, lambda e: e.plan_for(target, intent, wanted), creates=False)
-    shown = [a.to_json() for a in actions]
+    show_run_plan(intent, target, [a.to_json() for a in actions], as_json)
+
+
+def show_run_plan(intent: Intent, target: str, shown: list[dict[str, Any]], as_json: bool) -> None:
+    """Print what a run on an integration would do: numbered actions, or them as JSON."""
     if as_json:
         typer.echo(json.dumps(shown))
         return

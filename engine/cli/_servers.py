@@ -6,32 +6,32 @@ import contextlib
 import os
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from engine.cli._app import (
-    DEFAULT_HOME,
-    ApiBurst,
-    ApiRate,
-    ApiUrl,
-    ConnectorDir,
-    ExtensionUrl,
-    Home,
-    LogFormat,
-    TaskQueue,
-    TemporalAddress,
-    TokenFile,
     app,
     fail,
     guard,
     guard_async,
     load,
     open_extension,
-    resolve_settings,
     sandbox_app,
-    settings_from,
     token_app,
+)
+from engine.cli._options import (
+    API,
+    DEFAULT_HOME,
+    EXTENSION,
+    HOME,
+    LOG,
+    QUEUE,
+    RATE,
+    TEMPORAL,
+    ConnectorDir,
+    Home,
+    common_options,
 )
 from engine.cli._telemetry import (
     MetricsHost,
@@ -40,7 +40,41 @@ from engine.cli._telemetry import (
     serve_metrics,
     temporal_runtime,
 )
-from engine.defaults import API_BURST, API_RATE
+
+if TYPE_CHECKING:
+    from engine.config import Settings
+    from installers import Connector
+
+ListenHost = Annotated[str, typer.Option(help="Address to listen on.")]
+ListenPort = Annotated[int, typer.Option(help="Port to listen on.")]
+SandboxDb = Annotated[
+    Path | None, typer.Option(help="SQLite file (default $SMARTCONNECTOR_HOME/sandbox.db).")
+]
+Faults = Annotated[
+    str | None,
+    typer.Option(help="Inject failures, e.g. 500:0.05,429:0.05,timeout:0.02,reset:0.02."),
+]
+FaultDelay = Annotated[float, typer.Option(help="Seconds a `timeout` fault holds the request.")]
+SandboxProfile = Annotated[
+    str,
+    typer.Option(
+        envvar="SMARTCONNECTOR_SANDBOX_PROFILE",
+        help="What the API offers. default: the permissive sandbox (JSON Patch with"
+        " test, merge patch, unknown fields kept, Idempotency-Key honoured). platform:"
+        " only what integrator.io's public docs promise, to test against it (PATCH of an"
+        " integration takes only replace operations on its documented fields and answers"
+        " 204; unknown fields are dropped; Idempotency-Key is ignored). put-only:"
+        " platform, with no PATCH of integrations (405), so writes must be PUTs.",
+    ),
+]
+WorkerConnectors = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--connector",
+        help="Connector directory this worker can run (repeat for more);"
+        " installed connector packages are found too.",
+    ),
+]
 
 
 @app.command()
@@ -59,46 +93,27 @@ def diagram() -> None:
         " --profile platform"
     ),
 )
+@common_options(HOME, LOG)
 def sandbox_serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
-    db: Annotated[
-        Path | None, typer.Option(help="SQLite file (default $SMARTCONNECTOR_HOME/sandbox.db).")
-    ] = None,
-    faults: Annotated[
-        str | None,
-        typer.Option(help="Inject failures, e.g. 500:0.05,429:0.05,timeout:0.02,reset:0.02."),
-    ] = None,
+    settings: Settings,
+    host: ListenHost = "127.0.0.1",
+    port: ListenPort = 8700,
+    db: SandboxDb = None,
+    faults: Faults = None,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible faults.")] = None,
-    fault_delay: Annotated[
-        float, typer.Option(help="Seconds a `timeout` fault holds the request.")
-    ] = 5.0,
+    fault_delay: FaultDelay = 5.0,
     rate: Annotated[float, typer.Option(help="Rate limit: requests per second per token.")] = 300.0,
     burst: Annotated[float, typer.Option(help="Rate limit: bucket size per token.")] = 1000.0,
-    profile: Annotated[
-        str,
-        typer.Option(
-            envvar="SMARTCONNECTOR_SANDBOX_PROFILE",
-            help="What the API offers. default: the permissive sandbox (JSON Patch with"
-            " test, merge patch, unknown fields kept, Idempotency-Key honoured). platform:"
-            " only what integrator.io's public docs promise, to test against it (PATCH of an"
-            " integration takes only replace operations on its documented fields and answers"
-            " 204; unknown fields are dropped; Idempotency-Key is ignored). put-only:"
-            " platform, with no PATCH of integrations (405), so writes must be PUTs.",
-        ),
-    ] = "default",
-    home: Home = DEFAULT_HOME,
-    log_format: LogFormat = None,
+    profile: SandboxProfile = "default",
 ) -> None:
     """Serve the sandbox API at http://HOST:PORT/v1 (GET /healthz answers once ready)."""
     from engine.sandbox_cli import serve
 
-    resolve_settings(home=home, log_format=log_format)
     guard(
         lambda: serve(
             host=host,
             port=port,
-            db=db or home / "sandbox.db",
+            db=db or settings.sandbox_db,
             faults=faults,
             seed=seed,
             fault_delay=fault_delay,
@@ -123,9 +138,7 @@ def token_create(
             help="Comma-separated scopes, e.g. all.User or integration.get,integration.patch."
         ),
     ],
-    db: Annotated[
-        Path | None, typer.Option(help="SQLite file (default $SMARTCONNECTOR_HOME/sandbox.db).")
-    ] = None,
+    db: SandboxDb = None,
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Create a sandbox token and print it alone on stdout (works while the server runs)."""
@@ -141,11 +154,12 @@ app.add_typer(extension_app, name="extension")
 
 
 @extension_app.command("serve")
+@common_options(LOG)
 def extension_serve(
+    settings: Settings,
     connector_dir: ConnectorDir,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8701,
-    log_format: LogFormat = None,
+    host: ListenHost = "127.0.0.1",
+    port: ListenPort = 8701,
 ) -> None:
     """Serve CONNECTOR_DIR's functions as an integrator.io extension server.
 
@@ -156,7 +170,6 @@ def extension_serve(
 
     from engine.extension_server import create_extension_app
 
-    resolve_settings(log_format=log_format)
     token = os.environ.get("SMARTCONNECTOR_EXTENSION_TOKEN")
     if not token:
         fail("set SMARTCONNECTOR_EXTENSION_TOKEN: the token callers must present", 2)
@@ -175,24 +188,10 @@ def extension_serve(
         "Example:  smartconnector worker --temporal-address 127.0.0.1:7233 --connector my_connector"
     ),
 )
+@common_options(API, RATE, EXTENSION, TEMPORAL, QUEUE)
 def worker(
-    temporal_address: TemporalAddress = None,
-    task_queue: TaskQueue = "smartconnector",
-    connector: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--connector",
-            help="Connector directory this worker can run (repeat for more);"
-            " installed connector packages are found too.",
-        ),
-    ] = None,
-    api_url: ApiUrl = None,
-    api_rate: ApiRate = API_RATE,
-    api_burst: ApiBurst = API_BURST,
-    extension_url: ExtensionUrl = None,
-    token_file: TokenFile = None,
-    home: Home = DEFAULT_HOME,
-    log_format: LogFormat = None,
+    settings: Settings,
+    connector: WorkerConnectors = None,
     metrics_port: MetricsPort = None,
     temporal_metrics_port: TemporalMetricsPort = None,
     metrics_host: MetricsHost = "127.0.0.1",
@@ -204,30 +203,34 @@ def worker(
     killed in the middle of a step is noticed within seconds, and the step goes on
     elsewhere with the same idempotency key.
     """
-    if not temporal_address:
+    if not settings.temporal_address:
         fail("worker needs --temporal-address HOST:PORT (or SMARTCONNECTOR_TEMPORAL_ADDRESS)", 2)
-    settings = settings_from(locals())
     connectors = {c.manifest.connector_id: c for c in (load(d) for d in connector or [])}
     serve_metrics(metrics_host, metrics_port)
     runtime = temporal_runtime(metrics_host, temporal_metrics_port)
-
-    async def main() -> None:
-        import structlog
-
-        from engine.config import open_client
-        from engine.temporal._client import connect, run_worker
-
-        client = await guard_async(connect(temporal_address, runtime))
-        async with guard(lambda: open_client(settings)) as api, open_extension(settings) as ext:
-            structlog.get_logger("smartconnector.worker").info(
-                "worker started", task_queue=task_queue, connectors=sorted(connectors)
-            )
-            await run_worker(api, client, task_queue, connectors, ext, api_rate=api_rate)
-
     # asyncio's own Ctrl-C handling (cancel, then shut the worker down) suits a worker:
     # a killed worker's activities go on elsewhere
     import asyncio
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+        asyncio.run(_work(settings, settings.temporal_address, connectors, runtime))
+
+
+async def _work(
+    settings: Settings, temporal_address: str, connectors: dict[str, Connector], runtime: Any
+) -> None:
+    """Run the worker on the task queue until it is cancelled."""
+    import structlog
+
+    from engine.config import open_client
+    from engine.temporal._client import connect, run_worker
+
+    client = await guard_async(connect(temporal_address, runtime))
+    async with guard(lambda: open_client(settings)) as api, open_extension(settings) as ext:
+        structlog.get_logger("smartconnector.worker").info(
+            "worker started", task_queue=settings.task_queue, connectors=sorted(connectors)
+        )
+        await run_worker(
+            api, client, settings.task_queue, connectors, ext, api_rate=settings.rate_limit.rate
+        )
