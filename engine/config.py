@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.client import ApiClient, RateLimit, RetryPolicy, in_process
 from engine.errors import BadInput
-from engine.models import StepPolicy
 from engine.writes import SANDBOX_PROFILE_WAYS, WriteWays, forced_way
+
+if TYPE_CHECKING:
+    from engine.models import StepPolicy
 
 EMBEDDED_URL = "http://embedded.sandbox/v1"
 EMBEDDED_TOKEN_LABEL = "embedded"

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.client import Document
 from engine.errors import BadInput, DocumentInvalid
-from engine.models import ConnectorManifest, Integration, Mode, parse
 from engine.run_state import RUN_FIELD, RunState
-from engine.writer import Owner
-from installers import Connector
+
+if TYPE_CHECKING:  # a status read needs neither the connector's API nor pydantic's models
+    from engine.models import ConnectorManifest
+    from engine.writer import Owner
+    from installers import Connector
 
 
 def compare_versions(a: str, b: str) -> int:
@@ -112,7 +114,7 @@ def just_made(doc: Document, manifest: ConnectorManifest, *, since: float) -> bo
         return False
     return (
         doc.get("name") == manifest.name
-        and doc.get("mode") == Mode.INSTALL.value
+        and doc.get("mode") == "install"
         and not any(isinstance(s, dict) and s.get("completed") is True for s in steps or [])
         and at >= since
     )
@@ -138,6 +140,8 @@ def update_target(
     doc: Document, connector: Connector, *, allow_downgrade: bool = False
 ) -> str | None:
     """The version ``update`` would go to; ``None`` when there is nothing to do."""
+    from engine.models import Integration, Mode, parse
+
     integration_id = doc.get("_id")
     integration = parse(
         Integration, doc, what=f"integration {integration_id}", error=DocumentInvalid

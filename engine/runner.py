@@ -43,6 +43,7 @@ from engine.writer import (
     Owner,
     open_writer,
     read_view,
+    read_views,
     view_of,
 )
 from engine.writes import WriteWay
@@ -136,8 +137,7 @@ class Engine:
 
     async def integrations(self, **filters: str) -> list[Document]:
         """The integrations the API holds (matching ``filters``), each with its run state."""
-        docs = await self.api.list("integrations", **filters)
-        return list(await asyncio.gather(*(view_of(self.api, d) for d in docs)))
+        return await read_views(self.api, **filters)
 
     async def plan_for(
         self, integration_id: str, intent: Intent, connector: Connector | None = None

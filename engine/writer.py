@@ -232,6 +232,12 @@ async def read_view(api: ApiClient, integration_id: str) -> Document:
     return await view_of(api, doc)
 
 
+async def read_views(api: ApiClient, **filters: str) -> list[Document]:
+    """The integrations the API holds (matching ``filters``), each with its run state."""
+    docs = await api.list("integrations", **filters)
+    return list(await asyncio.gather(*(view_of(api, d) for d in docs)))
+
+
 async def view_of(api: ApiClient, doc: Document) -> Document:
     """``doc`` (as read or listed) with its run state: read from the State API unless the
     API keeps it in the document (or ``doc`` carries it)."""

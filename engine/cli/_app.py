@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import typer
 
 if TYPE_CHECKING:
+    from engine.client import ApiClient
     from engine.config import Settings
     from engine.runner import Engine
     from installers import Connector
@@ -129,13 +130,8 @@ def with_engine(
     that only acts on existing integrations (``creates=False``) makes no embedded sandbox
     where there is none: it says where it looked instead.
     """
-    if settings.embedded and not creates and not settings.sandbox_db.exists():
-        fail(
-            f"nothing was installed with home {settings.home.resolve()}: it holds no embedded"
-            " sandbox. Pass --home DIR (or set SMARTCONNECTOR_HOME) to the home you installed"
-            " with, or --api-url URL for a server",
-            6,
-        )
+    if not creates:
+        _installed_here(settings)
     from engine.config import open_client
     from engine.interrupts import Interrupts
     from engine.journal import Journal
@@ -171,6 +167,34 @@ def _interrupted(begun: list[str]) -> NoReturn:
         typer.echo(f"  resumable: smartconnector resume {integration_id}", err=True)
         typer.echo(integration_id)
     raise typer.Exit(130) from None
+
+
+def with_api(settings: Settings, job: Callable[[ApiClient], Awaitable[T]]) -> T:
+    """Open the API client alone and run ``job`` on it, for a command that only reads (no
+    engine, journal or connector code to load); errors become their message and exit code.
+    Makes no embedded sandbox where there is none: it says where it looked instead."""
+    _installed_here(settings)
+    from engine.config import open_client
+
+    async def main() -> T:
+        async with guard(lambda: open_client(settings)) as api:
+            return await job(api)
+
+    import asyncio  # here, not at start-up: --help and usage errors never run a loop
+
+    return guard(lambda: asyncio.run(main()), looked_in(settings), settings.api_url)
+
+
+def _installed_here(settings: Settings) -> None:
+    """Exit 6 where the embedded sandbox of ``--home`` does not exist: nothing was installed
+    with it, and reading it must not make one."""
+    if settings.embedded and not settings.sandbox_db.exists():
+        fail(
+            f"nothing was installed with home {settings.home.resolve()}: it holds no embedded"
+            " sandbox. Pass --home DIR (or set SMARTCONNECTOR_HOME) to the home you installed"
+            " with, or --api-url URL for a server",
+            6,
+        )
 
 
 @asynccontextmanager

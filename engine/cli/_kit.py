@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from engine.cli._app import app, fail, guard, load, looked_in, with_engine
+from engine.cli._app import app, fail, guard, load, looked_in, with_api
 from engine.cli._options import API, RETRY, TEMPORAL, common_options
 from engine.cli._telemetry import MetricsHost, MetricsPort, serve_metrics
 
 if TYPE_CHECKING:
+    import socket
+
+    from engine.client import ApiClient
     from engine.config import Settings
-    from engine.runner import Engine
 
 
 @app.command(
@@ -75,14 +76,13 @@ def list_command(
         fail("give at most one of --connector or --connector-id", 2)
     wanted = load(connector).manifest.connector_id if connector is not None else connector_id
 
-    async def job(engine: Engine) -> list[dict[str, Any]]:
-        filters = {"_connectorId": wanted} if wanted else {}
-        return await engine.integrations(**filters)
+    from engine.writer import read_views
 
+    filters = {"_connectorId": wanted} if wanted else {}
     if settings.embedded and not settings.sandbox_db.exists():
         docs: list[dict[str, Any]] = []  # nothing was installed with this home
     else:
-        docs = with_engine(settings, job, creates=False)
+        docs = with_api(settings, lambda api: read_views(api, **filters))
     which = f" of connector {wanted}" if wanted else ""
     _show_integrations(docs, as_json, f"no integrations{which} in {looked_in(settings)}")
 
@@ -134,18 +134,19 @@ def history_command(
     """
     from engine.errors import NotFound
     from engine.journal import Journal
+    from engine.writer import read_view
 
     journal_path = settings.home / "journal.db"
     calls = Journal(journal_path).history(integration_id) if journal_path.exists() else []
 
-    async def job(engine: Engine) -> dict[str, Any] | None:
+    async def job(api: ApiClient) -> dict[str, Any] | None:
         try:
-            return await engine.status(integration_id)
+            return await read_view(api, integration_id)
         except NotFound:
             return None
 
     has_api = not settings.embedded or settings.sandbox_db.exists()
-    doc = with_engine(settings, job, creates=False) if has_api else None
+    doc = with_api(settings, job) if has_api else None
     if doc is None and not calls:
         fail(
             f"integration {integration_id} not found: no calls in the journal of home"

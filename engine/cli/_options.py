@@ -193,12 +193,13 @@ def resolve_settings(
     in this order, are the settings options of every command and of its ``--help``."""
     from engine.client import RateLimit, RetryPolicy
     from engine.config import Settings
-    from engine.models import StepPolicy
 
     _check_choices(log_format, engine, temporal_address)
     token, extension_token = _tokens(log_format, api_url, token_file, extension_url)
     policy = None
     if step_timeout is not None or step_retries:
+        from engine.models import StepPolicy  # pydantic's models: only for a run
+
         policy = StepPolicy(timeout=step_timeout, retries=step_retries)
     return Settings(
         engine=engine,

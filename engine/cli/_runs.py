@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from engine.cli._answers import answers_for_resume, install_answering, read_answers
-from engine.cli._app import app, fail, guard, load, open_extension, with_engine
+from engine.cli._app import app, fail, guard, load, open_extension, with_api, with_engine
 from engine.cli._options import (
     API,
     EXTENSION,
@@ -181,8 +181,9 @@ def status(
 
     Exit 6 if it does not exist (the message says where it looked).
     """
-    doc = with_engine(settings, lambda e: e.status(integration_id), creates=False)
-    print_status(doc, as_json)
+    from engine.writer import read_view
+
+    print_status(with_api(settings, lambda api: read_view(api, integration_id)), as_json)
 
 
 def show_plan(connector: Connector, settings: Settings, as_json: bool = False) -> None:
