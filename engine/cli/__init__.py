@@ -20,6 +20,9 @@ def main() -> None:
     try:
         # Imported here, not at module level: a Ctrl-C while they load is handled below
         # like any other, instead of ending in a traceback.
+        from engine.cli._startup import lighten
+
+        lighten()  # before the libraries load: what they leave out
         from engine.cli._app import app
         from engine.cli._order import register_commands
         from engine.cli._telemetry import traced

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -56,6 +55,7 @@ def check_command(
     otherwise, 2 for a connector that does not load.
     """
     import asyncio
+    import logging
 
     from engine import logs
     from engine.check import check_connector
