@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from engine.client import Document
 from engine.functions import check_functions
 from engine.models import ConnectorManifest, InstallStep, Mode
-from engine.run_state import RunState
+from engine.progress import Progress
 from installers import Connector
 
 
@@ -175,22 +175,17 @@ def plan_run(
     update's target (default: the manifest's).
     """
     if doc is None:
-        return [Create(), *_install({}, manifest)]
-    mode = doc.get("mode")
-    if intent is Intent.UNINSTALL or mode == Mode.UNINSTALL.value:
-        return _uninstall(doc, manifest)
-    if mode == Mode.INSTALL.value:
-        return _install(doc, manifest)
-    in_progress = doc.get("updateInProgress") is True
-    if intent is Intent.UPDATE or in_progress:
-        target = version or RunState.of(doc).update_to or manifest.version
-        if in_progress or doc.get("version") != target:
-            return _update(doc, manifest, target)
+        return [Create(), *_install(None, manifest)]
+    progress = Progress(doc)
+    if intent is Intent.UNINSTALL or progress.mode is Mode.UNINSTALL:
+        return _uninstall(progress, manifest)
+    if progress.mode is Mode.INSTALL:
+        return _install(progress, manifest)
+    if intent is Intent.UPDATE or progress.update_in_progress:
+        target = version or progress.run.update_to or manifest.version
+        if progress.update_in_progress or progress.version != target:
+            return _update(progress, manifest, target)
     return [Release()]
-
-
-def _steps(doc: Document) -> list[dict[str, Any]]:
-    return [s for s in doc.get("install") or [] if isinstance(s, dict)]
 
 
 def _connector_call(
@@ -205,9 +200,9 @@ def _step_call(step: dict[str, Any], key: str, phase: str, completes: bool) -> C
     return Call(str(step.get(key)), step.get("name"), key, phase, completes)
 
 
-def _install(doc: Document, manifest: ConnectorManifest) -> list[Action]:
-    done = RunState.of(doc).done
-    steps = _steps(doc) if doc else [s.to_wire() for s in manifest.install]
+def _install(progress: Progress | None, manifest: ConnectorManifest) -> list[Action]:
+    done = progress.run.done if progress else frozenset()
+    steps = progress.steps if progress else [s.to_wire() for s in manifest.install]
     return [
         *_connector_call("installerFunction", manifest.installer_function, "installer", done),
         *(
@@ -219,16 +214,16 @@ def _install(doc: Document, manifest: ConnectorManifest) -> list[Action]:
     ]
 
 
-def _uninstall(doc: Document, manifest: ConnectorManifest) -> list[Action]:
-    fresh = doc.get("mode") != Mode.UNINSTALL.value
-    done = frozenset() if fresh else RunState.of(doc).done  # starting over resets them
+def _uninstall(progress: Progress, manifest: ConnectorManifest) -> list[Action]:
+    fresh = progress.mode is not Mode.UNINSTALL
+    done = frozenset() if fresh else progress.run.done  # starting over resets them
     calls = [
         *_connector_call(
             "preUninstallFunction", manifest.pre_uninstall_function, "uninstall", done
         ),
         *(
             _step_call(s, "uninstallerFunction", "uninstall", False)
-            for s in reversed(_steps(doc))
+            for s in reversed(progress.steps)
             if s.get("completed") is True
         ),
         *_connector_call("uninstallerFunction", manifest.uninstaller_function, "uninstall", done),
@@ -237,18 +232,17 @@ def _uninstall(doc: Document, manifest: ConnectorManifest) -> list[Action]:
     return [*start, *calls, Delete()]
 
 
-def _update(doc: Document, manifest: ConnectorManifest, version: str) -> list[Action]:
+def _update(progress: Progress, manifest: ConnectorManifest, version: str) -> list[Action]:
     phase = f"update:{version}"
-    state = RunState.of(doc)
-    added = new_steps(doc, manifest)
-    started = doc.get("updateInProgress") is True
+    added = new_steps(progress.doc, manifest)
+    started = progress.update_in_progress
     begin: list[Action] = (
         [] if started and not added else [BeginUpdate(version, tuple(s.name for s in added))]
     )
-    pending = [s for s in _steps(doc) if s.get("completed") is not True]
+    pending = [s for s in progress.steps if s.get("completed") is not True]
     return [
         *begin,
-        *_connector_call("updateFunction", manifest.update_function, phase, state.done),
+        *_connector_call("updateFunction", manifest.update_function, phase, progress.run.done),
         *(_step_call(s, "installerFunction", phase, True) for s in pending),
         *(_step_call(s.to_wire(), "installerFunction", phase, True) for s in added),
         FinishUpdate(version),
@@ -257,7 +251,7 @@ def _update(doc: Document, manifest: ConnectorManifest, version: str) -> list[Ac
 
 def new_steps(doc: Document, manifest: ConnectorManifest) -> list[InstallStep]:
     """The steps of the connector's version that the document does not have yet."""
-    present = {s.get("name") for s in _steps(doc)}
+    present = {s.get("name") for s in Progress(doc).steps}
     return [s for s in manifest.install if s.name not in present]
 
 

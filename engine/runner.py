@@ -34,8 +34,8 @@ from engine.journal import Journal
 from engine.machine import ModeMachine
 from engine.models import Integration, Mode, StepPolicy, parse
 from engine.plan import Action, BeginUpdate, Intent, plan_run
+from engine.progress import RUN_FIELD, Op, Progress
 from engine.run import IntegrationRun, StepObserver, begin_update_ops
-from engine.run_state import RUN_FIELD, Op
 from engine.writer import (
     CLAIM_WAIT,
     DocumentWriter,
@@ -48,6 +48,12 @@ from engine.writer import (
 from engine.writes import WriteWay
 from installers import Connector, find_installed, load_connector
 from installers.remote import ExtensionServer
+
+
+def _finishing_update(doc: Document) -> bool:
+    """Whether resuming ``doc`` finishes an update (to the version it started for)."""
+    progress = Progress(doc)
+    return progress.mode is Mode.SETTINGS and progress.update_in_progress
 
 
 def _ignore(event: str, step: str | None, function: str, seconds: float | None) -> None:
@@ -148,7 +154,7 @@ class Engine:
             version = update_target(doc, connector)
             if version is None:
                 return []
-        elif doc.get("mode") == Mode.SETTINGS.value and doc.get("updateInProgress"):
+        elif _finishing_update(doc):
             version = started_update_target(doc, connector)
         return plan_run(doc, connector.manifest, intent, version)
 
@@ -241,7 +247,7 @@ class Engine:
         connector = connector or self.find_connector(integration_id, doc)
         writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
         version = None
-        if writer.doc.get("mode") == Mode.SETTINGS.value and writer.doc.get("updateInProgress"):
+        if _finishing_update(writer.doc):
             version = started_update_target(writer.doc, connector)
         keep_secret_answers(writer.doc, input or {})
         return await self._run_plan(writer, connector, Intent.RESUME, version, answers=input)
@@ -262,7 +268,7 @@ class Engine:
         """
         if doc is None:
             doc = await read_view(self.api, integration_id)
-        elif doc.get("updateInProgress") is True:  # its target is in the run state
+        elif Progress(doc).update_in_progress:  # its target is in the run state
             doc = await view_of(self.api, doc)
         connector = connector or self.find_connector(integration_id, doc)
         target = update_target(doc, connector, allow_downgrade=allow_downgrade)

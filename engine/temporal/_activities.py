@@ -29,10 +29,10 @@ from engine.journal import Journal
 from engine.machine import ModeMachine
 from engine.models import Integration, parse
 from engine.plan import Action, BeginUpdate, Call, Delete, Intent, from_wire, plan_run, to_wire
+from engine.progress import RunState
 from engine.rollout_control import health_problem
 from engine.rollout_record import RolloutRecord, RolloutRecords, now_iso
 from engine.run import IntegrationRun, begin_update_ops
-from engine.run_state import RunState
 from engine.temporal._rollout import Look, Page, PageRequest, RolloutRequest, Targets
 from engine.temporal._workflow import (
     FINAL,

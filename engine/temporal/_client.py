@@ -27,6 +27,7 @@ from engine.defaults import API_RATE
 from engine.documents import check_installable, started_update_target
 from engine.errors import BadInput, Interrupted, LeaseHeld, from_wire
 from engine.models import Integration, parse
+from engine.progress import Progress
 from engine.runner import Engine
 from engine.temporal._activities import Activities, owner_of
 from engine.temporal._rollout import (
@@ -102,7 +103,7 @@ class TemporalEngine(Engine):
         connector = await self._validate(integration_id, connector, doc)
         request = self._request("resume", integration_id, connector)
         request.doc = doc
-        if doc.get("updateInProgress"):
+        if Progress(doc).update_in_progress:
             request.version = started_update_target(doc, connector)
         return await self._start(request)
 
