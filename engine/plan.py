@@ -125,12 +125,55 @@ class Release:
         return _shown(self.action)
 
 
+@dataclass(frozen=True)
+class Take:
+    """Take the integration's lease for this run: a command's first act on an integration
+    that exists. An update's first act (its flag, version and new steps, for version
+    ``update``) rides on the same write. ``fresh``: the run just created the document under
+    its lease, so there is nothing to take unless the API dropped the run state."""
+
+    update: str | None = None
+    fresh: bool = False
+    action: ClassVar[str] = "take"
+
+    def to_json(self) -> dict[str, Any]:
+        return _shown(self.action, update=self.update)
+
+
+@dataclass(frozen=True)
+class SaveSettings:
+    """Run ``persistSettings`` (if the connector has one) on ``settings``, then write them."""
+
+    settings: dict[str, Any]
+    action: ClassVar[str] = "save_settings"
+
+    def to_json(self) -> dict[str, Any]:
+        return _shown(self.action)
+
+
 #: One thing a run does, in order.
-Action = Create | Call | ChangeMode | BeginUpdate | FinishUpdate | Delete | Release
+Action = (
+    Take | Create | Call | ChangeMode | BeginUpdate | FinishUpdate | SaveSettings | Delete | Release
+)
 _KINDS: dict[str, type[Action]] = {
     cls.action: cls
-    for cls in (Create, Call, ChangeMode, BeginUpdate, FinishUpdate, Delete, Release)
+    for cls in (
+        Take,
+        Create,
+        Call,
+        ChangeMode,
+        BeginUpdate,
+        FinishUpdate,
+        SaveSettings,
+        Delete,
+        Release,
+    )
 }
+
+
+def calls_function(action: Action) -> bool:
+    """Whether doing ``action`` runs a connector function (executors cut plans there)."""
+    return isinstance(action, Call | SaveSettings)
 
 
 def to_wire(action: Action) -> dict[str, Any]:
@@ -164,6 +207,14 @@ class Plan:
 
     def to_json(self) -> list[dict[str, Any]]:
         return [a.to_json() for a in self.actions]
+
+
+def taking(actions: list[Action], *, fresh: bool = False) -> list[Action]:
+    """``actions`` run under this run's lease: a :class:`Take` first, an update's first act
+    folded into it (2 + k requests for an update from a held document)."""
+    if actions and isinstance(actions[0], BeginUpdate):
+        return [Take(update=actions[0].to, fresh=fresh), *actions[1:]]
+    return [Take(fresh=fresh), *actions]
 
 
 def plan_run(

@@ -182,6 +182,10 @@ class Progress:
                 return index
         return None
 
+    def completed(self, index: int) -> bool:
+        """Whether step ``index`` is marked completed."""
+        return self.doc["install"][index].get("completed") is True
+
     # -- each transition's writes --------------------------------------------------------------
 
     @staticmethod

@@ -30,6 +30,8 @@ from engine.plan import (
     Delete,
     FinishUpdate,
     Release,
+    SaveSettings,
+    Take,
     new_steps,
 )
 from engine.progress import Op, Progress
@@ -114,12 +116,22 @@ class IntegrationRun:
         """
         for action in actions:
             match action:
+                case Call() if self._shows_done(action):
+                    continue  # an earlier try of this plan did it (a retried activity)
                 case Call(kind="updateFunction"):
                     self.held.append((action, await self.call(action)))
                 case Call():
                     await self.record(action, await self.call(action))
                 case _:
                     await self.apply(action)
+
+    def _shows_done(self, action: Call) -> bool:
+        """Whether the document records ``action``'s success already."""
+        progress = Progress(self.doc)
+        if action.step is None:
+            return action.kind in progress.run.done
+        index = progress.index(action.step)
+        return index is not None and progress.completed(index) is action.completes
 
     async def call(self, action: Call) -> Any:
         """Run the action's function (once per success) and return what it returned."""
@@ -149,6 +161,15 @@ class IntegrationRun:
         doc = self.doc
         progress = Progress(doc)
         match action:
+            case Take(update=to, fresh=fresh):
+                also = begin_update_ops(doc, self.connector.manifest, BeginUpdate(to)) if to else []
+                if progress.run.lease_owner == self.writer.owner.run_id and not fresh:
+                    if also:  # an earlier try took the lease (a retried activity)
+                        await self.writer.write(also)
+                else:
+                    await self.writer.acquire(also, fresh=fresh)
+            case SaveSettings(settings=pending):
+                await self.save_settings(pending)
             case ChangeMode(to=target):
                 if progress.mode is not target:
                     await self._change_mode(_MODE_TRIGGERS[target])
