@@ -47,10 +47,10 @@ def _shown(
 class Create:
     """Create the integration, in mode install."""
 
-    action: ClassVar[str] = "create"
+    tag: ClassVar[str] = "create"
 
     def to_json(self) -> dict[str, Any]:
-        return _shown(self.action, to=Mode.INSTALL.value)
+        return _shown(self.tag, to=Mode.INSTALL.value)
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,10 @@ class Call:
     phase: str
     completes: bool = False
     origin: str | None = None
-    action: ClassVar[str] = "call"
+    tag: ClassVar[str] = "call"
 
     def to_json(self) -> dict[str, Any]:
-        return _shown(self.action, self.function, self.step, kind=self.kind, origin=self.origin)
+        return _shown(self.tag, self.function, self.step, kind=self.kind, origin=self.origin)
 
 
 @dataclass(frozen=True)
@@ -76,10 +76,10 @@ class ChangeMode:
     """Change the mode to ``to``."""
 
     to: Mode
-    action: ClassVar[str] = "mode"
+    tag: ClassVar[str] = "mode"
 
     def to_json(self) -> dict[str, Any]:
-        return _shown(self.action, to=self.to.value)
+        return _shown(self.tag, to=self.to.value)
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,10 @@ class BeginUpdate:
 
     to: str
     steps: tuple[str, ...] = ()
-    action: ClassVar[str] = "begin_update"
+    tag: ClassVar[str] = "begin_update"
 
     def to_json(self) -> dict[str, Any]:
-        return _shown(self.action, to=self.to, steps=list(self.steps))
+        return _shown(self.tag, to=self.to, steps=list(self.steps))
 
 
 @dataclass(frozen=True)
@@ -99,30 +99,30 @@ class FinishUpdate:
     """Write the version ``to`` and clear the flag: the update's last act."""
 
     to: str
-    action: ClassVar[str] = "finish_update"
+    tag: ClassVar[str] = "finish_update"
 
     def to_json(self) -> dict[str, Any]:
-        return _shown(self.action, to=self.to)
+        return _shown(self.tag, to=self.to)
 
 
 @dataclass(frozen=True)
 class Delete:
     """Delete the integration."""
 
-    action: ClassVar[str] = "delete"
+    tag: ClassVar[str] = "delete"
 
     def to_json(self) -> dict[str, Any]:
-        return _shown(self.action)
+        return _shown(self.tag)
 
 
 @dataclass(frozen=True)
 class Release:
     """Free the lease: nothing else to do."""
 
-    action: ClassVar[str] = "release"
+    tag: ClassVar[str] = "release"
 
     def to_json(self) -> dict[str, Any]:
-        return _shown(self.action)
+        return _shown(self.tag)
 
 
 @dataclass(frozen=True)
@@ -134,10 +134,10 @@ class Take:
 
     update: str | None = None
     fresh: bool = False
-    action: ClassVar[str] = "take"
+    tag: ClassVar[str] = "take"
 
     def to_json(self) -> dict[str, Any]:
-        return _shown(self.action, update=self.update)
+        return _shown(self.tag, update=self.update)
 
 
 @dataclass(frozen=True)
@@ -145,10 +145,10 @@ class SaveSettings:
     """Run ``persistSettings`` (if the connector has one) on ``settings``, then write them."""
 
     settings: dict[str, Any]
-    action: ClassVar[str] = "save_settings"
+    tag: ClassVar[str] = "save_settings"
 
     def to_json(self) -> dict[str, Any]:
-        return _shown(self.action)
+        return _shown(self.tag)
 
 
 #: One thing a run does, in order.
@@ -156,7 +156,7 @@ Action = (
     Take | Create | Call | ChangeMode | BeginUpdate | FinishUpdate | SaveSettings | Delete | Release
 )
 _KINDS: dict[str, type[Action]] = {
-    cls.action: cls
+    cls.tag: cls
     for cls in (
         Take,
         Create,
@@ -179,7 +179,7 @@ def calls_function(action: Action) -> bool:
 def to_wire(action: Action) -> dict[str, Any]:
     """Every field of ``action``, tagged: to cross a process boundary (a Temporal activity)."""
     fields = {f.name: getattr(action, f.name) for f in dataclasses.fields(action)}
-    return {"action": action.action, **fields}
+    return {"action": action.tag, **fields}
 
 
 def from_wire(data: dict[str, Any]) -> Action:

@@ -187,7 +187,7 @@ class IntegrationRun:
                 if progress.run.lease_owner == self.writer.owner.run_id:
                     await self.writer.write(Progress.end_run(), release=True)
             case Create() | Call():
-                raise ValueError(f"{action.action} is not done by apply")
+                raise ValueError(f"{action.tag} is not done by apply")
             case _:
                 assert_never(action)
 
