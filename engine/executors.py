@@ -17,18 +17,15 @@ plan handed to the same executor.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from engine import telemetry
 from engine.client import Document
 from engine.errors import SmartConnectorError
 from engine.plan import Action
 from engine.run import IntegrationRun
-from engine.writer import Owner
+from engine.writer import DocumentWriter, LeaseKeeper, Owner
 from installers import Connector
-
-if TYPE_CHECKING:
-    from engine.runner import Engine
 
 
 @dataclass(frozen=True)
@@ -53,6 +50,19 @@ class Job:
         return str(self.doc["_id"])
 
 
+class Host(Protocol):
+    """What an executor needs of the engine it runs plans for."""
+
+    lease_ttl: float
+    leases: LeaseKeeper
+
+    async def writer(self, doc: Document, owner: Owner) -> DocumentWriter: ...
+
+    def run_of(
+        self, writer: DocumentWriter, connector: Connector, answers: dict[str, str] | None
+    ) -> IntegrationRun: ...
+
+
 class Executor(Protocol):
     """Runs the plans an :class:`~engine.runner.Engine` makes."""
 
@@ -65,7 +75,7 @@ class Executor(Protocol):
         before the command changes anything."""
         ...
 
-    async def execute(self, engine: Engine, job: Job) -> Document:
+    async def execute(self, engine: Host, job: Job) -> Document:
         """Do ``job``'s actions in order; the document as the run left it (``{"_id"}`` only
         once it is deleted). A failure raises the engine's error, recorded in the document."""
         ...
@@ -80,21 +90,9 @@ class LocalExecutor:
     def refuse(self, answers: dict[str, str] | None) -> None:
         """Everything can be run here."""
 
-    async def execute(self, engine: Engine, job: Job) -> Document:
+    async def execute(self, engine: Host, job: Job) -> Document:
         writer = await engine.writer(job.doc, job.owner)
-        run = IntegrationRun(
-            writer=writer,
-            connector=job.connector,
-            api=engine.api,
-            journal=engine.journal,
-            machine=engine.machine,
-            stop=engine.stop,
-            observe=engine.observe,
-            default_policy=engine.default_policy,
-            abandon=engine.abandon,
-            calling=engine.calling,
-            answers=job.answers,
-        )
+        run = engine.run_of(writer, job.connector, job.answers)
         engine.leases.add(writer)
         try:
             with telemetry.integration_run(writer.id, job.doc.get("mode")):

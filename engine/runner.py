@@ -34,7 +34,7 @@ from engine.machine import ModeMachine
 from engine.models import Integration, Mode, StepPolicy, parse
 from engine.plan import Action, Intent, SaveSettings, plan_run, taking
 from engine.progress import RUN_FIELD, Progress
-from engine.run import StepObserver
+from engine.run import IntegrationRun, StepObserver
 from engine.writer import (
     CLAIM_WAIT,
     DocumentWriter,
@@ -167,6 +167,24 @@ class Engine:
         function runs, so a run that cannot write has called none)."""
         way = await self.api.writes.of(self.api, str(doc["_id"]))
         return open_writer(way, self.api, doc, owner, self.lease_ttl, self.claim_wait)
+
+    def run_of(
+        self, writer: DocumentWriter, connector: Connector, answers: dict[str, str] | None
+    ) -> IntegrationRun:
+        """A run of ``connector`` under ``writer``, in this engine's process."""
+        return IntegrationRun(
+            writer=writer,
+            connector=connector,
+            api=self.api,
+            journal=self.journal,
+            machine=self.machine,
+            stop=self.stop,
+            observe=self.observe,
+            default_policy=self.default_policy,
+            abandon=self.abandon,
+            calling=self.calling,
+            answers=answers,
+        )
 
     # -- runs -----------------------------------------------------------------------------
 

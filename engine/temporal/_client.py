@@ -24,7 +24,7 @@ from engine import telemetry
 from engine.client import ApiClient, Document
 from engine.defaults import API_RATE
 from engine.errors import BadInput, Interrupted, LeaseHeld, from_wire
-from engine.executors import Job
+from engine.executors import Host, Job
 from engine.runner import Engine
 from engine.temporal._activities import Activities
 from engine.temporal._rollout import (
@@ -75,7 +75,7 @@ class TemporalExecutor:
                 field="--input-file",
             )
 
-    async def execute(self, engine: Engine, job: Job) -> Document:
+    async def execute(self, engine: Host, job: Job) -> Document:
         request = RunRequest(
             job.intent,
             job.integration_id,
