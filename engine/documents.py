@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.client import Document
 from engine.errors import BadInput, DocumentInvalid
-from engine.run_state import RUN_FIELD, RunState
+from engine.progress import RUN_FIELD, Progress, RunState
 
 if TYPE_CHECKING:  # a status read needs neither the connector's API nor pydantic's models
     from engine.models import ConnectorManifest
@@ -30,7 +30,8 @@ def compare_versions(a: str, b: str) -> int:
 def needs_update(doc: Document, version: str) -> bool:
     """Whether an update to ``version`` would do anything: another version, or an update
     to finish."""
-    return bool(doc.get("updateInProgress")) or doc.get("version") != version
+    progress = Progress(doc)
+    return progress.update_in_progress or progress.version != version
 
 
 def status_of(doc: Document) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def status_of(doc: Document) -> dict[str, Any]:
         "_id": doc.get("_id"),
         "mode": doc.get("mode"),
         "version": doc.get("version"),
-        "updateInProgress": doc.get("updateInProgress", False),
+        "updateInProgress": Progress(doc).update_in_progress,
         "install": [
             {"name": s.get("name"), "completed": s.get("completed")}
             for s in steps

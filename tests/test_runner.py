@@ -21,8 +21,8 @@ from engine.errors import (
     WaitingForUser,
 )
 from engine.journal import Journal
+from engine.progress import RUN_FIELD
 from engine.pytest_plugin import fast_retry
-from engine.run_state import RUN_FIELD
 from engine.runner import Engine
 from engine.writes import WriteWay, WriteWays
 from installers import StepContext
