@@ -10,23 +10,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from engine.errors import BadInput
-
-
-class Mode(StrEnum):
-    """An integration's mode: what a document says (install, settings, uninstall), and
-    ``removed``, where the state machine ends once the document is deleted."""
-
-    INSTALL = "install"
-    SETTINGS = "settings"
-    UNINSTALL = "uninstall"
-    REMOVED = "removed"
-
+from engine.modes import Mode as Mode  # where it has always been imported from, too
 
 #: The modes a document can be in (``removed`` is no document at all).
 DocumentMode = Literal[Mode.INSTALL, Mode.SETTINGS, Mode.UNINSTALL]

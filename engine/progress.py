@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.client import Document
-from engine.models import Mode
+from engine.modes import Mode
 
 RUN_FIELD = "smartconnector"
 Op = dict[str, Any]

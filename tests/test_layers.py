@@ -10,7 +10,7 @@ import pytest
 
 from .conftest import ROOT
 
-LEAVES = ["engine.errors", "engine.models", "engine.client", "engine.telemetry"]
+LEAVES = ["engine.errors", "engine.modes", "engine.models", "engine.client", "engine.telemetry"]
 AUTHOR = ["installers", "installers.fakes", "installers.remote"]
 DRIVERS = (
     "engine.runner",
