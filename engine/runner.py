@@ -78,6 +78,10 @@ class Engine:
     #: resume and uninstall in the same process find them. Updates of other integrations
     #: add nothing here, so a rollout's memory stays flat.
     known: dict[str, Connector] = field(default_factory=dict)
+    #: Who holds an update's lease, given the integration's id: this process by default. A
+    #: rollout on Temporal holds its updates' leases itself, so a worker that takes over a
+    #: page a lost worker was in takes the lease of the update it was in straight back.
+    update_owner: Callable[[str], Owner] = field(default=lambda integration_id: Owner.here())
     _extension_healthy: bool = field(default=False, init=False)
     _leases: LeaseKeeper = field(init=False)
     _resolutions: dict[int, tuple[Connector, Connector]] = field(default_factory=dict, init=False)
@@ -276,7 +280,7 @@ class Engine:
         """The update's first write takes the lease too: 2 + k requests from a held document
         (k the steps the version adds), the second being the update's last act."""
         writer, connector = await self._take(
-            integration_id, connector, Owner.here(), doc, acquire=False
+            integration_id, connector, self.update_owner(integration_id), doc, acquire=False
         )
         actions = plan_run(writer.doc, connector.manifest, Intent.UPDATE, target)
         first: list[Op] = []
