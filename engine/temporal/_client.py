@@ -8,6 +8,7 @@ import contextlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -36,6 +37,7 @@ from engine.temporal._rollout import (
     RolloutWorkflow,
     rollout_id,
 )
+from engine.temporal._rollout_pages import PageActivities
 from engine.temporal._workflow import (
     WORKFLOW_NAME,
     IntegrationWorkflow,
@@ -178,6 +180,8 @@ class TemporalEngine(Engine):
 REQUESTS_PER_ACTIVITY = 1
 #: The share of the token's rate the workers take; the rest is for commands and renewals.
 WORKER_SHARE = 0.9
+#: The longest a worker holds an activity's heartbeat before sending it.
+HEARTBEAT_THROTTLE = timedelta(seconds=1)
 
 
 def activities_per_second(api_rate: float) -> float:
@@ -211,13 +215,17 @@ async def run_worker(
 
     The task queue's activity rate is what keeps every worker of the queue together under
     the token's rate: Temporal's server enforces it across all of them, sized from the
-    requests an activity makes.
+    requests an activity makes. A rollout's update pages make many requests each: the
+    rollout splits the same rate between its pages, and each keeps to its part.
     """
     activities = Activities(api, connectors, extension)
+    pages = PageActivities(api, connectors, extension, api_rate * WORKER_SHARE)
     worker = Worker(
         client,
         task_queue=task_queue,
         max_task_queue_activities_per_second=activities_per_second(api_rate),
+        # a rollout's page hears of a pause or an abort at its next heartbeat sent
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         workflows=[IntegrationWorkflow, RolloutWorkflow],
         activities=[
             activities.targets,
@@ -226,6 +234,8 @@ async def run_worker(
             activities.run,
             activities.record,
             activities.look,
+            pages.update_page,
+            pages.look_page,
         ],
     )
     await worker.run()
