@@ -8,13 +8,38 @@ import os
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .conftest import CLI, ROOT, run_cli
-from .test_rollouts import Fleet, make_fleet, operate
+from .test_rollouts import Fleet, make_fleet, operate, stop
+
+#: An updateFunction that logs when it starts and when it ends, with the worker's pid and the
+#: call's idempotency key.
+LOGGED_UPDATE = """
+import os, time
+from pathlib import Path
+from installers import Registry
+registry = Registry("rollout pages test")
+HERE = Path(__file__).parent
+
+def note(word, ctx):
+    with (HERE / "calls.log").open("a") as log:
+        log.write(f"{word} {ctx.integration.id} {os.getpid()} {ctx.idempotency_key}\\n")
+
+@registry.function("noop")
+def noop(ctx):
+    return None
+
+@registry.function("connectorUpdate")
+def update(ctx):
+    note("start", ctx)
+    time.sleep(float((HERE / "delay").read_text()))
+    note("done", ctx)
+"""
 
 
 class Workers:
@@ -55,14 +80,15 @@ class Workers:
 
 
 @pytest.fixture
-def on_temporal(temporal_address: str, tmp_path: Path) -> Iterator[tuple[Fleet, Workers]]:
+def on_temporal(persisted_temporal_address: str, tmp_path: Path) -> Iterator[tuple[Fleet, Workers]]:
     """12 integrations (updateFunction 0.5 s) rolled out on Temporal, with a worker."""
+    address = persisted_temporal_address
     with make_fleet(tmp_path, 12, 0.5) as fleet:
         queue = f"q-{tmp_path.name}"
-        fleet.engine = ("--engine", "temporal", "--temporal-address", temporal_address)
+        fleet.engine = ("--engine", "temporal", "--temporal-address", address)
         fleet.engine += ("--task-queue", queue)
-        fleet.finding = ("--temporal-address", temporal_address)
-        workers = Workers(fleet, temporal_address, queue)
+        fleet.finding = ("--temporal-address", address)
+        workers = Workers(fleet, address, queue)
         workers.start()
         try:
             yield fleet, workers
@@ -93,3 +119,62 @@ def test_operating_a_rollout_on_temporal(on_temporal: tuple[Fleet, Workers]) -> 
     ]
     unreachable = run_cli("rollouts", "abort", fleet.rollout_id, home=fleet.home, env=fleet.env)
     assert unreachable.returncode == 2 and "--temporal-address" in unreachable.stderr
+
+
+def test_a_worker_killed_mid_page_repeats_only_the_update_it_was_in(
+    persisted_temporal_address: str, tmp_path: Path
+) -> None:
+    """kill -9 of the worker while a page of 6 updates is in its third: the worker started
+    after takes the page over from its last heartbeat. The updates finished before the kill
+    do not run again; the one it was in runs again, with the same idempotency key, and no
+    other does; the rollout ends with each integration updated once and none failed."""
+    address = persisted_temporal_address
+    with make_fleet(tmp_path, 6, 2.0) as fleet:
+        (fleet.directory / "functions.py").write_text(LOGGED_UPDATE)
+        queue = f"q-{tmp_path.name}"
+        fleet.engine = ("--engine", "temporal", "--temporal-address", address)
+        fleet.engine += ("--task-queue", queue)
+        fleet.finding = ("--temporal-address", address)
+        workers = Workers(fleet, address, queue)
+        workers.start()
+        rollout = fleet.start("--concurrency", "1")  # one page, one update at a time
+        log = fleet.directory / "calls.log"
+
+        def calls() -> list[list[str]]:
+            return [line.split() for line in log.read_text().splitlines()] if log.exists() else []
+
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                seen = Counter(c[0] for c in calls())
+                if seen["done"] >= 2 and seen["start"] > seen["done"]:
+                    break
+                time.sleep(0.05)
+            assert workers.process is not None
+            workers.process.kill()  # in the middle of an update, its function running
+            workers.process.wait(10)
+            before = calls()
+            requests_before = len(fleet.server.log.read_text().splitlines())
+            workers.start()
+            _, stderr = rollout.communicate(timeout=120)
+            assert rollout.returncode == 0, stderr
+            status = fleet.agrees_with_the_api()
+            requests = fleet.server.log.read_text().splitlines()[requests_before:]
+        finally:
+            stop(rollout)
+            workers.stop()
+    assert (status["state"], status["updated"], status["failed"]) == ("done", 6, 0)
+    in_flight = [c[1] for c in before if c[0] == "start" and ["done", *c[1:]] not in before]
+    assert len(in_flight) == 1
+    after = calls()[len(before) :]
+    assert [c[1] for c in after if c[0] == "start"].count(in_flight[0]) == 1
+    repeated = [c for c in calls() if c[0] == "start" and c[1] == in_flight[0]]
+    assert repeated[0][2] != repeated[1][2]  # the first worker, then the second
+    assert repeated[0][3] == repeated[1][3]  # with the same idempotency key
+    finished_before = {c[1] for c in before if c[0] == "done"}
+    assert len(finished_before) >= 2
+    assert not [c for c in after if c[1] in finished_before]  # never run again
+    first = next(c[1] for c in before if c[0] == "done")  # its heartbeat was sent since
+    assert not [r for r in requests if f"/integrations/{first}" in r]  # not even read
+    done = Counter(c[1] for c in calls() if c[0] == "done")
+    assert sorted(done.values()) == [1] * 6
