@@ -198,7 +198,7 @@ class RolloutWorkflow(PageUpdates, ChildUpdates):
             self.state.counts["skipped"] += page.skipped
             self.state.remaining += len(page.docs)
             self.state.waves[0]["size"] += len(page.docs)
-            self.queue.extend(page.docs)
+            self._queued(page.docs, last=page.next is None)
             self._changed()
             if page.next is None:
                 break
@@ -250,7 +250,7 @@ class RolloutWorkflow(PageUpdates, ChildUpdates):
         if not self.in_pages:
             return await self._phase_children(request, wave, gate)
         self.phase_updated = []
-        self.queue.extend(wave)
+        self._queued(wave, last=True)
         await self._hand_out(request, settle=True)
         updated, self.phase_updated = self.phase_updated, None
         return updated

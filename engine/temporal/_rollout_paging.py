@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,10 @@ class PageUpdates:
     pages: set[asyncio.Future[None]]
     #: The ids a phase updated, while a phase runs (for its bake).
     phase_updated: list[str] | None
+    #: Integrations a page takes: PAGE_UPDATES, or fewer once the queue holds the last to
+    #: update (of the rollout, or of the phase), split evenly between the pages at once so
+    #: that none runs on alone at the end.
+    page_size: int
     #: Updates at once in a page, and pages at once: ``--concurrency`` at most in all.
     in_page: int
     slots: int
@@ -68,6 +73,7 @@ class PageUpdates:
         self.queue = deque()
         self.pages = set()
         self.phase_updated = None
+        self.page_size = PAGE_UPDATES
         self.in_page = max(1, min(request.concurrency, PAGE_UPDATES))
         self.slots = max(1, request.concurrency // self.in_page)
 
@@ -88,10 +94,7 @@ class PageUpdates:
             await workflow.wait_condition(lambda: startable() or handed_out())
             if not startable():
                 return
-            # pages of PAGE_UPDATES, smaller when the queue is short, so the last ones
-            # share the rate evenly
-            size = min(PAGE_UPDATES, -(-len(self.queue) // self.slots))
-            targets = [self.queue.popleft() for _ in range(size)]
+            targets = [self.queue.popleft() for _ in range(min(self.page_size, len(self.queue)))]
             together = together + 1 if workflow.now() == at else 0
             at = workflow.now()
             self.state.in_flight += len(targets)
@@ -99,6 +102,13 @@ class PageUpdates:
             task = asyncio.ensure_future(self._page(request, targets, together / self.slots))
             self.pages.add(task)
             task.add_done_callback(self.pages.discard)
+
+    def _queued(self, targets: Sequence[Target], *, last: bool) -> None:
+        """Queue ``targets``; ``last``: no more come before the queue is empty."""
+        self.queue.extend(targets)
+        self.page_size = PAGE_UPDATES
+        if last:
+            self.page_size = max(1, min(PAGE_UPDATES, -(-len(self.queue) // self.slots)))
 
     async def _page(self, request: RolloutRequest, targets: list[Target], offset: float) -> None:
         """One update page: cancelled when the rollout is paused or aborted (it then finishes
