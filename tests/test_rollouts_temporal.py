@@ -3,6 +3,7 @@ pause, resume and abort are the workflow's signals, status its query."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -13,6 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
+
+from benchmarks._common import TemporalDevServer
 
 from .conftest import CLI, ROOT, run_cli
 from .test_rollouts import Fleet, make_fleet, operate, stop
@@ -178,3 +182,49 @@ def test_a_worker_killed_mid_page_repeats_only_the_update_it_was_in(
     assert not [r for r in requests if f"/integrations/{first}" in r]  # not even read
     done = Counter(c[1] for c in calls() if c[0] == "done")
     assert sorted(done.values()) == [1] * 6
+
+
+async def runs_of(address: str, workflow_id: str) -> int:
+    """How many runs the workflow has had: its latest and those it continued as new from."""
+    client = await Client.connect(address)
+    runs, run_id = 0, None
+    while True:
+        runs += 1
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        started = history.events[0].workflow_execution_started_event_attributes
+        if not started.continued_execution_run_id:
+            return runs
+        run_id = started.continued_execution_run_id
+
+
+def test_a_long_rollout_continues_as_new_between_pages_of_the_list(tmp_path: Path) -> None:
+    """With Temporal suggesting a new run after a few events, a rollout of 250 integrations
+    (three pages of the list) continues as new between them, carrying its counts: it ends
+    with each integration updated once, and its record says so."""
+    temporal = TemporalDevServer(
+        tmp_path / "temporal.db",
+        *("--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=10"),
+    )
+    try:
+        with make_fleet(tmp_path, 250, 0) as fleet:
+            queue = f"q-{tmp_path.name}"
+            fleet.engine = ("--engine", "temporal", "--temporal-address", temporal.address)
+            fleet.engine += ("--task-queue", queue)
+            fleet.finding = ("--temporal-address", temporal.address)
+            workers = Workers(fleet, temporal.address, queue)
+            workers.start()
+            try:
+                out = fleet.cli("rollout", str(fleet.directory), "--all", "--json", timeout=180)
+                assert out.returncode == 0, out.stderr
+                assert json.loads(out.stdout)["counts"]["updated"] == 250
+                status = fleet.agrees_with_the_api()
+            finally:
+                workers.stop()
+            updates = Counter(i for i, _, _ in fleet.updates())
+            workflow = f"smartconnector-rollout-{fleet.rollout_id}"
+            runs = asyncio.run(runs_of(temporal.address, workflow))
+    finally:
+        temporal.stop()
+    assert (status["state"], status["updated"], status["remaining"]) == ("done", 250, 0)
+    assert len(updates) == 250 and set(updates.values()) == {1}
+    assert runs == 3  # a run per page of the list
