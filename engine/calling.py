@@ -29,7 +29,7 @@ from engine.invoke import invoke, raised_at
 from engine.journal import Call, Journal
 from engine.logs import redactor
 from engine.models import InstallStep, Integration, StepPolicy
-from engine.run_state import Op, RunState
+from engine.progress import Op, RunState
 from engine.writer import DocumentWriter
 from installers import Connector, RegisteredFunction, StepContext, UserActionRequired
 

@@ -8,7 +8,7 @@ import time
 from engine.client import ApiClient, Document
 from engine.documents import ADOPT_SKEW, just_made, new_integration
 from engine.errors import AnswerLost, ApiUnavailable
-from engine.run_state import RUN_FIELD, RunState
+from engine.progress import RUN_FIELD, RunState
 from engine.writer import Owner, read_state
 from engine.writes import WriteWay
 from installers import Connector

@@ -9,7 +9,7 @@ from typing import Any
 from engine.client import Document
 from engine.errors import BadInput, DocumentInvalid
 from engine.models import ConnectorManifest, Integration, Mode, parse
-from engine.run_state import RUN_FIELD, RunState
+from engine.progress import RUN_FIELD, Progress, RunState
 from engine.writer import Owner
 from installers import Connector
 
@@ -28,7 +28,8 @@ def compare_versions(a: str, b: str) -> int:
 def needs_update(doc: Document, version: str) -> bool:
     """Whether an update to ``version`` would do anything: another version, or an update
     to finish."""
-    return bool(doc.get("updateInProgress")) or doc.get("version") != version
+    progress = Progress(doc)
+    return progress.update_in_progress or progress.version != version
 
 
 def status_of(doc: Document) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def status_of(doc: Document) -> dict[str, Any]:
         "_id": doc.get("_id"),
         "mode": doc.get("mode"),
         "version": doc.get("version"),
-        "updateInProgress": doc.get("updateInProgress", False),
+        "updateInProgress": Progress(doc).update_in_progress,
         "install": [
             {"name": s.get("name"), "completed": s.get("completed")}
             for s in steps

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from engine.client import Document
 from engine.functions import check_functions
 from engine.models import ConnectorManifest, InstallStep, Mode
-from engine.run_state import RunState
+from engine.progress import Progress
 from installers import Connector
 
 
@@ -47,10 +47,10 @@ def _shown(
 class Create:
     """Create the integration, in mode install."""
 
-    action: ClassVar[str] = "create"
+    tag: ClassVar[str] = "create"
 
     def to_json(self) -> dict[str, Any]:
-        return _shown(self.action, to=Mode.INSTALL.value)
+        return _shown(self.tag, to=Mode.INSTALL.value)
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,10 @@ class Call:
     phase: str
     completes: bool = False
     origin: str | None = None
-    action: ClassVar[str] = "call"
+    tag: ClassVar[str] = "call"
 
     def to_json(self) -> dict[str, Any]:
-        return _shown(self.action, self.function, self.step, kind=self.kind, origin=self.origin)
+        return _shown(self.tag, self.function, self.step, kind=self.kind, origin=self.origin)
 
 
 @dataclass(frozen=True)
@@ -76,10 +76,10 @@ class ChangeMode:
     """Change the mode to ``to``."""
 
     to: Mode
-    action: ClassVar[str] = "mode"
+    tag: ClassVar[str] = "mode"
 
     def to_json(self) -> dict[str, Any]:
-        return _shown(self.action, to=self.to.value)
+        return _shown(self.tag, to=self.to.value)
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,10 @@ class BeginUpdate:
 
     to: str
     steps: tuple[str, ...] = ()
-    action: ClassVar[str] = "begin_update"
+    tag: ClassVar[str] = "begin_update"
 
     def to_json(self) -> dict[str, Any]:
-        return _shown(self.action, to=self.to, steps=list(self.steps))
+        return _shown(self.tag, to=self.to, steps=list(self.steps))
 
 
 @dataclass(frozen=True)
@@ -99,44 +99,87 @@ class FinishUpdate:
     """Write the version ``to`` and clear the flag: the update's last act."""
 
     to: str
-    action: ClassVar[str] = "finish_update"
+    tag: ClassVar[str] = "finish_update"
 
     def to_json(self) -> dict[str, Any]:
-        return _shown(self.action, to=self.to)
+        return _shown(self.tag, to=self.to)
 
 
 @dataclass(frozen=True)
 class Delete:
     """Delete the integration."""
 
-    action: ClassVar[str] = "delete"
+    tag: ClassVar[str] = "delete"
 
     def to_json(self) -> dict[str, Any]:
-        return _shown(self.action)
+        return _shown(self.tag)
 
 
 @dataclass(frozen=True)
 class Release:
     """Free the lease: nothing else to do."""
 
-    action: ClassVar[str] = "release"
+    tag: ClassVar[str] = "release"
 
     def to_json(self) -> dict[str, Any]:
-        return _shown(self.action)
+        return _shown(self.tag)
+
+
+@dataclass(frozen=True)
+class Take:
+    """Take the integration's lease for this run: a command's first act on an integration
+    that exists. An update's first act (its flag, version and new steps, for version
+    ``update``) rides on the same write. ``fresh``: the run just created the document under
+    its lease, so there is nothing to take unless the API dropped the run state."""
+
+    update: str | None = None
+    fresh: bool = False
+    tag: ClassVar[str] = "take"
+
+    def to_json(self) -> dict[str, Any]:
+        return _shown(self.tag, update=self.update)
+
+
+@dataclass(frozen=True)
+class SaveSettings:
+    """Run ``persistSettings`` (if the connector has one) on ``settings``, then write them."""
+
+    settings: dict[str, Any]
+    tag: ClassVar[str] = "save_settings"
+
+    def to_json(self) -> dict[str, Any]:
+        return _shown(self.tag)
 
 
 #: One thing a run does, in order.
-Action = Create | Call | ChangeMode | BeginUpdate | FinishUpdate | Delete | Release
+Action = (
+    Take | Create | Call | ChangeMode | BeginUpdate | FinishUpdate | SaveSettings | Delete | Release
+)
 _KINDS: dict[str, type[Action]] = {
-    cls.action: cls
-    for cls in (Create, Call, ChangeMode, BeginUpdate, FinishUpdate, Delete, Release)
+    cls.tag: cls
+    for cls in (
+        Take,
+        Create,
+        Call,
+        ChangeMode,
+        BeginUpdate,
+        FinishUpdate,
+        SaveSettings,
+        Delete,
+        Release,
+    )
 }
+
+
+def calls_function(action: Action) -> bool:
+    """Whether doing ``action`` runs a connector function (executors cut plans there)."""
+    return isinstance(action, Call | SaveSettings)
 
 
 def to_wire(action: Action) -> dict[str, Any]:
     """Every field of ``action``, tagged: to cross a process boundary (a Temporal activity)."""
     fields = {f.name: getattr(action, f.name) for f in dataclasses.fields(action)}
-    return {"action": action.action, **fields}
+    return {"action": action.tag, **fields}
 
 
 def from_wire(data: dict[str, Any]) -> Action:
@@ -166,6 +209,14 @@ class Plan:
         return [a.to_json() for a in self.actions]
 
 
+def taking(actions: list[Action], *, fresh: bool = False) -> list[Action]:
+    """``actions`` run under this run's lease: a :class:`Take` first, an update's first act
+    folded into it (2 + k requests for an update from a held document)."""
+    if actions and isinstance(actions[0], BeginUpdate):
+        return [Take(update=actions[0].to, fresh=fresh), *actions[1:]]
+    return [Take(fresh=fresh), *actions]
+
+
 def plan_run(
     doc: Document | None, manifest: ConnectorManifest, intent: Intent, version: str | None = None
 ) -> list[Action]:
@@ -175,22 +226,17 @@ def plan_run(
     update's target (default: the manifest's).
     """
     if doc is None:
-        return [Create(), *_install({}, manifest)]
-    mode = doc.get("mode")
-    if intent is Intent.UNINSTALL or mode == Mode.UNINSTALL.value:
-        return _uninstall(doc, manifest)
-    if mode == Mode.INSTALL.value:
-        return _install(doc, manifest)
-    in_progress = doc.get("updateInProgress") is True
-    if intent is Intent.UPDATE or in_progress:
-        target = version or RunState.of(doc).update_to or manifest.version
-        if in_progress or doc.get("version") != target:
-            return _update(doc, manifest, target)
+        return [Create(), *_install(None, manifest)]
+    progress = Progress(doc)
+    if intent is Intent.UNINSTALL or progress.mode is Mode.UNINSTALL:
+        return _uninstall(progress, manifest)
+    if progress.mode is Mode.INSTALL:
+        return _install(progress, manifest)
+    if intent is Intent.UPDATE or progress.update_in_progress:
+        target = version or progress.run.update_to or manifest.version
+        if progress.update_in_progress or progress.version != target:
+            return _update(progress, manifest, target)
     return [Release()]
-
-
-def _steps(doc: Document) -> list[dict[str, Any]]:
-    return [s for s in doc.get("install") or [] if isinstance(s, dict)]
 
 
 def _connector_call(
@@ -205,9 +251,9 @@ def _step_call(step: dict[str, Any], key: str, phase: str, completes: bool) -> C
     return Call(str(step.get(key)), step.get("name"), key, phase, completes)
 
 
-def _install(doc: Document, manifest: ConnectorManifest) -> list[Action]:
-    done = RunState.of(doc).done
-    steps = _steps(doc) if doc else [s.to_wire() for s in manifest.install]
+def _install(progress: Progress | None, manifest: ConnectorManifest) -> list[Action]:
+    done = progress.run.done if progress else frozenset()
+    steps = progress.steps if progress else [s.to_wire() for s in manifest.install]
     return [
         *_connector_call("installerFunction", manifest.installer_function, "installer", done),
         *(
@@ -219,16 +265,16 @@ def _install(doc: Document, manifest: ConnectorManifest) -> list[Action]:
     ]
 
 
-def _uninstall(doc: Document, manifest: ConnectorManifest) -> list[Action]:
-    fresh = doc.get("mode") != Mode.UNINSTALL.value
-    done = frozenset() if fresh else RunState.of(doc).done  # starting over resets them
+def _uninstall(progress: Progress, manifest: ConnectorManifest) -> list[Action]:
+    fresh = progress.mode is not Mode.UNINSTALL
+    done = frozenset() if fresh else progress.run.done  # starting over resets them
     calls = [
         *_connector_call(
             "preUninstallFunction", manifest.pre_uninstall_function, "uninstall", done
         ),
         *(
             _step_call(s, "uninstallerFunction", "uninstall", False)
-            for s in reversed(_steps(doc))
+            for s in reversed(progress.steps)
             if s.get("completed") is True
         ),
         *_connector_call("uninstallerFunction", manifest.uninstaller_function, "uninstall", done),
@@ -237,18 +283,17 @@ def _uninstall(doc: Document, manifest: ConnectorManifest) -> list[Action]:
     return [*start, *calls, Delete()]
 
 
-def _update(doc: Document, manifest: ConnectorManifest, version: str) -> list[Action]:
+def _update(progress: Progress, manifest: ConnectorManifest, version: str) -> list[Action]:
     phase = f"update:{version}"
-    state = RunState.of(doc)
-    added = new_steps(doc, manifest)
-    started = doc.get("updateInProgress") is True
+    added = new_steps(progress.doc, manifest)
+    started = progress.update_in_progress
     begin: list[Action] = (
         [] if started and not added else [BeginUpdate(version, tuple(s.name for s in added))]
     )
-    pending = [s for s in _steps(doc) if s.get("completed") is not True]
+    pending = [s for s in progress.steps if s.get("completed") is not True]
     return [
         *begin,
-        *_connector_call("updateFunction", manifest.update_function, phase, state.done),
+        *_connector_call("updateFunction", manifest.update_function, phase, progress.run.done),
         *(_step_call(s, "installerFunction", phase, True) for s in pending),
         *(_step_call(s.to_wire(), "installerFunction", phase, True) for s in added),
         FinishUpdate(version),
@@ -257,7 +302,7 @@ def _update(doc: Document, manifest: ConnectorManifest, version: str) -> list[Ac
 
 def new_steps(doc: Document, manifest: ConnectorManifest) -> list[InstallStep]:
     """The steps of the connector's version that the document does not have yet."""
-    present = {s.get("name") for s in _steps(doc)}
+    present = {s.get("name") for s in Progress(doc).steps}
     return [s for s in manifest.install if s.name not in present]
 
 

@@ -22,8 +22,8 @@ import structlog
 
 from engine.client import ApiClient, Document
 from engine.errors import LeaseHeld, SmartConnectorError
+from engine.progress import Progress
 from engine.rollout_record import RolloutRecord, RolloutRecords, Wave, now_iso, rollout_name
-from engine.run_state import RunState
 from engine.writer import read_view
 
 log = structlog.get_logger("smartconnector.rollout")
@@ -36,11 +36,12 @@ HEARTBEAT = 5.0
 def health_problem(doc: Document, version: str) -> str | None:
     """What is wrong with an integration a bake looks at again, or ``None``: it must still be
     at ``version``, with no update in progress and no recorded error."""
-    if doc.get("version") != version:
-        return f"after the bake: at version {doc.get('version')}, not {version}"
-    if doc.get("updateInProgress"):
+    progress = Progress(doc)
+    if progress.version != version:
+        return f"after the bake: at version {progress.version}, not {version}"
+    if progress.update_in_progress:
         return "after the bake: an update is in progress"
-    error = RunState.of(doc).error
+    error = progress.run.error
     if error is not None:
         return f"after the bake: {error.get('message') or 'an error is recorded'}"
     return None

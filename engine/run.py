@@ -30,9 +30,11 @@ from engine.plan import (
     Delete,
     FinishUpdate,
     Release,
+    SaveSettings,
+    Take,
     new_steps,
 )
-from engine.run_state import Op, RunState, pointer
+from engine.progress import Op, Progress
 from engine.writer import DocumentWriter
 from installers import Connector, StepResult
 
@@ -42,22 +44,9 @@ _MODE_TRIGGERS = {Mode.SETTINGS: Trigger.FINISH_INSTALL, Mode.UNINSTALL: Trigger
 
 
 def begin_update_ops(doc: Document, manifest: ConnectorManifest, action: BeginUpdate) -> list[Op]:
-    """Flag the update and note its version, and add the version's new steps (not
-    completed) in the same write, the whole list tested: a retry cannot add them twice."""
-    ops: list[Op] = []
-    if doc.get("updateInProgress") is not True:
-        ops += [
-            {"op": "add", "path": "/updateInProgress", "value": True},
-            RunState.note_update(action.to),
-        ]
-    added = [{**s.to_wire(), "completed": False} for s in new_steps(doc, manifest)]
-    if added:
-        steps = list(doc.get("install") or [])
-        ops += [
-            {"op": "test", "path": "/install", "value": steps},
-            {"op": "replace", "path": "/install", "value": steps + added},
-        ]
-    return ops
+    """An update's first write: its flag and version, and the version's new steps."""
+    added = [s.to_wire() for s in new_steps(doc, manifest)]
+    return Progress(doc).begin_update(action.to, added)
 
 
 class IntegrationRun:
@@ -127,12 +116,22 @@ class IntegrationRun:
         """
         for action in actions:
             match action:
+                case Call() if self._shows_done(action):
+                    continue  # an earlier try of this plan did it (a retried activity)
                 case Call(kind="updateFunction"):
                     self.held.append((action, await self.call(action)))
                 case Call():
                     await self.record(action, await self.call(action))
                 case _:
                     await self.apply(action)
+
+    def _shows_done(self, action: Call) -> bool:
+        """Whether the document records ``action``'s success already."""
+        progress = Progress(self.doc)
+        if action.step is None:
+            return action.kind in progress.run.done
+        index = progress.index(action.step)
+        return index is not None and progress.completed(index) is action.completes
 
     async def call(self, action: Call) -> Any:
         """Run the action's function (once per success) and return what it returned."""
@@ -153,16 +152,26 @@ class IntegrationRun:
         its ``stepsToUpdate`` changed."""
         result = normalise(raw, action.function)
         if action.step is None:
-            return [RunState.mark_done(action.kind), *self._updates(result, exclude=None)]
+            return [Progress.function_done(action.kind), *self._updates(result, exclude=None)]
         index = self._index(action.step)
         return self._step_ops(index, action.step, action.completes, result)
 
     async def apply(self, action: Action) -> None:
         """Do an action that calls no function; nothing if the document shows it done."""
         doc = self.doc
+        progress = Progress(doc)
         match action:
+            case Take(update=to, fresh=fresh):
+                also = begin_update_ops(doc, self.connector.manifest, BeginUpdate(to)) if to else []
+                if progress.run.lease_owner == self.writer.owner.run_id and not fresh:
+                    if also:  # an earlier try took the lease (a retried activity)
+                        await self.writer.write(also)
+                else:
+                    await self.writer.acquire(also, fresh=fresh)
+            case SaveSettings(settings=pending):
+                await self.save_settings(pending)
             case ChangeMode(to=target):
-                if doc.get("mode") != target.value:
+                if progress.mode is not target:
                     await self._change_mode(_MODE_TRIGGERS[target])
             case Delete():
                 await self._change_mode(Trigger.REMOVE)
@@ -172,13 +181,13 @@ class IntegrationRun:
                     await self.writer.write(ops)
             case FinishUpdate(to=version):
                 await self.calls.stop_if_asked()
-                if doc.get("updateInProgress") is True or doc.get("version") != version:
+                if progress.update_in_progress or progress.version != version:
                     await self._finish_update(version)
             case Release():
-                if RunState.of(doc).lease_owner == self.writer.owner.run_id:
-                    await self.writer.write([RunState.remove()], release=True)
+                if progress.run.lease_owner == self.writer.owner.run_id:
+                    await self.writer.write(Progress.end_run(), release=True)
             case Create() | Call():
-                raise ValueError(f"{action.action} is not done by apply")
+                raise ValueError(f"{action.tag} is not done by apply")
             case _:
                 assert_never(action)
 
@@ -186,15 +195,15 @@ class IntegrationRun:
 
     async def _change_mode(self, trigger: Trigger) -> None:
         """Write a mode change the transition table allows, before it takes effect."""
-        source = Mode(self.doc["mode"])
+        source = Progress(self.doc).mode
+        assert source is not None, "the document was validated when the run took it"
         dest = self.machine.next(source, trigger)
         self.log.info("mode change", source=source.value, dest=dest.value)
-        mode = {"op": "replace", "path": "/mode", "value": dest.value}
         match trigger:
             case Trigger.FINISH_INSTALL:
-                await self.writer.write([mode, RunState.remove()], release=True)
+                await self.writer.write(Progress.change_mode(dest), release=True)
             case Trigger.START_UNINSTALL:
-                await self.writer.write([mode, RunState.reset_done()])
+                await self.writer.write(Progress.change_mode(dest))
             case Trigger.REMOVE:
                 await self.api.delete("integrations", self.writer.id)
             case _:
@@ -202,15 +211,7 @@ class IntegrationRun:
 
     async def _finish_update(self, version: str) -> None:
         """Record the version and clear the flag, freeing the lease: the update's last act."""
-        await self.writer.write(
-            [
-                *self._held_ops(),
-                {"op": "add", "path": "/version", "value": version},
-                {"op": "add", "path": "/updateInProgress", "value": False},
-                RunState.remove(),
-            ],
-            release=True,
-        )
+        await self.writer.write([*self._held_ops(), *Progress.finish_update(version)], release=True)
         self.held = []
 
     def _held_ops(self) -> list[Op]:
@@ -229,18 +230,15 @@ class IntegrationRun:
                 lambda raw, fn: settings_result(raw, fn, pending),
                 pending=pending,
             )
-        await self.writer.write(
-            [{"op": "add", "path": "/settings", "value": pending}, RunState.remove()],
-            release=True,
-        )
+        await self.writer.write(Progress.save_settings(pending), release=True)
 
     # -- patches --------------------------------------------------------------------------
 
     def _index(self, name: str) -> int:
-        for index, step in enumerate(self.doc.get("install") or []):
-            if isinstance(step, dict) and step.get("name") == name:
-                return index
-        raise StepFailed(f"the document has no step {name!r}", integration_id=self.writer.id)
+        index = Progress(self.doc).index(name)
+        if index is None:
+            raise StepFailed(f"the document has no step {name!r}", integration_id=self.writer.id)
+        return index
 
     def _step(self, name: str) -> InstallStep:
         """The step, typed on its own: the document was validated when the run took it, and
@@ -248,12 +246,8 @@ class IntegrationRun:
         return InstallStep.model_validate(self.doc["install"][self._index(name)])
 
     def _step_ops(self, index: int, name: str, completed: bool, result: StepResult) -> list[Op]:
-        ops: list[Op] = [
-            {"op": "test", "path": pointer("install", index, "name"), "value": name},
-            *self._updates(result, exclude=name),
-            {"op": "replace", "path": pointer("install", index, "completed"), "value": completed},
-        ]
-        return ops + self.writer.state.clear_stops()
+        updates = self._updates(result, exclude=name)
+        return [*updates, *Progress(self.doc).step_done(index, completed)]
 
     def _updates(self, result: StepResult, *, exclude: str | None) -> list[Op]:
         """``stepsToUpdate`` as patch operations, each checked against the step model."""
@@ -272,7 +266,7 @@ class IntegrationRun:
             merged = {**steps[i], **update}
             parse(InstallStep, merged, what=f"stepsToUpdate for {name!r}", error=DocumentInvalid)
             ops += [
-                {"op": "add", "path": pointer("install", i, field), "value": value}
+                Progress.set_step_field(i, field, value)
                 for field, value in update.items()
                 if field != "name" and not (name == exclude and field == "completed")
             ]

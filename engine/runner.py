@@ -7,11 +7,9 @@ Every operation validates everything it can before it changes anything: a refuse
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from engine import telemetry
 from engine.calling import keep_secret_answers
 from engine.client import ApiClient, Document
 from engine.creating import post_integration
@@ -29,18 +27,20 @@ from engine.errors import (
     SmartConnectorError,
     StepFailed,
 )
+from engine.executors import Executor, Job, LocalExecutor
 from engine.functions import resolve_functions
 from engine.journal import Journal
 from engine.machine import ModeMachine
 from engine.models import Integration, Mode, StepPolicy, parse
-from engine.plan import Action, BeginUpdate, Intent, plan_run
-from engine.run import IntegrationRun, StepObserver, begin_update_ops
-from engine.run_state import RUN_FIELD, Op
+from engine.plan import Action, Intent, SaveSettings, plan_run, taking
+from engine.progress import RUN_FIELD, Progress
+from engine.run import IntegrationRun, StepObserver
 from engine.writer import (
     CLAIM_WAIT,
     DocumentWriter,
     LeaseKeeper,
     Owner,
+    check_lease,
     open_writer,
     read_view,
     view_of,
@@ -48,6 +48,12 @@ from engine.writer import (
 from engine.writes import WriteWay
 from installers import Connector, find_installed, load_connector
 from installers.remote import ExtensionServer
+
+
+def _finishing_update(doc: Document) -> bool:
+    """Whether resuming ``doc`` finishes an update (to the version it started for)."""
+    progress = Progress(doc)
+    return progress.mode is Mode.SETTINGS and progress.update_in_progress
 
 
 def _ignore(event: str, step: str | None, function: str, seconds: float | None) -> None:
@@ -78,30 +84,30 @@ class Engine:
     #: resume and uninstall in the same process find them. Updates of other integrations
     #: add nothing here, so a rollout's memory stays flat.
     known: dict[str, Connector] = field(default_factory=dict)
-    #: Who holds an update's lease, given the integration's id: this process by default. A
-    #: rollout on Temporal holds its updates' leases itself, so a worker that takes over a
-    #: page a lost worker was in takes the lease of the update it was in straight back.
-    update_owner: Callable[[str], Owner] = field(default=lambda integration_id: Owner.here())
+    #: What runs the plans: here, or on Temporal (:mod:`engine.executors`).
+    executor: Executor = field(default_factory=LocalExecutor)
+    #: The leases of this engine's runs, renewed while a function runs long.
+    leases: LeaseKeeper = field(init=False)
+    #: The connector functions running now, across this engine's runs.
+    calling: set[asyncio.Task[Any]] = field(default_factory=set, init=False)
     _extension_healthy: bool = field(default=False, init=False)
-    _leases: LeaseKeeper = field(init=False)
     _resolutions: dict[int, tuple[Connector, Connector]] = field(default_factory=dict, init=False)
-    _calling: set[asyncio.Task[Any]] = field(default_factory=set, init=False)
     _creating: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
-        self._leases = LeaseKeeper(self.lease_ttl)
+        self.leases = LeaseKeeper(self.lease_ttl)
 
     # -- read-only ------------------------------------------------------------------------
 
     def running_functions(self) -> int:
         """How many connector functions are running now, across this engine's runs."""
-        return len(self._calling)
+        return len(self.calling)
 
     def abandon_running(self) -> None:
         """Cut off the functions that are running; each run then ends, resumable."""
         self.stop.set()
         self.abandon.set()
-        for task in list(self._calling):
+        for task in list(self.calling):
             task.cancel()
 
     async def _create(self, connector: Connector, owner: Owner) -> Document:
@@ -152,15 +158,33 @@ class Engine:
             version = update_target(doc, connector)
             if version is None:
                 return []
-        elif doc.get("mode") == Mode.SETTINGS.value and doc.get("updateInProgress"):
+        elif _finishing_update(doc):
             version = started_update_target(doc, connector)
         return plan_run(doc, connector.manifest, intent, version)
 
-    async def _writer(self, doc: Document, owner: Owner) -> DocumentWriter:
+    async def writer(self, doc: Document, owner: Owner) -> DocumentWriter:
         """The writer of the API's way (found by a probe the first time: before any
         function runs, so a run that cannot write has called none)."""
         way = await self.api.writes.of(self.api, str(doc["_id"]))
         return open_writer(way, self.api, doc, owner, self.lease_ttl, self.claim_wait)
+
+    def run_of(
+        self, writer: DocumentWriter, connector: Connector, answers: dict[str, str] | None
+    ) -> IntegrationRun:
+        """A run of ``connector`` under ``writer``, in this engine's process."""
+        return IntegrationRun(
+            writer=writer,
+            connector=connector,
+            api=self.api,
+            journal=self.journal,
+            machine=self.machine,
+            stop=self.stop,
+            observe=self.observe,
+            default_policy=self.default_policy,
+            abandon=self.abandon,
+            calling=self.calling,
+            answers=answers,
+        )
 
     # -- runs -----------------------------------------------------------------------------
 
@@ -172,56 +196,60 @@ class Engine:
         With ``atomic``, a failed step undoes the completed ones in reverse order and
         deletes the integration; if undoing fails too, it is left resumable as an uninstall.
         """
+        self.executor.refuse(None)
         connector = await self._resolved(connector)
-        owner = Owner.here()
+        owner = self.executor.owner(integration_id)
         if integration_id is None:
             doc = await self._create(connector, owner)
             if self.api.writes.way is None and RUN_FIELD not in doc:
                 # it dropped the run state it was sent: no way of the document's, and PATCH
                 # is tried first (a 405 then turns to PUT), so no probe is needed
                 self.api.writes.suppose(WriteWay.REPLACE_ONLY)
-            writer = await self._writer(doc, owner)
-            await writer.acquire(fresh=True)
+            actions = taking(plan_run(doc, connector.manifest, Intent.INSTALL), fresh=True)
         else:
             doc = await read_view(self.api, integration_id)
             check_installable(doc)
-            writer, connector = await self._take(integration_id, connector, owner, doc)
+            connector = await self._validated(integration_id, connector, doc, owner)
             self.journal.remember_connector(integration_id, connector.directory)
-            self.known[integration_id] = connector
+            actions = taking(plan_run(doc, connector.manifest, Intent.INSTALL))
+        job = Job(Intent.INSTALL.value, doc, connector, owner, actions)
         try:
-            return await self._run_plan(writer, connector, Intent.INSTALL)
+            return await self._execute(job)
         except StepFailed as failure:
             if not atomic:
                 raise
-            await self._roll_back(writer, connector, failure)
+            await self._roll_back(job, failure)
             raise AssertionError("unreachable: _roll_back always raises") from None
 
-    async def _roll_back(
-        self, writer: DocumentWriter, connector: Connector, failure: StepFailed
-    ) -> NoReturn:
-        """Undo an atomic install whose step failed; the error says what was undone."""
-        steps = writer.doc.get("install") or []
+    async def _roll_back(self, install: Job, failure: StepFailed) -> NoReturn:
+        """Undo an atomic install whose step failed: its uninstall, planned from the
+        document the failure left and run by the same executor; the error says what was
+        undone."""
+        doc = await read_view(self.api, install.integration_id)
+        steps = Progress(doc).steps
         undone = [str(s.get("name")) for s in reversed(steps) if s.get("completed") is True]
         where: dict[str, Any] = {
             "step": failure.context.get("step"),
             "function": failure.context.get("function"),
         }
+        owner = self.executor.owner(install.integration_id)
+        actions = taking(plan_run(doc, install.connector.manifest, Intent.UNINSTALL))
         try:
-            await writer.acquire()
-            await self._run_plan(writer, connector, Intent.UNINSTALL)
+            await self._execute(Job(Intent.UNINSTALL.value, doc, install.connector, owner, actions))
         except SmartConnectorError as undo_failure:
             raise StepFailed(
                 f"{failure}; rolling back failed too: {undo_failure}. The integration is left"
                 " in uninstall mode",
-                integration_id=writer.id,
+                integration_id=install.integration_id,
                 raised_at=failure.raised_at,
                 rollback_failed=True,
                 **where,
             ) from undo_failure
         what = ", ".join(repr(n) for n in undone) or "no completed steps"
         raise StepFailed(
-            f"{failure}; rolled back: undid {what} and deleted integration {writer.id}",
-            integration_id=writer.id,
+            f"{failure}; rolled back: undid {what} and deleted integration"
+            f" {install.integration_id}",
+            integration_id=install.integration_id,
             raised_at=failure.raised_at,
             rolled_back=undone,
             deleted=True,
@@ -241,14 +269,15 @@ class Engine:
         gets them as ``ctx.input``, and nothing else does (secret ones are scrubbed from
         every log line and error).
         """
+        self.executor.refuse(input)
         doc = await read_view(self.api, integration_id)
-        connector = connector or self.find_connector(integration_id, doc)
-        writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
-        version = None
-        if writer.doc.get("mode") == Mode.SETTINGS.value and writer.doc.get("updateInProgress"):
-            version = started_update_target(writer.doc, connector)
-        keep_secret_answers(writer.doc, input or {})
-        return await self._run_plan(writer, connector, Intent.RESUME, version, answers=input)
+        owner = self.executor.owner(integration_id)
+        connector = await self._validated(integration_id, connector, doc, owner)
+        version = started_update_target(doc, connector) if _finishing_update(doc) else None
+        keep_secret_answers(doc, input or {})
+        actions = taking(plan_run(doc, connector.manifest, Intent.RESUME, version))
+        job = Job(Intent.RESUME.value, doc, connector, owner, actions, version, answers=input)
+        return await self._execute(job)
 
     async def update(
         self,
@@ -262,56 +291,44 @@ class Engine:
 
         The same version is a no-op; an older one needs ``allow_downgrade``. An interrupted
         update (``updateInProgress: true``) is finished, to the version it started for.
-        ``doc`` saves a read when the caller has just listed the integration.
+        ``doc`` saves a read when the caller has just listed the integration. The update's
+        first write takes the lease too: 2 + k requests from a held document (k the steps
+        the version adds), the second being the update's last act.
         """
         if doc is None:
             doc = await read_view(self.api, integration_id)
-        elif doc.get("updateInProgress") is True:  # its target is in the run state
+        elif Progress(doc).update_in_progress:  # its target is in the run state
             doc = await view_of(self.api, doc)
         connector = connector or self.find_connector(integration_id, doc)
         target = update_target(doc, connector, allow_downgrade=allow_downgrade)
         if target is None:
             return doc
-        return await self._update_to(integration_id, connector, doc, target)
-
-    async def _update_to(
-        self, integration_id: str, connector: Connector, doc: Document, target: str
-    ) -> Document:
-        """The update's first write takes the lease too: 2 + k requests from a held document
-        (k the steps the version adds), the second being the update's last act."""
-        writer, connector = await self._take(
-            integration_id, connector, self.update_owner(integration_id), doc, acquire=False
-        )
-        actions = plan_run(writer.doc, connector.manifest, Intent.UPDATE, target)
-        first: list[Op] = []
-        if actions and isinstance(actions[0], BeginUpdate):
-            first = begin_update_ops(writer.doc, connector.manifest, actions[0])
-            actions = actions[1:]
-        await writer.acquire(first)
-        return await self._drive(writer, connector, lambda run: run.execute(actions))
+        owner = self.executor.owner(integration_id)
+        connector = await self._validated(integration_id, connector, doc, owner)
+        actions = taking(plan_run(doc, connector.manifest, Intent.UPDATE, target))
+        return await self._execute(Job(Intent.UPDATE.value, doc, connector, owner, actions, target))
 
     async def save_settings(
         self, integration_id: str, settings: Document, connector: Connector | None = None
     ) -> Document:
         """Run the connector's ``persistSettings`` (if any) and write the settings."""
         doc = await read_view(self.api, integration_id)
-        connector = connector or self.find_connector(integration_id, doc)
-        integration = parse(
-            Integration, doc, what=f"integration {integration_id}", error=DocumentInvalid
-        )
-        if integration.mode is not Mode.SETTINGS or integration.update_in_progress:
+        progress = Progress(doc)
+        if progress.mode is not Mode.SETTINGS or progress.update_in_progress:
             state = (
                 "an update in progress"
-                if integration.update_in_progress
-                else (f"mode {integration.mode.value!r}")
+                if progress.update_in_progress
+                else (f"mode {doc.get('mode')!r}")
             )
             raise BadInput(
                 f"integration {integration_id} has {state}; settings can be"
                 " changed only on an installed integration",
                 field="mode",
             )
-        writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
-        return await self._drive(writer, connector, lambda run: run.save_settings(settings))
+        owner = self.executor.owner(integration_id)
+        connector = await self._validated(integration_id, connector, doc, owner)
+        actions = taking([SaveSettings(settings)])
+        return await self._execute(Job("settings", doc, connector, owner, actions))
 
     @staticmethod
     def needs_update(doc: Document, connector: Connector) -> bool:
@@ -321,9 +338,17 @@ class Engine:
     async def uninstall(self, integration_id: str, connector: Connector | None = None) -> None:
         """Undo every completed step in reverse order, then delete the integration."""
         doc = await read_view(self.api, integration_id)
-        connector = connector or self.find_connector(integration_id, doc)
-        writer, connector = await self._take(integration_id, connector, Owner.here(), doc)
-        await self._run_plan(writer, connector, Intent.UNINSTALL)
+        owner = self.executor.owner(integration_id)
+        connector = await self._validated(integration_id, connector, doc, owner)
+        actions = taking(plan_run(doc, connector.manifest, Intent.UNINSTALL))
+        await self._execute(Job(Intent.UNINSTALL.value, doc, connector, owner, actions))
+
+    async def _execute(self, job: Job) -> Document:
+        """Hand ``job`` to the executor: the last chance to refuse before it changes
+        anything. Runs here go on with the connector this one uses."""
+        self._refuse_if_stopped()
+        self.known[job.integration_id] = job.connector
+        return await self.executor.execute(self, job)
 
     def find_connector(self, integration_id: str, doc: Document) -> Connector:
         """From this process, what install recorded here, else an installed package."""
@@ -342,18 +367,12 @@ class Engine:
             )
         return found
 
-    async def _take(
-        self,
-        integration_id: str,
-        connector: Connector,
-        owner: Owner,
-        doc: Document | None = None,
-        *,
-        acquire: bool = True,
-    ) -> tuple[DocumentWriter, Connector]:
-        """Validate the document and the connector against it, then take the lease (unless
-        the caller takes it with its own first write)."""
-        doc = doc if doc is not None else await read_view(self.api, integration_id)
+    async def _validated(
+        self, integration_id: str, connector: Connector | None, doc: Document, owner: Owner
+    ) -> Connector:
+        """The connector, resolved, after checking the document, the connector against it
+        and the lease (held by another: exit 4), so a refusal has changed nothing."""
+        connector = connector or self.find_connector(integration_id, doc)
         integration = parse(
             Integration, doc, what=f"integration {integration_id}", error=DocumentInvalid
         )
@@ -364,11 +383,8 @@ class Engine:
                 f" not {connector.manifest.connector_id} ({connector.provenance})",
                 field="_connectorId",
             )
-        writer = await self._writer(doc, owner)
-        self._refuse_if_stopped()
-        if acquire:
-            await writer.acquire()
-        return writer, connector
+        check_lease(doc, owner)
+        return connector
 
     async def _resolved(self, connector: Connector) -> Connector:
         """:meth:`resolve` once per connector object: a fleet installs one connector often."""
@@ -391,50 +407,3 @@ class Engine:
         )
         self._extension_healthy |= any(f.remote for f in connector.registry)
         return connector
-
-    async def _run_plan(
-        self,
-        writer: DocumentWriter,
-        connector: Connector,
-        intent: Intent,
-        version: str | None = None,
-        answers: dict[str, str] | None = None,
-    ) -> Document:
-        """Plan from the document as it is now, then run the plan."""
-        actions = plan_run(writer.doc, connector.manifest, intent, version)
-        return await self._drive(
-            writer, connector, lambda run: run.execute(actions), answers=answers
-        )
-
-    async def _drive(
-        self,
-        writer: DocumentWriter,
-        connector: Connector,
-        action: Callable[[IntegrationRun], Awaitable[None]],
-        answers: dict[str, str] | None = None,
-    ) -> Document:
-        if writer.id in self.known:  # resume here goes on with the connector last used
-            self.known[writer.id] = connector
-        run = IntegrationRun(
-            writer=writer,
-            connector=connector,
-            api=self.api,
-            journal=self.journal,
-            machine=self.machine,
-            stop=self.stop,
-            observe=self.observe,
-            default_policy=self.default_policy,
-            abandon=self.abandon,
-            calling=self._calling,
-            answers=answers,
-        )
-        self._leases.add(writer)
-        try:
-            with telemetry.integration_run(writer.id, writer.doc.get("mode")):
-                await action(run)
-        except SmartConnectorError as exc:
-            exc.context.setdefault("integration_id", writer.id)
-            raise
-        finally:
-            self._leases.discard(writer)
-        return writer.doc

@@ -14,7 +14,7 @@ from engine.documents import compare_versions
 from engine.errors import BadInput, Interrupted, StepFailed
 from engine.journal import Journal
 from engine.rollout import rollout, waves
-from engine.run_state import RUN_FIELD
+from engine.progress import RUN_FIELD
 from engine.runner import Engine
 from installers.fakes import FakeConnector, fails, succeeds
 

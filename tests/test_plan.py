@@ -26,7 +26,7 @@ from engine.journal import Journal
 from engine.machine import ModeMachine
 from engine.plan import Action, Call, Delete, Intent, plan_run
 from engine.run import IntegrationRun
-from engine.run_state import RunState
+from engine.progress import RunState
 from engine.runner import Engine
 from engine.writer import DocumentWriter, Owner
 from installers.fakes import FakeConnector, MemoryApi

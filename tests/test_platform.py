@@ -25,7 +25,7 @@ from engine.errors import (
 )
 from engine.journal import Journal
 from engine.pytest_plugin import fast_retry
-from engine.run_state import RUN_FIELD
+from engine.progress import RUN_FIELD
 from engine.runner import Engine
 from engine.writes import REMEMBERED, WriteWay, WriteWays
 from installers.fakes import FakeConnector, fails, succeeds, waits_for_user
@@ -329,7 +329,7 @@ async def test_a_run_whose_lease_lapsed_and_was_taken_stops_before_writing(
 ) -> None:
     """Each store of the run state renews the lease; a run whose lease lapsed and another
     run took finds out before it writes anything, and leaves the other's lease as it is."""
-    from engine.run_state import RunState
+    from engine.progress import RunState
     from engine.writer import Owner, open_writer, read_view
 
     way = PROFILES[platform.profile]

@@ -21,7 +21,7 @@ from engine.errors import (
 )
 from engine.journal import Journal
 from engine.pytest_plugin import fast_retry
-from engine.run_state import RUN_FIELD
+from engine.progress import RUN_FIELD
 from engine.runner import Engine
 from engine.writes import WriteWay, WriteWays
 from installers import StepContext

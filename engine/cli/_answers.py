@@ -35,7 +35,7 @@ def read_answers(path: Path) -> dict[str, str]:
 def waiting_fields(doc: Document) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The document's waiting record (``None`` when nothing waits) and the fields it asks."""
     from engine.documents import asked_fields
-    from engine.run_state import RunState
+    from engine.progress import RunState
 
     waiting = RunState.of(doc).waiting
     return waiting, asked_fields(waiting)

@@ -308,21 +308,21 @@ def looked_in(settings: Settings) -> str:
 async def make_engine(
     settings: Settings, api: Any, journal: Any, extension: ExtensionServer | None
 ) -> Engine:
-    """The local engine, or the Temporal one when ``--engine temporal`` is given."""
+    """The engine, running its plans here, or on Temporal with ``--engine temporal``."""
+    from engine.runner import Engine
+
     options: dict[str, Any] = {
         "observe": observer(),
         "default_policy": settings.step_policy,
         "extension": extension,
     }
-    if settings.engine != "temporal":
-        from engine.runner import Engine
+    if settings.engine == "temporal":
+        from engine.temporal._client import TemporalExecutor, connect
 
-        return Engine(api, journal, **options)
-    from engine.temporal._client import TemporalEngine, connect
-
-    assert settings.temporal_address is not None
-    client = await connect(settings.temporal_address)
-    return TemporalEngine(api, journal, temporal=client, task_queue=settings.task_queue, **options)
+        assert settings.temporal_address is not None
+        client = await connect(settings.temporal_address)
+        options["executor"] = TemporalExecutor(client, settings.task_queue)
+    return Engine(api, journal, **options)
 
 
 async def guard_async(pending: Awaitable[T]) -> T:

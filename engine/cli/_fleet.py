@@ -291,9 +291,8 @@ async def _on_temporal(
     from collections import Counter
 
     from engine.rollout import Outcome, RolloutReport
-    from engine.temporal._client import TemporalEngine, rollout_on_temporal
+    from engine.temporal._client import rollout_on_temporal
 
-    assert isinstance(engine, TemporalEngine)
     state = await rollout_on_temporal(
         engine,
         connector,

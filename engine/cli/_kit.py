@@ -183,7 +183,7 @@ def history_command(
 def _show_history(
     integration_id: str, calls: list[dict[str, Any]], doc: dict[str, Any] | None
 ) -> None:
-    from engine.run_state import RunState
+    from engine.progress import RunState
 
     for call in calls:
         took = f"{call['seconds']:.2f}s" if call["seconds"] is not None else "-"

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def print_status(doc: dict[str, Any], as_json: bool) -> None:
     from engine.documents import status_of
-    from engine.run_state import RunState
+    from engine.progress import RunState
 
     status = status_of(doc)
     if as_json:

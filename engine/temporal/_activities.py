@@ -28,11 +28,21 @@ from engine.invoke import DEFAULT_TIMEOUT
 from engine.journal import Journal
 from engine.machine import ModeMachine
 from engine.models import Integration, parse
-from engine.plan import Action, BeginUpdate, Call, Delete, Intent, from_wire, plan_run, to_wire
+from engine.plan import (
+    Action,
+    Call,
+    Delete,
+    Intent,
+    Take,
+    calls_function,
+    from_wire,
+    plan_run,
+    taking,
+    to_wire,
+)
 from engine.rollout_control import health_problem
 from engine.rollout_record import RolloutRecord, RolloutRecords, now_iso
-from engine.run import IntegrationRun, begin_update_ops
-from engine.run_state import RunState
+from engine.run import IntegrationRun
 from engine.temporal._rollout import Look, Page, PageRequest, RolloutRequest, Targets
 from engine.temporal._workflow import (
     FINAL,
@@ -127,31 +137,18 @@ class Activities:
 
     @activity.defn(name="smartconnector.begin")
     async def begin(self, request: RunRequest) -> Begun:
-        """Validate, plan what is left to do from the document, and take the lease: an
-        update's first act (its flag and new steps) rides on that PATCH."""
-        try:
-            doc = request.doc
-            if doc is None or activity.info().attempt > 1:
-                doc = await read_view(self.api, request.integration_id)
-            integration = parse(Integration, doc, what=f"integration {request.integration_id}")
-            local = self.connectors.get(request.connector_id) or self.connector(
-                request.connector_id
-            )
-            connector = await resolve_functions(local, self.extension, integration)
-            manifest = connector.manifest
-            actions = plan_run(doc, manifest, Intent(request.action), request.version)
-            if RunState.of(doc).lease_owner != request.run_id:
-                first = actions[0]
-                also = (
-                    begin_update_ops(doc, manifest, first) if isinstance(first, BeginUpdate) else []
-                )
-                writer = await self.writer(doc, request)
-                await writer.acquire(also)
-                doc = writer.doc
-                actions = actions[1:] if also else actions
-        except SmartConnectorError as exc:
-            raise final(exc) from None
-        return Begun(request.integration_id, [_slice(s, doc) for s in slices(actions)], doc)
+        """Check the worker can run the plan (every function resolves here), then do its
+        first action, the :class:`~engine.plan.Take` of the lease, and cut the rest into
+        slices."""
+        async with self.run_for(request, request.doc) as run:
+            integration = parse(Integration, run.doc, what=f"integration {run.writer.id}")
+            local = self.connectors.get(request.connector_id) or run.connector
+            await resolve_functions(local, self.extension, integration)
+            actions = _plan(request, run)
+            take = actions[:1] if actions and isinstance(actions[0], Take) else []
+            await run.execute(take)
+        rest = actions[len(take) :]
+        return Begun(request.integration_id, [_slice(s, run.doc) for s in slices(rest)], run.doc)
 
     @activity.defn(name="smartconnector.targets")
     async def targets(self, request: RolloutRequest) -> Targets:
@@ -218,8 +215,6 @@ class Activities:
         deletes = bool(actions) and isinstance(actions[-1], Delete)  # re-planning keeps it
         try:
             async with self.run_for(request.run, request.doc) as run:
-                if activity.info().attempt > 1:  # an earlier try may have done some of it
-                    actions = _left(run, request.run, actions)
                 run.held = [(_call(h.action), h.result) for h in request.held]
                 beat = asyncio.create_task(_heartbeat(run.writer))
                 try:
@@ -237,10 +232,12 @@ class Activities:
         return Done(run.writer.doc, [Held(to_wire(a), raw) for a, raw in run.held])
 
 
-def _left(run: IntegrationRun, request: RunRequest, actions: list[Action]) -> list[Action]:
-    """Of ``actions``, those the document does not show done: planned again from it."""
-    planned = plan_run(run.doc, run.connector.manifest, Intent(request.action), request.version)
-    return [a for a in actions if not isinstance(a, Call) or a in planned]
+def _plan(request: RunRequest, run: IntegrationRun) -> list[Action]:
+    """The plan the command sent; one from a command that sent none is made here."""
+    if request.actions is not None:
+        return [from_wire(a) for a in request.actions]
+    intent = Intent(request.action)
+    return taking(plan_run(run.doc, run.connector.manifest, intent, request.version))
 
 
 def _call(data: dict[str, Any]) -> Call:
@@ -262,8 +259,8 @@ def _slice(actions: list[Action], doc: Document) -> Slice:
     }
     timeout, retry_delay = CALL_MARGIN, None
     for action in actions:
-        if isinstance(action, Call):
-            policy = policies.get(action.step) or {}
+        if calls_function(action):
+            policy = policies.get(getattr(action, "step", None)) or {}
             timeout += float(policy.get("timeout") or DEFAULT_TIMEOUT)
             retry_delay = retry_delay or float(policy.get("retryDelay") or 1.0)
     return Slice(wire(actions), timeout, retry_delay or 1.0)

@@ -1,5 +1,5 @@
-"""Running integrations on Temporal: the engine a command uses with ``--engine temporal``,
-and the worker that runs their workflows."""
+"""Running integrations on Temporal: the executor a command's engine uses with
+``--engine temporal``, and the worker that runs their workflows."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -25,11 +24,10 @@ from temporalio.worker import Worker
 from engine import telemetry
 from engine.client import ApiClient, Document
 from engine.defaults import API_RATE
-from engine.documents import check_installable, started_update_target
 from engine.errors import BadInput, Interrupted, LeaseHeld, from_wire
-from engine.models import Integration, parse
+from engine.executors import Host, Job
 from engine.runner import Engine
-from engine.temporal._activities import Activities, owner_of
+from engine.temporal._activities import Activities
 from engine.temporal._rollout import (
     ROLLOUT_WORKFLOW,
     RolloutRequest,
@@ -44,8 +42,9 @@ from engine.temporal._workflow import (
     RunRequest,
     RunResult,
     run_failure,
+    wire,
 )
-from engine.writer import check_lease, read_view
+from engine.writer import Owner
 from installers import Connector
 from installers.remote import ExtensionServer
 
@@ -57,121 +56,65 @@ def workflow_id(integration_id: str) -> str:
     return f"smartconnector-{integration_id}"
 
 
-@dataclass
-class TemporalEngine(Engine):
-    """:class:`Engine` whose runs are Temporal workflows executed by ``smartconnector worker``.
+class TemporalExecutor:
+    """Runs each plan as a Temporal workflow, executed by ``smartconnector worker``: the
+    command starts it, waits for it, and ends as a local run would. Temporal itself refuses
+    a second run of one integration (one workflow id each)."""
 
-    Validation happens here, before anything changes, exactly as with the local engine; the
-    command then waits for the workflow and ends as the local engine would.
-    """
+    def __init__(self, client: Client, task_queue: str = DEFAULT_TASK_QUEUE) -> None:
+        self.client = client
+        self.task_queue = task_queue
 
-    temporal: Client | None = None
-    task_queue: str = DEFAULT_TASK_QUEUE
-    _runs: dict[str, str] = field(default_factory=dict, init=False)
+    def owner(self, integration_id: str | None) -> Owner:
+        """Runs on Temporal hold the lease as their workflow run, not as a process."""
+        return Owner(secrets.token_hex(8), "temporal", 0)
 
-    async def install(
-        self, connector: Connector, *, integration_id: str | None = None, atomic: bool = False
-    ) -> Document:
-        if atomic:
-            raise BadInput("--atomic is not available with --engine temporal", field="--atomic")
-        connector = await self._resolved(connector)
-        request = self._request("install", integration_id or "", connector)
-        if integration_id is None:
-            doc = await self._create(connector, owner_of(request))
-            request.integration_id = doc["_id"]
-        else:
-            doc = await read_view(self.api, integration_id)
-            check_installable(doc)
-            await self._validate(integration_id, connector, doc)
-        request.doc = doc
-        self.journal.remember_connector(request.integration_id, connector.directory)
-        return await self._start(request)
-
-    async def resume(
-        self,
-        integration_id: str,
-        connector: Connector | None = None,
-        *,
-        input: dict[str, str] | None = None,
-    ) -> Document:
-        if input:
+    def refuse(self, answers: dict[str, str] | None) -> None:
+        if answers:
             raise BadInput(
                 "answers to a waiting step cannot go through Temporal (its history keeps"
                 " every argument): resume with --engine local",
                 field="--input-file",
             )
-        doc = await read_view(self.api, integration_id)
-        connector = await self._validate(integration_id, connector, doc)
-        request = self._request("resume", integration_id, connector)
-        request.doc = doc
-        if doc.get("updateInProgress"):
-            request.version = started_update_target(doc, connector)
-        return await self._start(request)
 
-    async def uninstall(self, integration_id: str, connector: Connector | None = None) -> None:
-        doc = await read_view(self.api, integration_id)
-        connector = await self._validate(integration_id, connector, doc)
-        request = self._request("uninstall", integration_id, connector)
-        request.doc = doc
-        await self._start(request)
-
-    async def _update_to(
-        self, integration_id: str, connector: Connector, doc: Document, target: str
-    ) -> Document:
-        await self._validate(integration_id, connector, doc)
-        request = self._request("update", integration_id, connector)
-        request.version = target
-        request.doc = doc
-        return await self._start(request)
-
-    def _request(self, action: str, integration_id: str, connector: Connector) -> RunRequest:
-        return RunRequest(
-            action,
-            integration_id,
-            connector.manifest.connector_id,
-            secrets.token_hex(8),
-            self.lease_ttl,
-            connector.manifest.version,
+    async def execute(self, engine: Host, job: Job) -> Document:
+        request = RunRequest(
+            job.intent,
+            job.integration_id,
+            job.connector.manifest.connector_id,
+            job.owner.run_id,
+            engine.lease_ttl,
+            job.version,
+            doc=job.doc,
+            actions=wire(job.actions),
         )
-
-    async def _validate(
-        self, integration_id: str, connector: Connector | None, doc: Document | None = None
-    ) -> Connector:
-        """Everything the local engine checks before a run, so a refusal changes nothing."""
-        doc = doc if doc is not None else await read_view(self.api, integration_id)
-        connector = connector or self.find_connector(integration_id, doc)
-        integration = parse(Integration, doc, what=f"integration {integration_id}")
-        connector = await self.resolve(connector, integration)
-        check_lease(doc, owner_of(self._request("check", integration_id, connector)))
-        self.known[integration_id] = connector
-        return connector
-
-    async def _start(self, request: RunRequest) -> Document:
-        assert self.temporal is not None, "TemporalEngine needs a connected Client"
-        mode = (request.doc or {}).get("mode")
         try:
-            with telemetry.integration_run(request.integration_id, mode):
-                result: RunResult = await self.temporal.execute_workflow(
+            with telemetry.integration_run(job.integration_id, job.doc.get("mode")):
+                result: RunResult = await self.client.execute_workflow(
                     WORKFLOW_NAME,
                     request,
-                    id=workflow_id(request.integration_id),
+                    id=workflow_id(job.integration_id),
                     task_queue=self.task_queue,
                     result_type=RunResult,
                 )
         except WorkflowAlreadyStartedError:
             raise LeaseHeld(
-                f"integration {request.integration_id} is being run by Temporal workflow"
-                f" {workflow_id(request.integration_id)}",
-                integration_id=request.integration_id,
+                f"integration {job.integration_id} is being run by Temporal workflow"
+                f" {workflow_id(job.integration_id)}",
+                integration_id=job.integration_id,
             ) from None
         except WorkflowFailureError as exc:
             failure = run_failure(exc)
             if failure is None:
                 raise
             raise from_wire(failure) from None
-        if request.action == "uninstall" or result.doc is None:
-            return {"_id": request.integration_id}
-        return result.doc
+        return result.doc if result.doc is not None else {"_id": job.integration_id}
+
+
+def temporal_of(engine: Engine) -> TemporalExecutor:
+    """The engine's Temporal executor (``--engine temporal``)."""
+    assert isinstance(engine.executor, TemporalExecutor), "--engine temporal makes one"
+    return engine.executor
 
 
 #: Requests an activity makes: at most one write (the workflow hands the document on, so no
@@ -246,7 +189,7 @@ PROGRESS_EVERY = 0.5
 
 
 async def rollout_on_temporal(
-    engine: TemporalEngine,
+    engine: Engine,
     connector: Connector,
     integration_ids: list[str] | None,
     *,
@@ -261,7 +204,7 @@ async def rollout_on_temporal(
     finished), following its progress until it ends. One that was aborted, or stopped by its
     failures, starts again and goes on where it stopped. Ctrl-C stops following, not the
     rollout."""
-    assert engine.temporal is not None, "TemporalEngine needs a connected Client"
+    temporal = temporal_of(engine)
     manifest = connector.manifest
     await engine.resolve(connector)  # every function the workers will call must exist
     options: dict[str, Any] = {"concurrency": concurrency, "phase_pct": phase_pct}
@@ -274,7 +217,7 @@ async def rollout_on_temporal(
         name=manifest.name,
         **options,
     )
-    handle = await _started_or_attached(engine, engine.temporal, request)
+    handle = await _started_or_attached(temporal, request)
     result = asyncio.ensure_future(handle.result())
     while not result.done():
         if engine.stop.is_set():
@@ -292,16 +235,17 @@ async def rollout_on_temporal(
 
 
 async def _started_or_attached(
-    engine: TemporalEngine, client: Client, request: RolloutRequest
+    temporal: TemporalExecutor, request: RolloutRequest
 ) -> WorkflowHandle[Any, RolloutState]:
     """The rollout's workflow: started, the running one, or the finished one (unless it was
     aborted or stopped early: then a new run of it)."""
     workflow = rollout_id(request.connector_id, request.version)
     options: dict[str, Any] = {
         "id": workflow,
-        "task_queue": engine.task_queue,
+        "task_queue": temporal.task_queue,
         "result_type": RolloutState,
     }
+    client = temporal.client
     try:
         return await client.start_workflow(
             ROLLOUT_WORKFLOW,

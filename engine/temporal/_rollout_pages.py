@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from temporalio import activity
 
 from engine.client import ApiClient, Document
 from engine.errors import BadInput, SmartConnectorError
+from engine.executors import LocalExecutor
 from engine.journal import Journal
 from engine.rollout_control import health_problem
 from engine.runner import Engine
@@ -56,6 +56,18 @@ def rollout_owner(rollout: str, integration_id: str) -> Owner:
     page of the rollout, and no one else."""
     digest = hashlib.sha256(f"{rollout}\x1f{integration_id}".encode()).hexdigest()[:16]
     return Owner(digest, "temporal", 0)
+
+
+class RolloutUpdates(LocalExecutor):
+    """Runs a rollout's updates in this worker, each under the lease the rollout holds on
+    its integration."""
+
+    def __init__(self, rollout: str) -> None:
+        self.rollout = rollout
+
+    def owner(self, integration_id: str | None) -> Owner:
+        assert integration_id is not None, "a rollout updates integrations that exist"
+        return rollout_owner(self.rollout, integration_id)
 
 
 class Pace:
@@ -133,7 +145,7 @@ class PageActivities:
             self.journal,
             lease_ttl=page.lease_ttl,
             extension=self.extension,
-            update_owner=partial(rollout_owner, page.rollout),
+            executor=RolloutUpdates(page.rollout),
         )
         beat = asyncio.create_task(_keep_beating(done))
         try:

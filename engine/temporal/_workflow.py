@@ -1,12 +1,12 @@
 """The Temporal workflow that drives one integration: deterministic, no I/O of its own.
 
-It executes the same plan as the local engine (:func:`engine.plan.plan_run`), which the
-``begin`` activity makes from the document while it takes the lease (an update's flag and
-new steps ride on that PATCH). The plan is cut into slices (:func:`slices`), one ``run``
-activity each: a function call with the actions that follow it up to the next call, done by
-the local executor (:meth:`engine.run.IntegrationRun.execute`), so a step costs one
-activity and the PATCH that records it. A slice retried after a lost worker reads the
-document again and skips what it shows done. ``updateFunction``'s result travels in the
+It executes the plan the command's engine made (:class:`engine.executors.Job`), with the
+same :class:`~engine.run.IntegrationRun` as a local run. The ``begin`` activity does its
+first action, the :class:`~engine.plan.Take` of the lease (an update's flag and new steps
+ride on that PATCH), and cuts the rest into slices (:func:`slices`), one ``run`` activity
+each: a function call with the actions that follow it up to the next call, so a step costs
+one activity and the PATCH that records it. A slice retried after a lost worker reads the
+document again, and skips the calls it shows done. ``updateFunction``'s result travels in the
 workflow to the update's last act, whose PATCH writes it (2 + k requests an update); a
 function that fails before then has it written with its error record. Errors come
 back typed: the activity raises an ``ApplicationError`` whose details are the engine's
@@ -26,7 +26,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from engine.defaults import LEASE_TTL
-    from engine.plan import Action, Call, to_wire
+    from engine.plan import Action, calls_function, from_wire, to_wire
 
 #: An action as it crosses into the workflow and back (:func:`engine.plan.to_wire`).
 WireAction = dict[str, Any]
@@ -52,6 +52,10 @@ class RunRequest:
     version: str | None = None
     #: The document as the command last had it: the first activity need not read it.
     doc: dict[str, Any] | None = None
+    #: The plan the command's engine made (:func:`engine.plan.to_wire`), beginning with the
+    #: :class:`~engine.plan.Take` of the lease; ``None`` from a command that sent none, for
+    #: which ``begin`` plans from the document.
+    actions: list[WireAction] | None = None
 
 
 @dataclass
@@ -130,7 +134,7 @@ def slices(actions: list[Action]) -> list[list[Action]]:
     (the actions before the first call are a slice of their own)."""
     cut: list[list[Action]] = []
     for action in actions:
-        if isinstance(action, Call) or not cut:
+        if calls_function(action) or not cut:
             cut.append([])
         cut[-1].append(action)
     return cut
@@ -164,7 +168,7 @@ class IntegrationWorkflow:
         return RunResult(request.integration_id, doc=done.doc)
 
     async def _run(self, request: SliceRequest, part: Slice) -> Done:
-        calls = any(a["action"] == Call.action for a in part.actions)
+        calls = any(calls_function(from_wire(a)) for a in part.actions)
         retry = API_RETRY
         if calls:
             retry = RetryPolicy(

@@ -10,6 +10,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from engine.progress import Progress
 from engine.ui._pages import button, hidden, id_code, name_of
 from engine.ui._words import state_of, steps_done, steps_of, when
 
@@ -55,7 +56,7 @@ def _row(doc: dict[str, Any], names: dict[str, str], now: datetime) -> str:
         f"</a><br>{id_code(integration_id)}"
     )
     version = escape(str(doc.get("version")))
-    if doc.get("updateInProgress"):
+    if Progress(doc).update_in_progress:
         version += ' <span class="muted">(updating)</span>'
     changed = when(doc.get("lastModified"), now)
     last = (

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.run_state import RunState
+from engine.models import Mode
+from engine.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -32,18 +33,19 @@ def steps_done(doc: dict[str, Any]) -> int:
 def state_of(doc: dict[str, Any]) -> State:
     """``Installing — step 2 of 4``, ``Waiting for you``, ``Installed``, ``Updating to 1.2.0``,
     ``Uninstalling`` or ``Failed at step 3``: what stopped a run first, then the mode."""
-    run = RunState.of(doc)
+    progress = Progress(doc)
+    run = progress.run
     steps = steps_of(doc)
     if run.error:
         return State("failed", _failed(run.error, steps))
     if run.waiting:
         return State("waiting", "Waiting for you")
-    mode = doc.get("mode")
-    if mode == "uninstall":
+    mode = progress.mode
+    if mode is Mode.UNINSTALL:
         return State("uninstalling", "Uninstalling")
-    if doc.get("updateInProgress") or run.update_to:
+    if progress.update_in_progress or run.update_to:
         return State("updating", f"Updating to {run.update_to}" if run.update_to else "Updating")
-    if mode == "settings":
+    if mode is Mode.SETTINGS:
         return State("installed", "Installed")
     if not steps:
         return State("installing", "Installing")

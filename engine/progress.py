@@ -1,6 +1,11 @@
-"""The engine's own field of the integration document, ``smartconnector``, and its one owner.
+"""An integration's progress, and its one owner: the only code that knows its field paths.
 
-::
+:class:`Progress` reads mode, version, ``updateInProgress``, the steps and the engine's run
+state from a document, and makes the patch operations each transition writes. How they
+reach the API is the writer's concern (:mod:`engine.writer`): one JSON Patch, or the
+document and the State API apart, as the API allows.
+
+The engine's own field, ``smartconnector`` (read and changed by :class:`RunState`)::
 
     "smartconnector": {
         "lease":   {"owner": run id, "host": ..., "pid": ..., "expiresAt": ISO time},
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.client import Document
+from engine.models import Mode
 
 RUN_FIELD = "smartconnector"
 Op = dict[str, Any]
@@ -135,3 +141,119 @@ class RunState:
         """A step succeeded: what stopped an earlier try is no longer true."""
         stale = [name for name in ("waiting", "error") if getattr(self, name) is not None]
         return [{"op": "remove", "path": _at(name)} for name in stale]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where an integration is, read from its document, and the changes that move it on.
+
+    Reads are lazy: making one costs nothing, so a run makes one for each action.
+    """
+
+    doc: Document
+
+    @property
+    def mode(self) -> Mode | None:
+        mode = self.doc.get("mode")
+        return Mode(mode) if mode in _MODES else None
+
+    @property
+    def version(self) -> str | None:
+        version = self.doc.get("version")
+        return version if isinstance(version, str) else None
+
+    @property
+    def update_in_progress(self) -> bool:
+        return self.doc.get("updateInProgress") is True
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """The install steps, as the document has them."""
+        return [s for s in self.doc.get("install") or [] if isinstance(s, dict)]
+
+    @property
+    def run(self) -> RunState:
+        return RunState.of(self.doc)
+
+    def index(self, name: str) -> int | None:
+        """Where step ``name`` is in the document's list (``None``: it has no such step)."""
+        for index, step in enumerate(self.doc.get("install") or []):
+            if isinstance(step, dict) and step.get("name") == name:
+                return index
+        return None
+
+    def completed(self, index: int) -> bool:
+        """Whether step ``index`` is marked completed."""
+        return self.doc["install"][index].get("completed") is True
+
+    # -- each transition's writes --------------------------------------------------------------
+
+    @staticmethod
+    def change_mode(to: Mode) -> list[Op]:
+        """Mode ``to``: settings ends the install's run; uninstall starts its functions over."""
+        mode = {"op": "replace", "path": "/mode", "value": to.value}
+        if to is Mode.SETTINGS:
+            return [mode, RunState.remove()]
+        if to is Mode.UNINSTALL:
+            return [mode, RunState.reset_done()]
+        return [mode]
+
+    @staticmethod
+    def function_done(kind: str) -> Op:
+        """A connector-level function (``installerFunction``, ...) succeeded."""
+        return RunState.mark_done(kind)
+
+    @staticmethod
+    def end_run() -> list[Op]:
+        """Nothing left to do: the run state goes, and with it the lease."""
+        return [RunState.remove()]
+
+    def begin_update(self, to: str, added: list[dict[str, Any]]) -> list[Op]:
+        """Flag the update and note its version, and append the version's new steps (not
+        completed) with the whole list tested: a retry cannot add them twice."""
+        ops: list[Op] = []
+        if not self.update_in_progress:
+            ops += [
+                {"op": "add", "path": "/updateInProgress", "value": True},
+                RunState.note_update(to),
+            ]
+        if added:
+            steps = list(self.doc.get("install") or [])
+            new = [{**step, "completed": False} for step in added]
+            ops += [
+                {"op": "test", "path": "/install", "value": steps},
+                {"op": "replace", "path": "/install", "value": steps + new},
+            ]
+        return ops
+
+    @staticmethod
+    def finish_update(version: str) -> list[Op]:
+        """The version recorded and the flag cleared; the run is over."""
+        return [
+            {"op": "add", "path": "/version", "value": version},
+            {"op": "add", "path": "/updateInProgress", "value": False},
+            RunState.remove(),
+        ]
+
+    def step_done(self, index: int, completed: bool) -> list[Op]:
+        """Step ``index`` marked ``completed`` (tested by name first: a list changed since
+        cannot take the mark on the wrong step), and what stopped an earlier try cleared."""
+        name = self.doc["install"][index].get("name")
+        return [
+            {"op": "test", "path": pointer("install", index, "name"), "value": name},
+            {"op": "replace", "path": pointer("install", index, "completed"), "value": completed},
+            *self.run.clear_stops(),
+        ]
+
+    @staticmethod
+    def set_step_field(index: int, field: str, value: Any) -> Op:
+        """A field of step ``index`` (a function's ``stepsToUpdate``)."""
+        return {"op": "add", "path": pointer("install", index, field), "value": value}
+
+    @staticmethod
+    def save_settings(settings: dict[str, Any]) -> list[Op]:
+        """The settings written; the run is over."""
+        return [{"op": "add", "path": "/settings", "value": settings}, RunState.remove()]
+
+
+_MODES = frozenset(m.value for m in Mode)
