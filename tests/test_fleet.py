@@ -13,8 +13,8 @@ from engine.client import ApiClient
 from engine.documents import compare_versions
 from engine.errors import BadInput, Interrupted, StepFailed
 from engine.journal import Journal
-from engine.rollout import rollout, waves
 from engine.progress import RUN_FIELD
+from engine.rollout import rollout, waves
 from engine.runner import Engine
 from installers.fakes import FakeConnector, fails, succeeds
 

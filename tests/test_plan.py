@@ -25,8 +25,8 @@ from engine.errors import (
 from engine.journal import Journal
 from engine.machine import ModeMachine
 from engine.plan import Action, Call, Delete, Intent, plan_run
-from engine.run import IntegrationRun
 from engine.progress import RunState
+from engine.run import IntegrationRun
 from engine.runner import Engine
 from engine.writer import DocumentWriter, Owner
 from installers.fakes import FakeConnector, MemoryApi

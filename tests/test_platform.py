@@ -24,8 +24,8 @@ from engine.errors import (
     WaitingForUser,
 )
 from engine.journal import Journal
-from engine.pytest_plugin import fast_retry
 from engine.progress import RUN_FIELD
+from engine.pytest_plugin import fast_retry
 from engine.runner import Engine
 from engine.writes import REMEMBERED, WriteWay, WriteWays
 from installers.fakes import FakeConnector, fails, succeeds, waits_for_user

@@ -20,8 +20,8 @@ from engine.errors import (
     WaitingForUser,
 )
 from engine.journal import Journal
-from engine.pytest_plugin import fast_retry
 from engine.progress import RUN_FIELD
+from engine.pytest_plugin import fast_retry
 from engine.runner import Engine
 from engine.writes import WriteWay, WriteWays
 from installers import StepContext
