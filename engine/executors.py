@@ -66,8 +66,9 @@ class Host(Protocol):
 class Executor(Protocol):
     """Runs the plans an :class:`~engine.runner.Engine` makes."""
 
-    def owner(self) -> Owner:
-        """A new run's holder of the lease."""
+    def owner(self, integration_id: str | None) -> Owner:
+        """A new run's holder of the lease on ``integration_id`` (``None``: one it is about
+        to create)."""
         ...
 
     def refuse(self, answers: dict[str, str] | None) -> None:
@@ -84,7 +85,7 @@ class Executor(Protocol):
 class LocalExecutor:
     """Runs each plan in this process: one :class:`IntegrationRun`, action after action."""
 
-    def owner(self) -> Owner:
+    def owner(self, integration_id: str | None) -> Owner:
         return Owner.here()
 
     def refuse(self, answers: dict[str, str] | None) -> None:

@@ -213,7 +213,7 @@ class Engine:
         """
         self.executor.refuse(None)
         connector = await self._resolved(connector)
-        owner = self.executor.owner()
+        owner = self.executor.owner(integration_id)
         if integration_id is None:
             doc = await self._create(connector, owner, on_created)
             if self.api.writes.way is None and RUN_FIELD not in doc:
@@ -247,7 +247,7 @@ class Engine:
             "step": failure.context.get("step"),
             "function": failure.context.get("function"),
         }
-        owner = self.executor.owner()
+        owner = self.executor.owner(install.integration_id)
         actions = taking(plan_run(doc, install.connector.manifest, Intent.UNINSTALL))
         try:
             await self._execute(Job(Intent.UNINSTALL.value, doc, install.connector, owner, actions))
@@ -286,7 +286,7 @@ class Engine:
         """
         self.executor.refuse(input)
         doc = await read_view(self.api, integration_id)
-        owner = self.executor.owner()
+        owner = self.executor.owner(integration_id)
         connector = await self._validated(integration_id, connector, doc, owner)
         version = started_update_target(doc, connector) if _finishing_update(doc) else None
         keep_secret_answers(doc, input or {})
@@ -318,7 +318,7 @@ class Engine:
         target = update_target(doc, connector, allow_downgrade=allow_downgrade)
         if target is None:
             return doc
-        owner = self.executor.owner()
+        owner = self.executor.owner(integration_id)
         connector = await self._validated(integration_id, connector, doc, owner)
         actions = taking(plan_run(doc, connector.manifest, Intent.UPDATE, target))
         return await self._execute(Job(Intent.UPDATE.value, doc, connector, owner, actions, target))
@@ -340,7 +340,7 @@ class Engine:
                 " changed only on an installed integration",
                 field="mode",
             )
-        owner = self.executor.owner()
+        owner = self.executor.owner(integration_id)
         connector = await self._validated(integration_id, connector, doc, owner)
         actions = taking([SaveSettings(settings)])
         return await self._execute(Job("settings", doc, connector, owner, actions))
@@ -353,7 +353,7 @@ class Engine:
     async def uninstall(self, integration_id: str, connector: Connector | None = None) -> None:
         """Undo every completed step in reverse order, then delete the integration."""
         doc = await read_view(self.api, integration_id)
-        owner = self.executor.owner()
+        owner = self.executor.owner(integration_id)
         connector = await self._validated(integration_id, connector, doc, owner)
         actions = taking(plan_run(doc, connector.manifest, Intent.UNINSTALL))
         await self._execute(Job(Intent.UNINSTALL.value, doc, connector, owner, actions))

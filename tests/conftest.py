@@ -164,6 +164,15 @@ def temporal_address() -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def persisted_temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Temporal dev server that keeps its state in a file, as a deployment does: for the
+    tests of rollouts on Temporal, whose cost in Temporal's own writes shows only then."""
+    server = TemporalDevServer(tmp_path_factory.mktemp("temporal") / "temporal.db")
+    yield server.address
+    server.stop()
+
+
 def run_cli(
     *args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

@@ -272,15 +272,24 @@ def following(fleet: Fleet) -> subprocess.Popen[str]:
 
 
 def test_a_bake_counts_an_integration_broken_meanwhile_as_a_failure(small_fleet: Fleet) -> None:
-    """`--bake 2 --max-failures 0`: an integration of phase 1 taken back to version 1 during
+    """`--bake 6 --max-failures 0`: an integration of phase 1 taken back to version 1 during
     the bake fails the look after it, so the rollout stops there (state failed, exit 1) with
-    phase 2 untouched; `rollouts status ID` off a terminal printed one line per change."""
+    phase 2 untouched; `rollouts status ID` off a terminal printed one line per change.
+
+    The follower starts as soon as the record exists and the integration is broken once the
+    follower has shown the bake, so a slow start of either process cannot miss it."""
     fleet = small_fleet
-    rollout = fleet.start("--phase", "50", "--bake", "2", "--max-failures", "0")
+    rollout = fleet.start("--phase", "50", "--bake", "6", "--max-failures", "0")
     follower = None
+    seen: list[str] = []
     try:
-        fleet.wait_for(lambda r: r["state"] == "baking")
+        fleet.wait_for(lambda r: bool(r.get("state")))
         follower = following(fleet)
+        assert follower.stdout is not None
+        while " baking " not in (seen[-1] if seen else ""):
+            line = follower.stdout.readline()
+            assert line, f"the follower ended before the bake: {seen}"
+            seen.append(line)
         broken = next(d for d in fleet.docs() if d["version"] == "2")
         httpx.patch(
             f"{fleet.server.url}/integrations/{broken['_id']}",
@@ -289,7 +298,8 @@ def test_a_bake_counts_an_integration_broken_meanwhile_as_a_failure(small_fleet:
         ).raise_for_status()
         _, stderr = rollout.communicate(timeout=60)
         assert rollout.returncode == 1, stderr
-        lines, _ = follower.communicate(timeout=30)
+        rest, _ = follower.communicate(timeout=30)
+        lines = "".join(seen) + rest
     finally:
         stop(rollout)
         if follower is not None and follower.poll() is None:
@@ -306,7 +316,7 @@ def test_a_bake_counts_an_integration_broken_meanwhile_as_a_failure(small_fleet:
     ]
     assert Counter(d["version"] for d in fleet.docs()) == {"1": 5, "2": 3}
     states = [line.split()[2] for line in lines.splitlines() if line[:1].isdigit()]
-    assert states[0] == "baking" and states[-1] == "failed", lines
+    assert "baking" in states and states[-1] == "failed", lines
 
 
 def test_a_killed_command_leaves_its_pause_and_the_same_command_holds_again(

@@ -134,6 +134,19 @@ def setup(temporal_address: str, server: Server, tmp_path: Path) -> Setup:
     )
 
 
+@pytest.fixture
+def persisted_setup(persisted_temporal_address: str, server: Server, tmp_path: Path) -> Setup:
+    """As ``setup``, on a Temporal dev server that keeps its state in a file."""
+    env = {"SMARTCONNECTOR_API_URL": server.url, "SMARTCONNECTOR_API_TOKEN": server.token()}
+    return Setup(
+        persisted_temporal_address,
+        f"q-{tmp_path.name}",
+        connector(tmp_path / "connector"),
+        env,
+        tmp_path / "home",
+    )
+
+
 async def workflow_status(address: str, integration_id: str) -> WorkflowExecutionStatus | None:
     """The status Temporal gives the integration's latest workflow run."""
     client = await Client.connect(address)
@@ -333,7 +346,7 @@ def test_rollout_on_temporal(setup: Setup, tmp_path: Path) -> None:
 
 
 def test_two_workers_share_one_budget_and_an_update_costs_two_requests(
-    temporal_address: str, tmp_path: Path
+    persisted_temporal_address: str, tmp_path: Path
 ) -> None:
     """Two workers rolling out to a fleet against a sandbox that lets the token make 10
     requests/s keep under it together (at most 2% answered 429), and each update is the two
@@ -351,7 +364,7 @@ def test_two_workers_share_one_budget_and_an_update_costs_two_requests(
             "SMARTCONNECTOR_API_BURST": str(rate),
             "SMARTCONNECTOR_WRITES": "json-patch-test",  # known, as after a first run
         }
-        setup = Setup(temporal_address, f"q-{tmp_path.name}", v2, env, tmp_path / "home")
+        setup = Setup(persisted_temporal_address, f"q-{tmp_path.name}", v2, env, tmp_path / "home")
         workers = [setup.worker(), setup.worker()]
         try:
             time.sleep(3)  # both polling, and the token's bucket full again
@@ -378,10 +391,11 @@ def test_two_workers_share_one_budget_and_an_update_costs_two_requests(
     assert all(method == "PATCH" for method, path in answered if path != "/v1/integrations")
 
 
-def test_a_rollout_outlives_its_command(setup: Setup, tmp_path: Path) -> None:
+def test_a_rollout_outlives_its_command(persisted_setup: Setup, tmp_path: Path) -> None:
     """kill -9 of the rollout command leaves the rollout running on Temporal; the same
     command again attaches, follows it to its end and exits as it did; updateFunction ran
     once per integration."""
+    setup = persisted_setup
     ids = []
     for _ in range(4):
         out = run_cli("install", str(setup.directory), home=setup.home, env=setup.env)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -34,6 +35,7 @@ from engine.temporal._rollout import (
     RolloutWorkflow,
     rollout_id,
 )
+from engine.temporal._rollout_pages import PageActivities
 from engine.temporal._workflow import (
     WORKFLOW_NAME,
     IntegrationWorkflow,
@@ -63,7 +65,7 @@ class TemporalExecutor:
         self.client = client
         self.task_queue = task_queue
 
-    def owner(self) -> Owner:
+    def owner(self, integration_id: str | None) -> Owner:
         """Runs on Temporal hold the lease as their workflow run, not as a process."""
         return Owner(secrets.token_hex(8), "temporal", 0)
 
@@ -121,6 +123,8 @@ def temporal_of(engine: Engine) -> TemporalExecutor:
 REQUESTS_PER_ACTIVITY = 1
 #: The share of the token's rate the workers take; the rest is for commands and renewals.
 WORKER_SHARE = 0.9
+#: The longest a worker holds an activity's heartbeat before sending it.
+HEARTBEAT_THROTTLE = timedelta(seconds=1)
 
 
 def activities_per_second(api_rate: float) -> float:
@@ -154,13 +158,17 @@ async def run_worker(
 
     The task queue's activity rate is what keeps every worker of the queue together under
     the token's rate: Temporal's server enforces it across all of them, sized from the
-    requests an activity makes.
+    requests an activity makes. A rollout's update pages make many requests each: the
+    rollout splits the same rate between its pages, and each keeps to its part.
     """
     activities = Activities(api, connectors, extension)
+    pages = PageActivities(api, connectors, extension, api_rate * WORKER_SHARE)
     worker = Worker(
         client,
         task_queue=task_queue,
         max_task_queue_activities_per_second=activities_per_second(api_rate),
+        # a rollout's page hears of a pause or an abort at its next heartbeat sent
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         workflows=[IntegrationWorkflow, RolloutWorkflow],
         activities=[
             activities.targets,
@@ -169,6 +177,8 @@ async def run_worker(
             activities.run,
             activities.record,
             activities.look,
+            pages.update_page,
+            pages.look_page,
         ],
     )
     await worker.run()

@@ -3,18 +3,25 @@
 Its id comes from the connector and the version, so the same command run again attaches to
 the running rollout, or reports the finished one (one that was aborted or stopped by its
 failures starts again, going on where it stopped). Phases, ``--max-failures``, ``--pause``
-and ``--bake`` are decided inside it; each integration is a child
-:class:`IntegrationWorkflow` (whose id, one per integration, keeps any other run off it
-meanwhile). ``pause``, ``resume`` and ``abort`` are its signals, ``status`` its query (the
-record :mod:`engine.rollout_record` describes), so they survive worker restarts and the
-command being killed; it also writes that record to the State API (at most once a second,
-through the ``record`` activity), where ``rollouts`` finds it as it finds local ones.
+and ``--bake`` are decided inside it. ``pause``, ``resume`` and ``abort`` are its signals,
+``status`` its query (the record :mod:`engine.rollout_record` describes), so they survive
+worker restarts and the command being killed; it also writes that record to the State API
+(at most once a second, through the ``record`` activity), where ``rollouts`` finds it as it
+finds local ones.
+
+The integrations go to ``update_page`` activities (:mod:`._rollout_pages`), up to
+:data:`PAGE_UPDATES` each: ``--concurrency`` is split into pages at once and updates at once
+in each, and each page keeps to its part of the workers' request rate. A pause or an abort
+cancels the pages running: each lets its updates in flight finish and hands back the rest,
+which wait in the queue (or, aborted, stay untouched). A page costs Temporal a handful of
+history events, where a child workflow per integration cost some 25; rollouts started
+before pages still run (and replay) that way (:mod:`._rollout_children`).
 
 Without a list, phases, a pause or a bake it reads the connector's integrations a page at a
-time and hands each child the document it listed, so an update makes 2 + k requests as
-locally; the next page is read once every integration of this one has started, and a long
-rollout continues as new between pages, so neither its memory nor its history grows with
-the fleet.
+time and hands on the documents it listed, so an update makes 2 + k requests as locally;
+the next page is read once every integration of this one is handed to an update page, and a
+long rollout continues as new between pages, so neither its memory nor its history grows
+with the fleet.
 """
 
 from __future__ import annotations
@@ -26,11 +33,11 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     import engine.telemetry as telemetry  # the worker's own, not a copy in the sandbox
     from engine.rollout import waves
+    from engine.temporal._rollout_children import ChildUpdates
     from engine.temporal._rollout_data import (
         PAGE,
         Look,
@@ -42,16 +49,13 @@ with workflow.unsafe.imports_passed_through():
         fresh_state,
         rollout_id,
     )
-    from engine.temporal._workflow import (
-        API_RETRY,
-        WORKFLOW_NAME,
-        RunRequest,
-        RunResult,
-        run_failure,
-    )
+    from engine.temporal._rollout_paging import PageUpdates
+    from engine.temporal._workflow import API_RETRY
 
 ROLLOUT_WORKFLOW = "smartconnector.rollout"
-#: Seconds between two writes of the rollout's record.
+#: The marker of a rollout that updates in pages; one whose history has none (it started on
+#: a worker of before) goes on with a child workflow per integration.
+UPDATE_PAGES = "update-pages"
 #: Seconds between two writes of the rollout's record: at most one a second, and for a
 #: change of counts alone one every 5 seconds (what ``rollouts`` shows without Temporal's
 #: address; with it, the query answers live). The writes are activities, within the task
@@ -62,18 +66,19 @@ ACTIVITY_TIMEOUT = timedelta(minutes=2)
 
 
 @workflow.defn(name=ROLLOUT_WORKFLOW)
-class RolloutWorkflow:
+class RolloutWorkflow(PageUpdates, ChildUpdates):
     @workflow.init
     def __init__(self, request: RolloutRequest) -> None:
         # made here, not in run: a signal that comes with the start must find it
         self.state = request.state or fresh_state(request)
-        #: Integrations of the pages read that have not started yet.
         self.waiting = 0
         self.baking = False
         #: The record changed since it was written; ``urgent``: its state or phase did.
         self.dirty = True
         self.urgent = True
         self.finishing = False
+        self._pages_for(request)
+        self.in_pages = True
 
     @workflow.query
     def progress(self) -> RolloutState:
@@ -103,6 +108,7 @@ class RolloutWorkflow:
 
     @workflow.run
     async def run(self, request: RolloutRequest) -> RolloutState:
+        self.in_pages = workflow.patched(UPDATE_PAGES)
         recorder = asyncio.ensure_future(self._keep_record())
         if request.integration_ids is None and request.phase_pct is None and not request.pause:
             if request.bake is None:
@@ -170,12 +176,13 @@ class RolloutWorkflow:
             retry_policy=API_RETRY,
         )
 
-    # -- the updates ------------------------------------------------------------------------
+    # -- what to update -----------------------------------------------------------------------
 
     async def _paged(self, request: RolloutRequest, recorder: asyncio.Future[None]) -> None:
-        """Every integration of the connector, a page at a time, ``concurrency`` at once."""
-        gate = asyncio.Semaphore(request.concurrency)
-        running: set[asyncio.Task[bool]] = set()
+        """Every integration of the connector, a page of the list at a time."""
+        if not self.in_pages:
+            await self._paged_children(request, recorder)
+            return
         cursor = request.cursor
         self.state.phase = 1
         if not self.state.waves:
@@ -191,20 +198,21 @@ class RolloutWorkflow:
             self.state.counts["skipped"] += page.skipped
             self.state.remaining += len(page.docs)
             self.state.waves[0]["size"] += len(page.docs)
+            self._queued(page.docs, last=page.next is None)
             self._changed()
-            for doc in page.docs:
-                task = asyncio.ensure_future(self._one(request, str(doc["_id"]), gate, doc))
-                running.add(task)
-                task.add_done_callback(running.discard)
-            if page.next is None or self.state.control == "abort":
+            if page.next is None:
                 break
             cursor = page.next
-            await workflow.wait_condition(lambda: self.waiting == 0)
+            await self._hand_out(request, settle=False)  # the next page is read meanwhile
+            if self.state.control == "abort":
+                break
             if workflow.info().is_continue_as_new_suggested():
-                await asyncio.gather(*running)
+                await self._hand_out(request, settle=True)
+                if self.state.control == "abort":
+                    break
                 await self._close_record(recorder)
                 workflow.continue_as_new(replace(request, cursor=cursor, state=self.state))
-        await asyncio.gather(*running)
+        await self._hand_out(request, settle=True)
         if self.state.control == "abort":
             self.state.stopped = self._abort_reason(None)
 
@@ -239,8 +247,13 @@ class RolloutWorkflow:
         self, request: RolloutRequest, wave: list[str], gate: asyncio.Semaphore
     ) -> list[str]:
         """The phase's updates; the ids it updated."""
-        outcomes = await asyncio.gather(*(self._one(request, i, gate) for i in wave))
-        return [i for i, ok in zip(wave, outcomes, strict=True) if ok]
+        if not self.in_pages:
+            return await self._phase_children(request, wave, gate)
+        self.phase_updated = []
+        self._queued(wave, last=True)
+        await self._hand_out(request, settle=True)
+        updated, self.phase_updated = self.phase_updated, None
+        return updated
 
     async def _after_phase(
         self, request: RolloutRequest, number: int, phases: int, updated: list[str]
@@ -290,77 +303,17 @@ class RolloutWorkflow:
         self._changed()
         if self.state.control == "abort":
             return
-        gate = asyncio.Semaphore(request.concurrency)
-
-        async def look(integration_id: str) -> str:
-            async with gate:  # "": healthy
-                problem: str = await workflow.execute_activity(
-                    "smartconnector.look",
-                    Look(integration_id, request.version),
-                    result_type=str,
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=API_RETRY,
-                )
-                return problem
-
-        problems = await asyncio.gather(*(look(i) for i in updated))
+        if self.in_pages:
+            problems = await self._look_pages(request, updated)
+        else:
+            problems = await self._look_each(request, updated)
         for integration_id, problem in zip(updated, problems, strict=True):
             if problem:
                 self.state.counts["updated"] -= 1
                 self.state.waves[self.state.phase - 1]["updated"] -= 1
                 self._failed(integration_id, problem)
 
-    async def _one(
-        self,
-        request: RolloutRequest,
-        integration_id: str,
-        gate: asyncio.Semaphore,
-        doc: dict[str, Any] | None = None,
-    ) -> bool:
-        """One integration's update, once the rollout is not paused; ``False`` when it
-        failed or was not started (aborted)."""
-        self.waiting += 1
-        async with gate:
-            self.waiting -= 1
-            await workflow.wait_condition(lambda: self.state.control != "pause")
-            if self.state.control == "abort":
-                return False
-            self.state.in_flight += 1
-            self._changed()
-            try:
-                return await self._child(request, integration_id, doc)
-            finally:
-                self.state.in_flight -= 1
-                self.state.remaining -= 1
-                self._changed()
-
-    async def _child(
-        self, request: RolloutRequest, integration_id: str, doc: dict[str, Any] | None
-    ) -> bool:
-        run = RunRequest(
-            "update",
-            integration_id,
-            request.connector_id,
-            str(workflow.uuid4())[:16],
-            request.lease_ttl,
-            request.version,
-            doc,
-        )
-        try:
-            await workflow.execute_child_workflow(
-                WORKFLOW_NAME,
-                run,
-                id=f"smartconnector-{integration_id}",
-                result_type=RunResult,
-            )
-        except (ChildWorkflowError, WorkflowAlreadyStartedError) as exc:
-            failure = run_failure(exc)
-            reason = str(failure.get("message")) if failure else f"could not run: {exc}"
-            self._failed(integration_id, reason)
-            return False
-        self.state.counts["updated"] += 1
-        self._wave()["updated"] += 1
-        return True
+    # -- counts -------------------------------------------------------------------------------
 
     def _wave(self) -> dict[str, int]:
         return self.state.waves[max(0, self.state.phase - 1)]

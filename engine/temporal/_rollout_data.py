@@ -9,6 +9,9 @@ from engine.rollout_record import RolloutRecord, Wave, rollout_name
 
 #: Integrations a page of the list holds: what the rollout keeps at most, besides the runs.
 PAGE = 100
+#: Updates one ``update_page`` activity does at most: a page costs Temporal a handful of
+#: history events, where an update of its own (a child workflow) cost some 25.
+PAGE_UPDATES = 10
 
 
 def rollout_id(connector_id: str, version: str) -> str:
@@ -109,6 +112,51 @@ class Targets:
     ids: list[str] = field(default_factory=list)
     skipped: int = 0
     missing: list[str] = field(default_factory=list)
+
+
+@dataclass
+class UpdatePage:
+    """Integrations one activity updates: listed documents (two requests each, as locally)
+    or ids (each read first), ``concurrency`` at once, within ``share`` of the request rate
+    the workers of the task queue keep to (the rollout's pages split it between them).
+    ``offset``: how much of the time between two of its updates it waits before its first,
+    so that pages started together do not start their first updates at once."""
+
+    rollout: str
+    connector_id: str
+    version: str
+    docs: list[dict[str, Any]] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    concurrency: int = 1
+    share: float = 1.0
+    offset: float = 0.0
+    lease_ttl: float = 30.0
+
+
+@dataclass
+class PageDone:
+    """What a page did: the ids it updated (or found updated by an earlier try of it), those
+    that failed and why, and what it did not start (paused or aborted meanwhile). Without
+    ``left_*`` it is also the progress an activity's heartbeat carries, so a retried one
+    skips what an earlier try finished."""
+
+    updated: list[str] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    left_docs: list[dict[str, Any]] = field(default_factory=list)
+    left_ids: list[str] = field(default_factory=list)
+
+    def finished(self) -> set[str]:
+        return {*self.updated, *(f["_id"] for f in self.failed)}
+
+
+@dataclass
+class LookPage:
+    """Integrations a bake looks at again, for the version they should be at."""
+
+    ids: list[str]
+    version: str
+    concurrency: int = 1
+    share: float = 1.0
 
 
 @dataclass
