@@ -125,9 +125,14 @@ def _no_type_after_flags() -> None:
 
 def _plain_values_as_they_are() -> None:
     """Typer's parameters check a value that needs no checking without pydantic (above)."""
-    from typer import core
-    from typer._coercion import RuntimeParam, build_runtime_param
-    from typer._param_types import coerce_cli_path
+    try:  # Typer's own modules, as of 0.29: another Typer checks every value as it will
+        from typer import core
+        from typer._coercion import RuntimeParam, build_runtime_param
+        from typer._param_types import coerce_cli_path
+    except ImportError:
+        return
+    if not hasattr(core._TyperParameter, "get_runtime_param"):
+        return
 
     class PlainFirst(RuntimeParam):
         """Takes a plain value as it is; hands anything else to the parameter's own check,
