@@ -64,8 +64,8 @@ def _gated_connector(steps: int, gate: asyncio.Event | None) -> Any:
 
 
 async def _fleet_memory(count: int) -> float:
-    from engine.journal import Journal
-    from engine.runner import Engine
+    from engine.drivers.runner import Engine
+    from engine.run.journal import Journal
     from installers.fakes import MemoryApi
 
     gate = asyncio.Event()
@@ -86,8 +86,8 @@ async def _fleet_memory(count: int) -> float:
 
 
 async def _fleet_speed(count: int, steps: int) -> tuple[float, float, int]:
-    from engine.journal import Journal
-    from engine.runner import Engine
+    from engine.drivers.runner import Engine
+    from engine.run.journal import Journal
     from installers.fakes import MemoryApi
 
     api = RecordingApi()

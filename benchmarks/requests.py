@@ -26,8 +26,8 @@ async def requests(sizes: Sizes) -> list[Row]:
 
 async def _profile_rows(profile: str, extra: int, steps: tuple[int, ...]) -> list[Row]:
     from engine.client import ApiClient
-    from engine.journal import Journal
-    from engine.runner import Engine
+    from engine.drivers.runner import Engine
+    from engine.run.journal import Journal
     from installers.fakes import FakeConnector
     from sandbox import Store, create_app
 

@@ -55,9 +55,9 @@ def _not_recording(fake: Any) -> Any:
 
 async def _peak(count: int) -> float:
     from engine.client import ApiClient, RateLimit, in_process
-    from engine.journal import Journal
-    from engine.rollout import rollout
-    from engine.runner import Engine
+    from engine.drivers.runner import Engine
+    from engine.fleet.rollout import rollout
+    from engine.run.journal import Journal
     from installers.fakes import FakeConnector
     from sandbox import Store, create_app
 

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
         RateLimit as RateLimit,
         RetryPolicy as RetryPolicy,
     )
+    from engine.drivers.runner import (
+        Engine as Engine,
+    )
     from engine.errors import (
         ApiError as ApiError,
         ApiUnavailable as ApiUnavailable,
@@ -36,13 +39,6 @@ if TYPE_CHECKING:
         Unprocessable as Unprocessable,
         WaitingForUser as WaitingForUser,
     )
-    from engine.journal import (
-        Journal as Journal,
-    )
-    from engine.machine import (
-        ModeMachine as ModeMachine,
-        Trigger as Trigger,
-    )
     from engine.models import (
         ConnectorManifest as ConnectorManifest,
         InstallStep as InstallStep,
@@ -50,11 +46,15 @@ if TYPE_CHECKING:
         Mode as Mode,
         StepPolicy as StepPolicy,
     )
-    from engine.plan import (
-        Plan as Plan,
+    from engine.run.journal import (
+        Journal as Journal,
     )
-    from engine.runner import (
-        Engine as Engine,
+    from engine.run.machine import (
+        ModeMachine as ModeMachine,
+        Trigger as Trigger,
+    )
+    from engine.run.plan import (
+        Plan as Plan,
     )
 
 #: Each public name and the module it lives in; ``__all__`` and the imports below follow.
@@ -69,18 +69,18 @@ _LAZY = {
     "ConnectorInvalid": "engine.errors",
     "ConnectorManifest": "engine.models",
     "DocumentInvalid": "engine.errors",
-    "Engine": "engine.runner",
+    "Engine": "engine.drivers.runner",
     "IllegalTransition": "engine.errors",
     "InstallStep": "engine.models",
     "Integration": "engine.models",
     "Interrupted": "engine.errors",
-    "Journal": "engine.journal",
+    "Journal": "engine.run.journal",
     "LeaseHeld": "engine.errors",
     "Mode": "engine.models",
-    "ModeMachine": "engine.machine",
+    "ModeMachine": "engine.run.machine",
     "NotFound": "engine.errors",
     "PermissionDenied": "engine.errors",
-    "Plan": "engine.plan",
+    "Plan": "engine.run.plan",
     "RateLimit": "engine.client",
     "RateLimited": "engine.errors",
     "RetryPolicy": "engine.client",
@@ -88,7 +88,7 @@ _LAZY = {
     "SmartConnectorError": "engine.errors",
     "StepFailed": "engine.errors",
     "StepPolicy": "engine.models",
-    "Trigger": "engine.machine",
+    "Trigger": "engine.run.machine",
     "Unprocessable": "engine.errors",
     "WaitingForUser": "engine.errors",
 }

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import httpx
 
     from engine.client import ApiClient, RetryPolicy
-    from engine.runner import Engine
+    from engine.drivers.runner import Engine
     from installers import Connector
     from installers.fakes import FakeConnector
 
@@ -123,7 +123,7 @@ def sandbox_transport(sandbox_store: Any) -> httpx.AsyncBaseTransport:
     platform's docs promise), else ``default``. Override it to wrap what ``sandbox_api``
     sends (to count the requests, or to lose some)."""
     from engine.client import in_process
-    from engine.config import embedded_profile
+    from engine.drivers.config import embedded_profile
     from sandbox import create_app
 
     return in_process(create_app(sandbox_store, profile=embedded_profile()))
@@ -138,7 +138,7 @@ def sandbox_api(
     It holds no connection, so it works on whichever event loop the test runs.
     """
     from engine.client import ApiClient
-    from engine.config import embedded_profile
+    from engine.drivers.config import embedded_profile
     from engine.writes import SANDBOX_PROFILE_WAYS, WriteWays
 
     url = "http://sandbox.test/v1"
@@ -157,8 +157,8 @@ def smartconnector_engine(sandbox_api: ApiClient, tmp_path: Path) -> Engine:
     ``await smartconnector_engine.resume(id)`` goes on after a step that waited for a person;
     ``uninstall(id)`` removes an integration. Both find the connector it installed.
     """
-    from engine.journal import Journal
-    from engine.runner import Engine
+    from engine.drivers.runner import Engine
+    from engine.run.journal import Journal
 
     return Engine(sandbox_api, Journal(tmp_path / "journal.db"))
 

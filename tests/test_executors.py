@@ -13,12 +13,12 @@ import pytest
 from temporalio.client import Client
 
 from engine.client import ApiClient, Document
+from engine.drivers.executors import LocalExecutor
+from engine.drivers.runner import Engine
 from engine.errors import StepFailed
-from engine.executors import LocalExecutor
-from engine.journal import Journal
-from engine.progress import RUN_FIELD
 from engine.pytest_plugin import write_connector_folder
-from engine.runner import Engine
+from engine.run.journal import Journal
+from engine.run.progress import RUN_FIELD
 from engine.temporal._client import TemporalExecutor, run_worker
 from installers import load_connector
 

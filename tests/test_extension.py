@@ -14,10 +14,10 @@ import pytest
 import pytest_asyncio
 
 from engine.client import ApiClient
+from engine.drivers.runner import Engine
 from engine.errors import ApiUnavailable, AuthenticationFailed, StepFailed
-from engine.journal import Journal
 from engine.pytest_plugin import write_connector_folder
-from engine.runner import Engine
+from engine.run.journal import Journal
 from installers import load_connector
 from installers.remote import ExtensionServer, RemoteFunctionFailed, RemoteUnavailable
 
@@ -123,7 +123,7 @@ def body(function: str, kind: str = "installer") -> dict[str, Any]:
 
 async def test_every_reply_shape_of_the_sdk(js_extension: Extension) -> None:
     """Result, empty body, success:false, 422 errors[], 500 HTML, silence, 401."""
-    from engine.invoke import FunctionFailed, normalise
+    from engine.run.invoke import FunctionFailed, normalise
 
     async with ExtensionServer(js_extension.url, TOKEN) as ext:
         assert await ext.call(body("connectorInstaller"), 5) is None

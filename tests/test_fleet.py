@@ -11,12 +11,12 @@ import pytest
 
 from benchmarks._common import CountingTransport
 from engine.client import ApiClient
-from engine.documents import compare_versions
+from engine.drivers.runner import Engine
 from engine.errors import BadInput, Interrupted, StepFailed
-from engine.journal import Journal
-from engine.progress import RUN_FIELD
-from engine.rollout import rollout, waves
-from engine.runner import Engine
+from engine.fleet.rollout import rollout, waves
+from engine.run.documents import compare_versions
+from engine.run.journal import Journal
+from engine.run.progress import RUN_FIELD
 from installers.fakes import FakeConnector, fails, succeeds
 
 from .conftest import EXAMPLE, run_cli
@@ -415,8 +415,8 @@ async def test_rollout_all_pages_through_the_fleet_with_bounded_documents_in_fli
     every integration is updated once."""
     import httpx
 
-    from engine.journal import Journal
     from engine.pytest_plugin import fast_retry
+    from engine.run.journal import Journal
     from sandbox import create_app
 
     transport = httpx.ASGITransport(app=create_app(sandbox_store, page_size=5))

@@ -12,10 +12,10 @@ import httpx
 import pytest
 import structlog
 
+from engine.drivers.runner import Engine
 from engine.errors import WaitingForUser
 from engine.models import Integration
 from engine.pytest_plugin import write_connector_folder
-from engine.runner import Engine
 from installers import Field, StepContext
 from installers.remote import ExtensionServer, RemoteFunction
 

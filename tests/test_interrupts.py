@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from engine.client import Document
+from engine.drivers.interrupts import Interrupts
+from engine.drivers.runner import Engine
 from engine.errors import Interrupted
-from engine.interrupts import Interrupts
-from engine.journal import Journal
-from engine.runner import Engine
+from engine.run.journal import Journal
 from installers.fakes import FakeConnector, MemoryApi
 
 STEPS = 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from engine.journal import Journal
+from engine.run.journal import Journal
 
 
 def test_a_new_journal_opened_by_many_at_once_is_never_locked(tmp_path: Path) -> None:

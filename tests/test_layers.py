@@ -10,19 +10,27 @@ import pytest
 
 from .conftest import ROOT
 
-LEAVES = ["engine.errors", "engine.modes", "engine.models", "engine.client", "engine.telemetry"]
+#: The leaves: engine's modules at the top of its folder (the public ones users import, the
+#: package's entry points aside), and its telemetry.
+ENTRY_POINTS = {"__init__", "__main__", "pytest_plugin"}
+LEAVES = [
+    *sorted(
+        f"engine.{p.stem}" for p in (ROOT / "engine").glob("*.py") if p.stem not in ENTRY_POINTS
+    ),
+    "engine.telemetry",
+]
+#: One integration's run: every module in engine/run/.
+RUN = sorted(f"engine.run.{p.stem}" for p in (ROOT / "engine" / "run").glob("[!_]*.py"))
 AUTHOR = ["installers", "installers.fakes", "installers.remote"]
+#: What drives runs: the engine and its executors, the fleet, the CLI, the page, Temporal.
 DRIVERS = (
-    "engine.runner",
-    "engine.run",
-    "engine.calling",
-    "engine.plan",
+    "engine.drivers",
+    "engine.fleet",
     "engine.cli",
+    "engine.ui",
     "engine.temporal",
-    "engine.rollout",
+    "engine.check",
     "engine.pytest_plugin",
-    "engine.extension_server",
-    "engine.journal",
     "sandbox",
     "fastapi",
     "temporalio",
@@ -43,18 +51,32 @@ def ours(modules: set[str], packages: tuple[str, ...]) -> list[str]:
     return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in packages))
 
 
+def test_the_layers_are_found_in_their_folders() -> None:
+    assert "engine.errors" in LEAVES and "engine.client" in LEAVES
+    assert "engine.run.plan" in RUN and "engine.run.integration" in RUN
+
+
 @pytest.mark.parametrize("leaf", LEAVES)
 def test_a_leaf_imports_no_other_layer(leaf: str) -> None:
-    """Models, errors and the client import neither the author's API nor any driver."""
+    """Models, errors and the client import neither the author's API, the run nor any
+    driver."""
     loaded = imported_by(leaf)
-    assert ours(loaded, ("installers",)) == []
+    assert ours(loaded, ("installers", "engine.run")) == []
     assert ours(loaded, DRIVERS) == []
+
+
+@pytest.mark.parametrize("module", RUN)
+def test_the_run_imports_no_driver(module: str) -> None:
+    """engine/run/ (plan, progress, the run, its writes and calls) imports the leaves and the
+    author's API, never what drives it."""
+    assert ours(imported_by(module), DRIVERS) == []
 
 
 @pytest.mark.parametrize("module", AUTHOR)
 def test_the_authors_api_imports_only_leaves(module: str) -> None:
-    """`installers` (registry, context, fakes, remote functions) pulls in no driver."""
-    assert ours(imported_by(module), DRIVERS) == []
+    """`installers` (registry, context, fakes, remote functions) pulls in no driver and no
+    part of the run."""
+    assert ours(imported_by(module), (*DRIVERS, "engine.run")) == []
 
 
 def test_engine_names_are_listed_once_and_typed_the_same() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import IllegalTransition
-from engine.machine import TRANSITIONS, ModeMachine, Trigger, mermaid
 from engine.models import Mode
+from engine.run.machine import TRANSITIONS, ModeMachine, Trigger, mermaid
 
 
 def test_lifecycle_follows_the_table() -> None:

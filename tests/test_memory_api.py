@@ -10,9 +10,9 @@ from hypothesis import given, settings, strategies as st
 
 from benchmarks._common import RecordingApi, replay
 from engine.client import ApiClient
+from engine.drivers.runner import Engine
 from engine.errors import Conflict, NotFound
-from engine.journal import Journal
-from engine.runner import Engine
+from engine.run.journal import Journal
 from installers.fakes import FakeConnector, MemoryApi
 
 

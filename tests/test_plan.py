@@ -9,9 +9,9 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from engine import plan as plans
+from engine.run import plan as plans
 from engine.client import Document
-from engine.documents import new_integration
+from engine.drivers.runner import Engine
 from engine.errors import (
     BadInput,
     LeaseHeld,
@@ -22,13 +22,13 @@ from engine.errors import (
     from_wire,
     to_wire,
 )
-from engine.journal import Journal
-from engine.machine import ModeMachine
-from engine.plan import Action, Call, Delete, Intent, plan_run
-from engine.progress import RunState
-from engine.run import IntegrationRun
-from engine.runner import Engine
-from engine.writer import DocumentWriter, Owner
+from engine.run.documents import new_integration
+from engine.run.integration import IntegrationRun
+from engine.run.journal import Journal
+from engine.run.machine import ModeMachine
+from engine.run.plan import Action, Call, Delete, Intent, plan_run
+from engine.run.progress import RunState
+from engine.run.writer import DocumentWriter, Owner
 from installers.fakes import FakeConnector, MemoryApi
 
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from engine.client import ApiClient, Document
+from engine.drivers.runner import Engine
 from engine.errors import (
     ApiUnavailable,
     LeaseHeld,
@@ -23,10 +24,9 @@ from engine.errors import (
     StepFailed,
     WaitingForUser,
 )
-from engine.journal import Journal
-from engine.progress import RUN_FIELD
 from engine.pytest_plugin import fast_retry
-from engine.runner import Engine
+from engine.run.journal import Journal
+from engine.run.progress import RUN_FIELD
 from engine.writes import REMEMBERED, WriteWay, WriteWays
 from installers.fakes import FakeConnector, fails, succeeds, waits_for_user
 from sandbox import Store, create_app
@@ -329,8 +329,8 @@ async def test_a_run_whose_lease_lapsed_and_was_taken_stops_before_writing(
 ) -> None:
     """Each store of the run state renews the lease; a run whose lease lapsed and another
     run took finds out before it writes anything, and leaves the other's lease as it is."""
-    from engine.progress import RunState
-    from engine.writer import Owner, open_writer, read_view
+    from engine.run.progress import RunState
+    from engine.run.writer import Owner, open_writer, read_view
 
     way = PROFILES[platform.profile]
     if way is WriteWay.JSON_PATCH_TEST:

@@ -37,7 +37,7 @@ def test_public_names_are_sorted_and_exist() -> None:
 
 def test_installers_import_does_not_pull_in_the_runner() -> None:
     """`import installers` stays light: the engine's runner loads only when asked for."""
-    code = "import sys, installers; print('engine.runner' in sys.modules)"
+    code = "import sys, installers; print('engine.drivers.runner' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from engine.errors import ConnectorInvalid
-from engine.functions import check_functions
 from engine.pytest_plugin import write_connector_folder
+from engine.run.functions import check_functions
 from installers import DuplicateFunction, Registry, StepContext, load_connector
 
 from .conftest import EXAMPLE

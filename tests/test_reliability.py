@@ -15,10 +15,10 @@ import pytest
 import structlog
 
 from engine.client import ApiClient
+from engine.drivers.runner import Engine
 from engine.errors import StepFailed
 from engine.logs import REDACTED, Redactor
 from engine.pytest_plugin import write_connector_folder
-from engine.runner import Engine
 from installers.fakes import FakeConnector, fails
 from sandbox import Store
 

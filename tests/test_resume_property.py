@@ -12,9 +12,9 @@ import httpx
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from engine.client import ApiClient, Document, RetryPolicy
+from engine.drivers.runner import Engine
 from engine.errors import SmartConnectorError
-from engine.journal import Journal
-from engine.runner import Engine
+from engine.run.journal import Journal
 from installers.fakes import FakeConnector, fails
 from sandbox import Store, create_app
 

@@ -387,7 +387,7 @@ def test_the_readme_names_every_operator_command_and_json_key() -> None:
     """README's "Operating a rollout" names each `rollouts` command and the keys `rollouts
     --json` prints, in the order the code prints them."""
     from engine.cli._rollouts import rollouts_app
-    from engine.rollout_record import SUMMARY_KEYS
+    from engine.fleet.record import SUMMARY_KEYS
 
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("### Operating a rollout") : readme.index("### Beyond one")]

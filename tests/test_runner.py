@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks._common import CountingTransport
 from engine.client import ApiClient, Document, RetryPolicy
+from engine.drivers.runner import Engine
 from engine.errors import (
     ApiUnavailable,
     DocumentInvalid,
@@ -20,10 +21,9 @@ from engine.errors import (
     StepFailed,
     WaitingForUser,
 )
-from engine.journal import Journal
-from engine.progress import RUN_FIELD
 from engine.pytest_plugin import fast_retry
-from engine.runner import Engine
+from engine.run.journal import Journal
+from engine.run.progress import RUN_FIELD
 from engine.writes import WriteWay, WriteWays
 from installers import StepContext
 from installers.fakes import FakeConnector, fails, succeeds, waits_for_user

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 
 from engine.client import ApiClient
-from engine.config import SANDBOX_PROFILE_ENV, Settings, open_client
+from engine.drivers.config import SANDBOX_PROFILE_ENV, Settings, open_client
 from sandbox import INTEGRATION_FIELDS, PROFILES, RESOURCES, Store, create_app
 
 from .conftest import EXAMPLE, run_cli

@@ -15,7 +15,7 @@ from benchmarks._common import noop_connector
 from .conftest import CLI
 
 #: What a read of the embedded sandbox has no use for.
-UNUSED_BY_READS = ("pydantic", "rich", "click", "engine.runner", "engine.models", "fastapi")
+UNUSED_BY_READS = ("pydantic", "rich", "click", "engine.drivers.runner", "engine.models", "fastapi")
 LAUNCH = (
     "import json, sys\n"
     "modules = json.loads(sys.argv[2])\n"

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from engine.client import ApiClient
+from engine.drivers.runner import Engine
 from engine.errors import NotFound
-from engine.journal import Journal
-from engine.runner import Engine
+from engine.run.journal import Journal
 from installers import Registry
 from installers.fakes import FakeConnector, MemoryApi
 from sandbox import Store, create_app

@@ -19,9 +19,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from engine import telemetry
 from engine.client import ApiClient
+from engine.drivers.runner import Engine
 from engine.errors import StepFailed, WaitingForUser
 from engine.pytest_plugin import write_connector_folder
-from engine.runner import Engine
 from engine.telemetry._prometheus import Metrics
 from engine.telemetry._traces import Tracing, url_full
 from installers import load_connector

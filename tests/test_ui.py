@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from engine.drivers.runner import Engine
 from engine.pytest_plugin import write_connector_folder
-from engine.runner import Engine
 from engine.ui import UiConfig, create_ui_app
 from engine.ui._words import when
 from installers import Connector, load_connector

@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from engine.check._calls import Attribution, Call, CrashAfter, Phase, SimulatedCrash, watched
 from engine.check._workspace import Snapshot, Workspace
+from engine.drivers.runner import Engine
 from engine.errors import LeaseHeld, SmartConnectorError, StepFailed, WaitingForUser
-from engine.runner import Engine
 from installers import Connector
 
 #: The lease a crashed run leaves names this very process, which is alive: a resume takes

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.client import ApiClient, RateLimit, in_process
-from engine.journal import Journal
-from engine.runner import Engine
+from engine.drivers.runner import Engine
+from engine.run.journal import Journal
 
 #: What a check counts: the resources a connector makes, and the account's State API keys.
 RESOURCES = ("integrations", "connections", "exports", "imports", "flows")

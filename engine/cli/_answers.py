@@ -14,14 +14,14 @@ from engine.cli._app import fail
 
 if TYPE_CHECKING:
     from engine.client import Document
+    from engine.drivers.runner import Engine
     from engine.errors import WaitingForUser
-    from engine.runner import Engine
     from installers import Connector
 
 
 def read_answers(path: Path) -> dict[str, str]:
     """``--input-file``: a JSON object of strings; anything else is exit 2, naming the key."""
-    from engine.cli._fleet import read_json_file
+    from engine.cli._app import read_json_file
 
     answers = read_json_file(path, "--input-file")
     if not isinstance(answers, dict):
@@ -34,8 +34,8 @@ def read_answers(path: Path) -> dict[str, str]:
 
 def waiting_fields(doc: Document) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The document's waiting record (``None`` when nothing waits) and the fields it asks."""
-    from engine.documents import asked_fields
-    from engine.progress import RunState
+    from engine.run.documents import asked_fields
+    from engine.run.progress import RunState
 
     waiting = RunState.of(doc).waiting
     return waiting, asked_fields(waiting)
@@ -82,7 +82,7 @@ def check_answers(
 
 
 def _did_you_mean(key: str, names: list[str]) -> str:
-    from engine.functions import closest_name
+    from engine.run.functions import closest_name
 
     close = closest_name(key, names)
     return f" (did you mean {close!r}?)" if close else ""
@@ -111,8 +111,8 @@ async def install_answering(
 ) -> Document:
     """``install --input-file``: when a step stops to ask, its answers come from the file
     and it runs again at once, so an install that asks finishes in one command."""
-    from engine.documents import asked_fields
     from engine.errors import WaitingForUser
+    from engine.run.documents import asked_fields
 
     try:
         doc = await engine.install(connector, **options)
@@ -147,7 +147,7 @@ def how_to_answer(integration_id: str, fields: list[dict[str, Any]]) -> str:
 
 def explain_waiting(exc: WaitingForUser) -> None:
     """The answers a stopped run asks for, by name and label, on stderr."""
-    from engine.documents import asked_fields
+    from engine.run.documents import asked_fields
 
     fields = asked_fields({"fields": exc.fields})
     if fields:

@@ -6,6 +6,7 @@ Heavy modules are imported inside functions, so ``smartconnector --help`` stays 
 from __future__ import annotations
 
 import gc
+import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -16,8 +17,8 @@ import typer
 
 if TYPE_CHECKING:
     from engine.client import ApiClient
-    from engine.config import Settings
-    from engine.runner import Engine
+    from engine.drivers.config import Settings
+    from engine.drivers.runner import Engine
     from installers import Connector
     from installers.remote import ExtensionServer
 
@@ -95,7 +96,7 @@ async def make_engine(
     settings: Settings, api: Any, journal: Any, extension: ExtensionServer | None
 ) -> Engine:
     """The engine, running its plans here, or on Temporal with ``--engine temporal``."""
-    from engine.runner import Engine
+    from engine.drivers.runner import Engine
 
     options: dict[str, Any] = {
         "observe": observer(),
@@ -126,15 +127,15 @@ def with_engine(
 ) -> T:
     """Open client and journal, run ``job`` on an :class:`Engine`, map errors to exit codes.
 
-    Ctrl-C is handled from before anything is opened (see :mod:`engine.interrupts`). A job
+    Ctrl-C is handled from before anything is opened (see :mod:`engine.drivers.interrupts`). A job
     that only acts on existing integrations (``creates=False``) makes no embedded sandbox
     where there is none: it says where it looked instead.
     """
     if not creates:
         _installed_here(settings)
-    from engine.config import open_client
-    from engine.interrupts import Interrupts
-    from engine.journal import Journal
+    from engine.drivers.config import open_client
+    from engine.drivers.interrupts import Interrupts
+    from engine.run.journal import Journal
 
     interrupts = Interrupts(notify=lambda message: typer.echo(message, err=True))
     engines: list[Engine] = []
@@ -174,7 +175,7 @@ def with_api(settings: Settings, job: Callable[[ApiClient], Awaitable[T]]) -> T:
     engine, journal or connector code to load); errors become their message and exit code.
     Makes no embedded sandbox where there is none: it says where it looked instead."""
     _installed_here(settings)
-    from engine.config import open_client
+    from engine.drivers.config import open_client
 
     async def main() -> T:
         async with guard(lambda: open_client(settings)) as api:
@@ -233,3 +234,20 @@ def load(directory: Path) -> Connector:
     from installers import load_connector
 
     return guard(lambda: load_connector(directory))
+
+
+MAX_FILE_BYTES = 5 * 1024 * 1024
+
+
+def read_json_file(path: Path, option: str) -> Any:
+    """A JSON file given on the command line; exit 2 naming the option when it is unusable."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        fail(f"{option}: cannot read {path}: {exc.strerror}", 2)
+    if len(raw) > MAX_FILE_BYTES:
+        fail(f"{option}: {path} is {len(raw)} bytes, over the {MAX_FILE_BYTES} byte limit", 2)
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        fail(f"{option}: {path} is not valid JSON: {exc}", 2)

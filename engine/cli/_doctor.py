@@ -12,7 +12,7 @@ from engine.cli._app import app, fail, guard
 from engine.cli._options import API, EXTENSION, RATE, TEMPORAL, JsonOut, common_options
 
 if TYPE_CHECKING:
-    from engine.config import Settings
+    from engine.drivers.config import Settings
 
 #: Seconds doctor keeps retrying an API that does not answer: it answers in a few seconds.
 DOCTOR_RETRY_BUDGET = 3.0
@@ -40,7 +40,7 @@ def doctor(settings: Settings, as_json: JsonOut = False) -> None:
     import asyncio
 
     from engine.client import RetryPolicy
-    from engine.doctor import describe, diagnose
+    from engine.drivers.doctor import describe, diagnose
 
     settings = replace(settings, retry=RetryPolicy(budget=DOCTOR_RETRY_BUDGET))
     report = guard(lambda: asyncio.run(diagnose(settings)))

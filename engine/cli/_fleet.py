@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from engine.cli._app import app, fail, load, with_engine
+from engine.cli._app import app, fail, load, read_json_file, with_engine
 from engine.cli._options import (
     API,
     EXTENSION,
@@ -28,26 +27,10 @@ from engine.cli._progress import summarise
 from engine.cli._report import report_outcome
 
 if TYPE_CHECKING:
-    from engine.config import Settings
-    from engine.rollout import RolloutReport
-    from engine.runner import Engine
+    from engine.drivers.config import Settings
+    from engine.drivers.runner import Engine
+    from engine.fleet.rollout import RolloutReport
     from installers import Connector
-
-MAX_FILE_BYTES = 5 * 1024 * 1024
-
-
-def read_json_file(path: Path, option: str) -> Any:
-    """A JSON file given on the command line; exit 2 naming the option when it is unusable."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        fail(f"{option}: cannot read {path}: {exc.strerror}", 2)
-    if len(raw) > MAX_FILE_BYTES:
-        fail(f"{option}: {path} is {len(raw)} bytes, over the {MAX_FILE_BYTES} byte limit", 2)
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        fail(f"{option}: {path} is not valid JSON: {exc}", 2)
 
 
 @app.command(
@@ -220,7 +203,7 @@ async def _roll_out(
     """The rollout, here or on Temporal, ``waves`` its concurrency, phases, pause and bake;
     its progress shown as it goes."""
     from engine.cli._progress import RolloutProgress
-    from engine.rollout import rollout as run_rollout
+    from engine.fleet.rollout import rollout as run_rollout
 
     engine.observe = quiet  # a line per integration says more than one per step
     with fleet_gc(), RolloutProgress(as_json) as progress:
@@ -247,7 +230,7 @@ async def _on_temporal(
     """The rollout as a Temporal workflow: started, or attached to if it runs or ran."""
     from collections import Counter
 
-    from engine.rollout import Outcome, RolloutReport
+    from engine.fleet.rollout import Outcome, RolloutReport
     from engine.temporal._client import rollout_on_temporal
 
     state = await rollout_on_temporal(

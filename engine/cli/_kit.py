@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import socket
 
     from engine.client import ApiClient
-    from engine.config import Settings
+    from engine.drivers.config import Settings
 
 
 @app.command(
@@ -39,7 +39,7 @@ def new_command(
     test_connector.py with a test of each, using the pytest plugin's fixtures. Then:
     `smartconnector plan DIR`, `smartconnector install DIR`, `pytest DIR`.
     """
-    from engine.scaffold import new_connector
+    from engine.drivers.scaffold import new_connector
 
     written = guard(lambda: new_connector(directory, name))
     for path in written:
@@ -76,7 +76,7 @@ def list_command(
         fail("give at most one of --connector or --connector-id", 2)
     wanted = load(connector).manifest.connector_id if connector is not None else connector_id
 
-    from engine.writer import read_views
+    from engine.run.writer import read_views
 
     filters = {"_connectorId": wanted} if wanted else {}
     if settings.embedded and not settings.sandbox_db.exists():
@@ -92,7 +92,7 @@ LIST_HEADER = ("NAME", "ID", "CONNECTOR", "VERSION", "MODE", "STEPS", "STATE")
 
 def _show_integrations(docs: list[dict[str, Any]], as_json: bool, none: str) -> None:
     """One line each under a header, in columns (or ``none``, on stderr); or JSON."""
-    from engine.documents import status_of
+    from engine.run.documents import status_of
 
     if as_json:
         typer.echo(json.dumps([status_of(d) for d in docs]))
@@ -133,8 +133,8 @@ def history_command(
     Runs on Temporal are in Temporal's history, not here.
     """
     from engine.errors import NotFound
-    from engine.journal import Journal
-    from engine.writer import read_view
+    from engine.run.journal import Journal
+    from engine.run.writer import read_view
 
     journal_path = settings.home / "journal.db"
     calls = Journal(journal_path).history(integration_id) if journal_path.exists() else []
@@ -162,7 +162,7 @@ def history_command(
 def _show_history(
     integration_id: str, calls: list[dict[str, Any]], doc: dict[str, Any] | None
 ) -> None:
-    from engine.progress import RunState
+    from engine.run.progress import RunState
 
     for call in calls:
         took = f"{call['seconds']:.2f}s" if call["seconds"] is not None else "-"
@@ -221,9 +221,9 @@ def ui_command(
     serve_metrics(metrics_host, metrics_port)
 
     async def open_engine() -> Any:
-        from engine.config import open_client
-        from engine.journal import Journal
-        from engine.runner import Engine
+        from engine.drivers.config import open_client
+        from engine.drivers.runner import Engine
+        from engine.run.journal import Journal
 
         api = guard(lambda: open_client(settings))
         return Engine(api, Journal(settings.home / "journal.db")), api.aclose

@@ -2,7 +2,7 @@
 
 The settings options are the parameters of :func:`resolve_settings`. A command names the
 groups of them it takes with :func:`common_options`; its signature lists only its own
-arguments and options, and it is handed the resolved :class:`~engine.config.Settings`::
+arguments and options, and it is handed the resolved :class:`~engine.drivers.config.Settings`::
 
     @app.command()
     @common_options(API, RETRY)
@@ -25,7 +25,7 @@ from engine.cli._app import fail, guard
 from engine.defaults import API_BURST, API_RATE, RETRY_BUDGET
 
 if TYPE_CHECKING:
-    from engine.config import Settings
+    from engine.drivers.config import Settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -192,7 +192,7 @@ def resolve_settings(
     default), checked: a problem is exit 2 with one line saying what to do. Its parameters,
     in this order, are the settings options of every command and of its ``--help``."""
     from engine.client import RateLimit, RetryPolicy
-    from engine.config import Settings
+    from engine.drivers.config import Settings
 
     _check_choices(log_format, engine, temporal_address)
     token, extension_token = _tokens(log_format, api_url, token_file, extension_url)
@@ -250,7 +250,7 @@ def api_token(api_url: str | None, token_file: Path | None) -> str | None:
     """The API token, once ``--api-url`` and ``--token-file`` are checked (exit 2 if not
     usable): from the file, else the environment."""
     from engine.cli._usage import api_options_problem
-    from engine.config import read_token
+    from engine.drivers.config import read_token
 
     problem = api_options_problem(api_url, token_file)
     if problem:
@@ -281,7 +281,7 @@ def common_options(
     *groups: tuple[str, ...],
 ) -> Callable[[Callable[Concatenate["Settings", P], R]], Callable[..., R | None]]:
     """The command takes the settings options of ``groups`` besides its own, and is called
-    with the :class:`~engine.config.Settings` they resolve to as its first argument.
+    with the :class:`~engine.drivers.config.Settings` they resolve to as its first argument.
 
     Its ``--help`` lists its own options without a panel first, then the settings options in
     the order :func:`resolve_settings` declares them, then its own options in panels of

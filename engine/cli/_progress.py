@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
-    from engine.rollout import Outcome, RolloutReport
+    from engine.fleet.rollout import Outcome, RolloutReport
 
 COUNTED = ("updated", "skipped", "failed")
 

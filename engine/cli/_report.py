@@ -12,13 +12,13 @@ import typer
 from engine.cli._app import with_engine
 
 if TYPE_CHECKING:
-    from engine.config import Settings
-    from engine.runner import Engine
+    from engine.drivers.config import Settings
+    from engine.drivers.runner import Engine
 
 
 def print_status(doc: dict[str, Any], as_json: bool) -> None:
-    from engine.documents import status_of
-    from engine.progress import RunState
+    from engine.run.documents import status_of
+    from engine.run.progress import RunState
 
     status = status_of(doc)
     if as_json:
@@ -95,8 +95,8 @@ async def stopped_status(
     engine: Engine, integration_id: str, exc: Exception
 ) -> dict[str, Any] | None:
     """``status --json`` of a run that stopped; for a deleted integration, from the error."""
-    from engine.documents import status_of
     from engine.errors import StepFailed
+    from engine.run.documents import status_of
 
     if isinstance(exc, StepFailed) and exc.deleted:
         return {
@@ -150,7 +150,7 @@ def next_step(exc: Exception) -> str | None:
         return f"fix the cause, then `{resume}`"
     if isinstance(exc, WaitingForUser):
         from engine.cli._answers import how_to_answer
-        from engine.documents import asked_fields
+        from engine.run.documents import asked_fields
 
         fields = asked_fields({"fields": exc.fields})
         return how_to_answer(integration_id, fields) if fields else f"once done, `{resume}`"

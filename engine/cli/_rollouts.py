@@ -14,9 +14,9 @@ from engine.cli._app import app, fail, guard, looked_in
 from engine.cli._options import API, TEMPORAL, common_options
 
 if TYPE_CHECKING:
-    from engine.config import Settings
-    from engine.rollout_record import Control, RolloutRecord
-    from engine.rollouts import Rollouts
+    from engine.drivers.config import Settings
+    from engine.fleet.operations import Rollouts
+    from engine.fleet.record import Control, RolloutRecord
 
 T = TypeVar("T")
 #: Seconds between two looks at a rollout being followed.
@@ -39,8 +39,8 @@ def with_rollouts(settings: Settings, job: Callable[[Rollouts], Awaitable[T]]) -
     their message and exit code. Makes no embedded sandbox where there is none."""
     import asyncio  # here, not at start-up: --help and usage errors never run a loop
 
-    from engine.config import open_client
-    from engine.rollouts import Rollouts
+    from engine.drivers.config import open_client
+    from engine.fleet.operations import Rollouts
 
     async def main() -> T:
         temporal = None
@@ -61,7 +61,7 @@ def _installed(settings: Settings) -> None:
 
 
 def _unknown(settings: Settings, rollout_id: str) -> NoReturn:
-    from engine.rollout_record import rollout_key
+    from engine.fleet.record import rollout_key
 
     where = f"{looked_in(settings)}, State API key {rollout_key(rollout_id)}"
     if settings.temporal_address:
@@ -226,7 +226,7 @@ def describe(record: RolloutRecord) -> str:
 
 def _answer(record: RolloutRecord, control: str) -> str:
     """What ``pause|resume|abort`` did, in one line (and the advice that follows)."""
-    from engine.rollout_record import acted_on
+    from engine.fleet.record import acted_on
 
     asked = {"run": "resume", "pause": "pause", "abort": "abort"}[control]
     where = f"rollout {record.id}: {record.state}, phase {_phase(record)}, {counts(record)}"
@@ -241,7 +241,7 @@ def _answer(record: RolloutRecord, control: str) -> str:
 
 
 def _line(record: RolloutRecord) -> str:
-    from engine.rollout_record import now_iso
+    from engine.fleet.record import now_iso
 
     return f"{now_iso()} {record.id} {record.state} phase {_phase(record)}: {counts(record)}"
 

@@ -63,9 +63,9 @@ PlanUpdate = Annotated[
 ]
 
 if TYPE_CHECKING:
-    from engine.config import Settings
-    from engine.plan import Intent
-    from engine.runner import Engine
+    from engine.drivers.config import Settings
+    from engine.drivers.runner import Engine
+    from engine.run.plan import Intent
     from installers import Connector
 
 
@@ -181,15 +181,15 @@ def status(
 
     Exit 6 if it does not exist (the message says where it looked).
     """
-    from engine.writer import read_view
+    from engine.run.writer import read_view
 
     print_status(with_api(settings, lambda api: read_view(api, integration_id)), as_json)
 
 
 def show_plan(connector: Connector, settings: Settings, as_json: bool = False) -> None:
     """Print what install would do: numbered calls, or the actions as a JSON array."""
-    from engine.functions import resolve_functions
-    from engine.plan import install_plan
+    from engine.run.functions import resolve_functions
+    from engine.run.plan import install_plan
 
     if settings.extension_url is not None:
 
@@ -241,7 +241,7 @@ def plan(
     if Path(target).is_dir() or (Path(target) / "connector.json").exists():
         show_plan(load(Path(target)), settings, as_json)
         return
-    from engine.plan import Intent
+    from engine.run.plan import Intent
 
     if uninstall and update:
         fail("give at most one of --uninstall or --update", 2)

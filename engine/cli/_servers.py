@@ -42,7 +42,7 @@ from engine.cli._telemetry import (
 )
 
 if TYPE_CHECKING:
-    from engine.config import Settings
+    from engine.drivers.config import Settings
     from installers import Connector
 
 ListenHost = Annotated[str, typer.Option(help="Address to listen on.")]
@@ -80,7 +80,7 @@ WorkerConnectors = Annotated[
 @app.command()
 def diagram() -> None:
     """Print the state machine as a Mermaid diagram."""
-    from engine.machine import mermaid
+    from engine.run.machine import mermaid
 
     typer.echo(mermaid())
 
@@ -107,7 +107,7 @@ def sandbox_serve(
     profile: SandboxProfile = "default",
 ) -> None:
     """Serve the sandbox API at http://HOST:PORT/v1 (GET /healthz answers once ready)."""
-    from engine.sandbox_cli import serve
+    from engine.drivers.sandbox_cli import serve
 
     guard(
         lambda: serve(
@@ -142,7 +142,7 @@ def token_create(
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Create a sandbox token and print it alone on stdout (works while the server runs)."""
-    from engine.sandbox_cli import create_token
+    from engine.drivers.sandbox_cli import create_token
 
     typer.echo(guard(lambda: create_token(db or home / "sandbox.db", scopes)))
 
@@ -168,7 +168,7 @@ def extension_serve(
     """
     import uvicorn
 
-    from engine.extension_server import create_extension_app
+    from engine.drivers.extension_server import create_extension_app
 
     token = os.environ.get("SMARTCONNECTOR_EXTENSION_TOKEN")
     if not token:
@@ -223,7 +223,7 @@ async def _work(
     """Run the worker on the task queue until it is cancelled."""
     import structlog
 
-    from engine.config import open_client
+    from engine.drivers.config import open_client
     from engine.temporal._client import connect, run_worker
 
     client = await guard_async(connect(temporal_address, runtime))

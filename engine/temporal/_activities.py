@@ -1,10 +1,10 @@
 """The activities a worker runs for :class:`IntegrationWorkflow`, over the same engine pieces.
 
 Each activity starts from the integration document (the truth) and acts under the run's
-lease, owned by the workflow's run id rather than a process. ``run`` is the local engine's
-executor (:meth:`~engine.run.IntegrationRun.execute`) over one slice of the plan; retried
-after a lost worker, it reads the document again and plans from it, so what the document
-shows done is not done again.
+lease, owned by the workflow's run id rather than a process. ``run`` executes one slice of
+the plan with :meth:`~engine.run.integration.IntegrationRun.execute`, as a local run does;
+retried after a lost worker, it reads the document again and skips the calls it shows
+done.
 """
 
 from __future__ import annotations
@@ -21,14 +21,17 @@ from temporalio.exceptions import ApplicationError
 
 from engine import telemetry
 from engine.client import ApiClient, Document
-from engine.documents import needs_update
 from engine.errors import BadInput, NotFound, SmartConnectorError, to_wire as error_to_wire
-from engine.functions import function_names, resolve_functions
-from engine.invoke import DEFAULT_TIMEOUT
-from engine.journal import Journal
-from engine.machine import ModeMachine
+from engine.fleet.control import health_problem
+from engine.fleet.record import RolloutRecord, RolloutRecords, now_iso
 from engine.models import Integration, parse
-from engine.plan import (
+from engine.run.documents import needs_update
+from engine.run.functions import function_names, resolve_functions
+from engine.run.integration import IntegrationRun
+from engine.run.invoke import DEFAULT_TIMEOUT
+from engine.run.journal import Journal
+from engine.run.machine import ModeMachine
+from engine.run.plan import (
     Action,
     Call,
     Delete,
@@ -40,9 +43,7 @@ from engine.plan import (
     taking,
     to_wire,
 )
-from engine.rollout_control import health_problem
-from engine.rollout_record import RolloutRecord, RolloutRecords, now_iso
-from engine.run import IntegrationRun
+from engine.run.writer import DocumentWriter, Owner, open_writer, read_view
 from engine.temporal._rollout import Look, Page, PageRequest, RolloutRequest, Targets
 from engine.temporal._workflow import (
     FINAL,
@@ -55,7 +56,6 @@ from engine.temporal._workflow import (
     slices,
     wire,
 )
-from engine.writer import DocumentWriter, Owner, open_writer, read_view
 from installers import Connector, find_installed
 from installers.remote import ExtensionServer, with_remote
 
@@ -138,7 +138,7 @@ class Activities:
     @activity.defn(name="smartconnector.begin")
     async def begin(self, request: RunRequest) -> Begun:
         """Check the worker can run the plan (every function resolves here), then do its
-        first action, the :class:`~engine.plan.Take` of the lease, and cut the rest into
+        first action, the :class:`~engine.run.plan.Take` of the lease, and cut the rest into
         slices."""
         async with self.run_for(request, request.doc) as run:
             integration = parse(Integration, run.doc, what=f"integration {run.writer.id}")

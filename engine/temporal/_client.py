@@ -24,9 +24,10 @@ from temporalio.worker import Worker
 from engine import telemetry
 from engine.client import ApiClient, Document
 from engine.defaults import API_RATE
+from engine.drivers.executors import Host, Job
+from engine.drivers.runner import Engine
 from engine.errors import BadInput, Interrupted, LeaseHeld, from_wire
-from engine.executors import Host, Job
-from engine.runner import Engine
+from engine.run.writer import Owner
 from engine.temporal._activities import Activities
 from engine.temporal._rollout import (
     ROLLOUT_WORKFLOW,
@@ -44,7 +45,6 @@ from engine.temporal._workflow import (
     run_failure,
     wire,
 )
-from engine.writer import Owner
 from installers import Connector
 from installers.remote import ExtensionServer
 

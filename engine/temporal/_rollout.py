@@ -4,7 +4,7 @@ Its id comes from the connector and the version, so the same command run again a
 the running rollout, or reports the finished one (one that was aborted or stopped by its
 failures starts again, going on where it stopped). Phases, ``--max-failures``, ``--pause``
 and ``--bake`` are decided inside it. ``pause``, ``resume`` and ``abort`` are its signals,
-``status`` its query (the record :mod:`engine.rollout_record` describes), so they survive
+``status`` its query (the record :mod:`engine.fleet.record` describes), so they survive
 worker restarts and the command being killed; it also writes that record to the State API
 (at most once a second, through the ``record`` activity), where ``rollouts`` finds it as it
 finds local ones.
@@ -36,7 +36,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     import engine.telemetry as telemetry  # the worker's own, not a copy in the sandbox
-    from engine.rollout import waves
+    from engine.fleet.rollout import waves
     from engine.temporal._rollout_children import ChildUpdates
     from engine.temporal._rollout_data import (
         PAGE,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.rollout_record import RolloutRecord, Wave, rollout_name
+from engine.fleet.record import RolloutRecord, Wave, rollout_name
 
 #: Integrations a page of the list holds: what the rollout keeps at most, besides the runs.
 PAGE = 100

@@ -32,13 +32,13 @@ import structlog
 from temporalio import activity
 
 from engine.client import ApiClient, Document
+from engine.drivers.executors import LocalExecutor
+from engine.drivers.runner import Engine
 from engine.errors import BadInput, SmartConnectorError
-from engine.executors import LocalExecutor
-from engine.journal import Journal
-from engine.rollout_control import health_problem
-from engine.runner import Engine
+from engine.fleet.control import health_problem
+from engine.run.journal import Journal
+from engine.run.writer import Owner, read_view
 from engine.temporal._rollout_data import LookPage, PageDone, UpdatePage
-from engine.writer import Owner, read_view
 from installers import Connector, find_installed
 from installers.remote import ExtensionServer
 

@@ -1,8 +1,8 @@
 """The Temporal workflow that drives one integration: deterministic, no I/O of its own.
 
-It executes the plan the command's engine made (:class:`engine.executors.Job`), with the
-same :class:`~engine.run.IntegrationRun` as a local run. The ``begin`` activity does its
-first action, the :class:`~engine.plan.Take` of the lease (an update's flag and new steps
+It executes the plan the command's engine made (:class:`engine.drivers.executors.Job`), with the
+same :class:`~engine.run.integration.IntegrationRun` as a local run. The ``begin`` activity does its
+first action, the :class:`~engine.run.plan.Take` of the lease (an update's flag and new steps
 ride on that PATCH), and cuts the rest into slices (:func:`slices`), one ``run`` activity
 each: a function call with the actions that follow it up to the next call, so a step costs
 one activity and the PATCH that records it. A slice retried after a lost worker reads the
@@ -26,9 +26,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from engine.defaults import LEASE_TTL
-    from engine.plan import Action, calls_function, from_wire, to_wire
+    from engine.run.plan import Action, calls_function, from_wire, to_wire
 
-#: An action as it crosses into the workflow and back (:func:`engine.plan.to_wire`).
+#: An action as it crosses into the workflow and back (:func:`engine.run.plan.to_wire`).
 WireAction = dict[str, Any]
 
 WORKFLOW_NAME = "smartconnector.integration"
@@ -44,7 +44,7 @@ HEARTBEAT = timedelta(seconds=10)
 class RunRequest:
     """What a command asks a workflow to do with one integration."""
 
-    action: str  # an engine.plan.Intent: install | resume | uninstall | update
+    action: str  # an engine.run.plan.Intent: install | resume | uninstall | update
     integration_id: str
     connector_id: str
     run_id: str
@@ -52,8 +52,8 @@ class RunRequest:
     version: str | None = None
     #: The document as the command last had it: the first activity need not read it.
     doc: dict[str, Any] | None = None
-    #: The plan the command's engine made (:func:`engine.plan.to_wire`), beginning with the
-    #: :class:`~engine.plan.Take` of the lease; ``None`` from a command that sent none, for
+    #: The plan the command's engine made (:func:`engine.run.plan.to_wire`), beginning with the
+    #: :class:`~engine.run.plan.Take` of the lease; ``None`` from a command that sent none, for
     #: which ``begin`` plans from the document.
     actions: list[WireAction] | None = None
 
@@ -69,7 +69,7 @@ class Slice:
 
 @dataclass
 class Begun:
-    """What ``begin`` hands the workflow: the plan (:func:`engine.plan.plan_run`) cut into
+    """What ``begin`` hands the workflow: the plan (:func:`engine.run.plan.plan_run`) cut into
     slices, under the lease it took."""
 
     integration_id: str

@@ -18,12 +18,12 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
 from engine.client import ApiClient, Document
-from engine.documents import compare_versions
+from engine.drivers.runner import Engine
 from engine.errors import LeaseHeld, NotFound, SmartConnectorError
-from engine.runner import Engine
+from engine.run.documents import compare_versions
+from engine.run.writer import Owner, check_lease
 from engine.ui import _base, _pages
 from engine.ui._rollouts import RolloutsPage
-from engine.writer import Owner, check_lease
 from installers import Connector
 
 COOKIE = "smartconnector_session"

@@ -10,7 +10,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
-from engine.progress import Progress
+from engine.run.progress import Progress
 from engine.ui._pages import button, hidden, id_code, name_of
 from engine.ui._words import state_of, steps_done, steps_of, when
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from engine.progress import RunState
+from engine.run.progress import RunState
 from engine.ui._words import short_id, state_of, steps_done, steps_of
 
 STATIC = Path(__file__).parent / "static"

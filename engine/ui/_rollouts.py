@@ -4,7 +4,7 @@ Each rollout is an ``article`` carrying ``data-rollout`` (its id) and ``data-sta
 phases are a list named "Phases" of progress bars, its failures a list named "Failures".
 The section is replaced, as the install page's live parts are, whenever a rollout changes
 (server-sent events). The buttons are POSTs with the page's CSRF token; they go through
-:class:`engine.rollouts.Rollouts`, as ``rollouts pause|resume|abort ID`` do.
+:class:`engine.fleet.operations.Rollouts`, as ``rollouts pause|resume|abort ID`` do.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
 from engine.errors import SmartConnectorError
-from engine.rollout_record import Control, RolloutRecord
-from engine.rollouts import Rollouts
+from engine.fleet.operations import Rollouts
+from engine.fleet.record import Control, RolloutRecord
 from engine.ui._pages import button, page
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.models import Mode
-from engine.progress import Progress
+from engine.run.progress import Progress
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 
 from engine.client import ApiClient, Document
-from engine.documents import ADOPT_SKEW, just_made, new_integration
 from engine.errors import AnswerLost, ApiUnavailable
-from engine.progress import RUN_FIELD, RunState
-from engine.writer import Owner, read_state
+from engine.run.documents import ADOPT_SKEW, just_made, new_integration
+from engine.run.progress import RUN_FIELD, RunState
+from engine.run.writer import Owner, read_state
 from engine.writes import WriteWay
 from installers import Connector
 

@@ -1,7 +1,7 @@
 """One integration's run: executes its plan, writing the document after every action.
 
-The plan (:func:`engine.plan.plan_run`) says what to do and in which order; this module
-says how each action is done: which function is called (:mod:`engine.calling`) and which
+The plan (:func:`engine.run.plan.plan_run`) says what to do and in which order; this module
+says how each action is done: which function is called (:mod:`engine.run.calls`) and which
 one JSON Patch records it. Each action checks the document first, so applying it again
 (a Temporal activity retried after a lost worker) changes nothing.
 """
@@ -14,14 +14,14 @@ from typing import Any, assert_never
 
 import structlog
 
-from engine.calling import Caller, StepObserver, idempotency_key
 from engine.client import ApiClient, Document
 from engine.errors import DocumentInvalid, StepFailed
-from engine.invoke import normalise, settings_result
-from engine.journal import Journal
-from engine.machine import ModeMachine, Trigger
 from engine.models import ConnectorManifest, InstallStep, Integration, Mode, StepPolicy, parse
-from engine.plan import (
+from engine.run.calls import Caller, StepObserver, idempotency_key
+from engine.run.invoke import normalise, settings_result
+from engine.run.journal import Journal
+from engine.run.machine import ModeMachine, Trigger
+from engine.run.plan import (
     Action,
     BeginUpdate,
     Call,
@@ -34,8 +34,8 @@ from engine.plan import (
     Take,
     new_steps,
 )
-from engine.progress import Op, Progress
-from engine.writer import DocumentWriter
+from engine.run.progress import Op, Progress
+from engine.run.writer import DocumentWriter
 from installers import Connector, StepResult
 
 __all__ = ["IntegrationRun", "StepObserver", "begin_update_ops", "idempotency_key"]

@@ -7,7 +7,7 @@ from datetime import timedelta
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
-from engine.rollout_record import PREFIX, RolloutRecord
+from engine.fleet.record import PREFIX, RolloutRecord
 
 #: How long a query may wait for a worker to answer before the State API record is used.
 ANSWER_WITHIN = timedelta(seconds=3)

@@ -1,7 +1,7 @@
 """Writing a run's progress to the integration, under a lease, in the way the API takes it.
 
 A run changes its integration with JSON Patch operations over a *view*: the document with
-the run's state in its ``smartconnector`` field (:mod:`engine.progress`). Where that state
+the run's state in its ``smartconnector`` field (:mod:`engine.run.progress`). Where that state
 lives, and how the operations reach the API, is the write way's (:mod:`engine.writes`):
 
 - :class:`DocumentWriter` (``json-patch-test``): the state is in the document itself, so
@@ -30,7 +30,7 @@ from typing import Any
 from engine.client import ApiClient, Document
 from engine.defaults import LEASE_TTL
 from engine.errors import ApiError, Conflict, LeaseHeld, NotFound
-from engine.progress import RUN_FIELD, Op, RunState, pointer
+from engine.run.progress import RUN_FIELD, Op, RunState, pointer
 from engine.writes import WriteWay
 
 #: Seconds a claim of the lease waits before reading it back (the timed mutex's delay).

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from engine.client import Document
 from engine.errors import BadInput, DocumentInvalid
-from engine.progress import RUN_FIELD, Progress, RunState
+from engine.run.progress import RUN_FIELD, Progress, RunState
 
 if TYPE_CHECKING:  # a status read needs neither the connector's API nor pydantic's models
     from engine.models import ConnectorManifest
-    from engine.writer import Owner
+    from engine.run.writer import Owner
     from installers import Connector
 
 

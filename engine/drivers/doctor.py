@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.client import ApiClient
-from engine.config import Settings
+from engine.drivers.config import Settings
 from engine.errors import (
     ApiError,
     ApiUnavailable,
@@ -23,7 +23,7 @@ from engine.errors import (
     PermissionDenied,
     SmartConnectorError,
 )
-from engine.writer import CLAIM_WAIT
+from engine.run.writer import CLAIM_WAIT
 from engine.writes import WriteWay, probe
 
 
@@ -170,7 +170,7 @@ def _journal_readable(path: Path) -> bool:
 
 def embedded_way() -> WriteWay:
     """The embedded sandbox's way, from its profile (``SMARTCONNECTOR_SANDBOX_PROFILE``)."""
-    from engine.config import embedded_profile
+    from engine.drivers.config import embedded_profile
     from engine.writes import SANDBOX_PROFILE_WAYS, forced_way
 
     return forced_way() or SANDBOX_PROFILE_WAYS[embedded_profile()]
@@ -194,7 +194,7 @@ async def diagnose(settings: Settings) -> Report:
         api.update(reachable=True, authenticated=True, writes=way.value)
         api["exclusive_runs"] = runs_for(way)
     else:
-        from engine.config import open_client
+        from engine.drivers.config import open_client
 
         async with open_client(settings) as client:
             await check_api(client, settings, report)

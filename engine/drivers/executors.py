@@ -1,9 +1,10 @@
 """Where a plan runs: the seam between the engine, which decides, and what executes.
 
-The :class:`~engine.runner.Engine` validates a command, plans it from the document
-(:func:`engine.plan.plan_run`, under a :class:`~engine.plan.Take` of the lease) and hands the
-plan to an :class:`Executor` as a :class:`Job`. Two execute it, action by action, through the
-same :class:`~engine.run.IntegrationRun`:
+The :class:`~engine.drivers.runner.Engine` validates a command, plans it from the
+document (:func:`engine.run.plan.plan_run`, under a :class:`~engine.run.plan.Take` of the
+lease) and hands the plan to an :class:`Executor` as a :class:`Job`. Two execute it,
+action by action, through the
+same :class:`~engine.run.integration.IntegrationRun`:
 
 - :class:`LocalExecutor`, a short loop in this process;
 - :class:`engine.temporal.TemporalExecutor`, a Temporal workflow run by ``smartconnector
@@ -22,9 +23,9 @@ from typing import Protocol
 from engine import telemetry
 from engine.client import Document
 from engine.errors import SmartConnectorError
-from engine.plan import Action
-from engine.run import IntegrationRun
-from engine.writer import DocumentWriter, LeaseKeeper, Owner
+from engine.run.integration import IntegrationRun
+from engine.run.plan import Action
+from engine.run.writer import DocumentWriter, LeaseKeeper, Owner
 from installers import Connector
 
 
@@ -32,7 +33,7 @@ from installers import Connector
 class Job:
     """One command's plan for one integration, ready to execute."""
 
-    #: What the command asked (an :class:`~engine.plan.Intent`'s value, or ``settings``).
+    #: What the command asked (an :class:`~engine.run.plan.Intent`'s value, or ``settings``).
     intent: str
     #: The integration with its run state, as validated and planned from.
     doc: Document
@@ -64,7 +65,7 @@ class Host(Protocol):
 
 
 class Executor(Protocol):
-    """Runs the plans an :class:`~engine.runner.Engine` makes."""
+    """Runs the plans an :class:`~engine.drivers.runner.Engine` makes."""
 
     def owner(self, integration_id: str | None) -> Owner:
         """A new run's holder of the lease on ``integration_id`` (``None``: one it is about

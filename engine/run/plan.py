@@ -1,8 +1,8 @@
 """What a run does, as data: one pure function from the document to the ordered actions.
 
-:func:`plan_run` is the only place that knows the order of a run. ``plan`` prints it, the
-local engine executes it in a short loop (:meth:`engine.run.IntegrationRun.execute`), and
-the Temporal workflow executes the same list, one activity per action. Planning again
+:func:`plan_run` is the only place that knows the order of a run. ``plan`` prints it, and
+both executors run it through :meth:`engine.run.integration.IntegrationRun.execute`: a
+short loop here, or a Temporal workflow, one activity per function call. Planning again
 from the document of a stopped run gives what is left to do: nothing already recorded in
 the document is planned again.
 
@@ -18,9 +18,9 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from engine.client import Document
-from engine.functions import check_functions
 from engine.models import ConnectorManifest, InstallStep, Mode
-from engine.progress import Progress
+from engine.run.functions import check_functions
+from engine.run.progress import Progress
 from installers import Connector
 
 

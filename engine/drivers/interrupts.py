@@ -22,7 +22,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from engine.runner import Engine
+    from engine.drivers.runner import Engine
 
 
 class Interrupts:

@@ -11,16 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from engine.calling import keep_secret_answers
 from engine.client import ApiClient, Document
-from engine.creating import post_integration
 from engine.defaults import LEASE_TTL
-from engine.documents import (
-    check_installable,
-    needs_update,
-    started_update_target,
-    update_target,
-)
+from engine.drivers.executors import Executor, Job, LocalExecutor
 from engine.errors import (
     BadInput,
     DocumentInvalid,
@@ -28,15 +21,22 @@ from engine.errors import (
     SmartConnectorError,
     StepFailed,
 )
-from engine.executors import Executor, Job, LocalExecutor
-from engine.functions import resolve_functions
-from engine.journal import Journal
-from engine.machine import ModeMachine
 from engine.models import Integration, Mode, StepPolicy, parse
-from engine.plan import Action, Intent, SaveSettings, plan_run, taking
-from engine.progress import RUN_FIELD, Progress
-from engine.run import IntegrationRun, StepObserver
-from engine.writer import (
+from engine.run.calls import keep_secret_answers
+from engine.run.creating import post_integration
+from engine.run.documents import (
+    check_installable,
+    needs_update,
+    started_update_target,
+    update_target,
+)
+from engine.run.functions import resolve_functions
+from engine.run.integration import IntegrationRun, StepObserver
+from engine.run.journal import Journal
+from engine.run.machine import ModeMachine
+from engine.run.plan import Action, Intent, SaveSettings, plan_run, taking
+from engine.run.progress import RUN_FIELD, Progress
+from engine.run.writer import (
     CLAIM_WAIT,
     DocumentWriter,
     LeaseKeeper,
@@ -73,11 +73,12 @@ class Engine:
     journal: Journal
     lease_ttl: float = LEASE_TTL
     #: Seconds a claim of the lease waits before reading it back, where the API offers no
-    #: compare-and-set (:class:`~engine.writer.StateWriter`).
+    #: compare-and-set (:class:`~engine.run.writer.StateWriter`).
     claim_wait: float = CLAIM_WAIT
     #: Set by a first Ctrl-C: runs stop after the function that is running, recorded.
     stop: asyncio.Event = field(default_factory=asyncio.Event)
-    #: Set by a second: the functions still running are abandoned (see :mod:`engine.interrupts`).
+    #: Set by a second: the functions still running are abandoned
+    #: (:mod:`engine.drivers.interrupts`).
     abandon: asyncio.Event = field(default_factory=asyncio.Event)
     observe: StepObserver = _ignore
     machine: ModeMachine = field(default_factory=ModeMachine)
@@ -89,7 +90,7 @@ class Engine:
     #: resume and uninstall in the same process find them. Updates of other integrations
     #: add nothing here, so a rollout's memory stays flat.
     known: dict[str, Connector] = field(default_factory=dict)
-    #: What runs the plans: here, or on Temporal (:mod:`engine.executors`).
+    #: What runs the plans: here, or on Temporal (:mod:`engine.drivers.executors`).
     executor: Executor = field(default_factory=LocalExecutor)
     #: The leases of this engine's runs, renewed while a function runs long.
     leases: LeaseKeeper = field(init=False)

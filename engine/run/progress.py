@@ -2,7 +2,7 @@
 
 :class:`Progress` reads mode, version, ``updateInProgress``, the steps and the engine's run
 state from a document, and makes the patch operations each transition writes. How they
-reach the API is the writer's concern (:mod:`engine.writer`): one JSON Patch, or the
+reach the API is the writer's concern (:mod:`engine.run.writer`): one JSON Patch, or the
 document and the State API apart, as the API allows.
 
 The engine's own field, ``smartconnector`` (read and changed by :class:`RunState`)::

@@ -50,7 +50,7 @@ def serve(
 ) -> None:
     import uvicorn
 
-    from engine.config import sandbox_profile
+    from engine.drivers.config import sandbox_profile
     from sandbox import AccessLog, FaultInjector, FaultSpecError, Store, create_app, parse_faults
 
     served = sandbox_profile(profile, "--profile")

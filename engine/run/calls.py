@@ -25,12 +25,12 @@ from engine.errors import (
     StepFailed,
     WaitingForUser,
 )
-from engine.invoke import invoke, raised_at
-from engine.journal import Call, Journal
 from engine.logs import redactor
 from engine.models import InstallStep, Integration, StepPolicy
-from engine.progress import Op, RunState
-from engine.writer import DocumentWriter
+from engine.run.invoke import invoke, raised_at
+from engine.run.journal import Call, Journal
+from engine.run.progress import Op, RunState
+from engine.run.writer import DocumentWriter
 from installers import Connector, RegisteredFunction, StepContext, UserActionRequired
 
 T = TypeVar("T")

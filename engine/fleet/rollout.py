@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from engine.client import Document
+from engine.drivers.runner import Engine
 from engine.errors import Interrupted, SmartConnectorError
-from engine.rollout_control import RolloutController
-from engine.runner import Engine
+from engine.fleet.control import RolloutController
 from installers import Connector
 
 Status = Literal["updated", "skipped", "failed", "interrupted", "not attempted"]
@@ -97,7 +97,7 @@ async def rollout(
     flat however large the fleet. Otherwise it needs the whole list of ids first.
 
     ``recorded`` (implied by ``pause`` and ``bake``) keeps the rollout's record in the State
-    API (:mod:`engine.rollout_record`) and obeys it: ``rollouts pause|resume|abort``. With
+    API (:mod:`engine.fleet.record`) and obeys it: ``rollouts pause|resume|abort``. With
     ``pause`` it holds after each phase until resumed; with ``bake`` it waits that many
     seconds after each phase, then looks at the phase's integrations again. ``on_phase``
     hears of each phase as it starts (its number, how many there are, how many integrations

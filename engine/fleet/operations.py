@@ -1,7 +1,7 @@
 """Operating rollouts from anywhere: what ``rollouts``, ``rollouts status|pause|resume|abort
 ID`` and the install page's ``/rollouts`` do, whichever executor runs the rollout.
 
-A local rollout's record in the State API (:mod:`engine.rollout_record`) is where it says
+A local rollout's record in the State API (:mod:`engine.fleet.record`) is where it says
 where it is and where an operator's request goes (its ``control``). On Temporal the requests
 are the rollout workflow's signals and where it is its ``status`` query; the workflow also
 writes the same record, so one list shows both, and a rollout is found even where Temporal
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from engine.client import ApiClient
 from engine.errors import BadInput
-from engine.rollout_record import Control, RolloutRecord, RolloutRecords, acted_on
+from engine.fleet.record import Control, RolloutRecord, RolloutRecords, acted_on
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -46,9 +46,9 @@ class Rollouts:
     async def _live(self, rollout_id: str, record: RolloutRecord | None) -> RolloutRecord | None:
         if self.temporal is None or (record is not None and record.executor != "temporal"):
             return record
-        from engine.temporal import _control
+        from engine.fleet import on_temporal
 
-        return await _control.status(self.temporal, rollout_id) or record
+        return await on_temporal.status(self.temporal, rollout_id) or record
 
     async def ask(
         self, rollout_id: str, control: Control, *, wait: float = ACT_WITHIN
@@ -65,9 +65,9 @@ class Rollouts:
                 f" (or SMARTCONNECTOR_TEMPORAL_ADDRESS) to {VERBS[control]} it",
                 field="--temporal-address",
             )
-        from engine.temporal import _control
+        from engine.fleet import on_temporal
 
-        if not await _control.signal(self.temporal, rollout_id, control):
+        if not await on_temporal.signal(self.temporal, rollout_id, control):
             return record  # its workflow has ended
         deadline = time.monotonic() + wait
         while True:
