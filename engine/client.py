@@ -217,12 +217,17 @@ class ApiClient:
         self._token = token
         self.retry = retry or RetryPolicy()
         self._limiter = (rate_limit or RateLimit()).limiter()
+        self._transport = transport or _network(self.base_url)
+        #: Requests go straight to the transport (:meth:`_send_direct`); the client is what
+        #: telemetry sends them with, inside their spans, and it gives the default headers.
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
-            transport=transport or _network(self.base_url),
+            transport=self._transport,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         )
+        self._headers = self._http.headers
+        self._extensions = {"timeout": self._http.timeout.as_dict()}
         #: At most as many requests in the transport as the network one has connections.
         self._slots = asyncio.Semaphore(CONNECTIONS)
         #: Requests sent, retries included: what the benchmarks and tests count.
@@ -460,21 +465,45 @@ class ApiClient:
         if probe is not None:
             probe.rate_waited(time.monotonic() - waiting_since)
         self.requests_sent += 1
+        request = self._request(method, path, json, params, headers)
         async with self._slots:
             if probe is None:
-                response = await self._http.request(
-                    method, path, json=json, params=params, headers=headers
-                )
+                response = await self._send_direct(request)
             else:
-                request = self._http.build_request(
-                    method, path, json=json, params=params, headers=headers
-                )
                 response = await probe.send(self._http, request, resends=attempt_no - 1)
         if response.is_success:
             return response
         error = self._error(method, path, response)
         error.attempt = attempt_no
         raise error
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Request:
+        """The request as ``httpx.AsyncClient.build_request`` makes it, for less: the URL
+        is parsed once (the client parses a relative one, then the merged one again)."""
+        url = path if path.startswith(("http://", "https://")) else self.base_url + path
+        merged = self._headers
+        if headers:
+            merged = merged.copy()
+            merged.update(headers)
+        return httpx.Request(
+            method, url, params=params, headers=merged, json=json, extensions=self._extensions
+        )
+
+    async def _send_direct(self, request: httpx.Request) -> httpx.Response:
+        """``request`` through the transport, read whole. What ``AsyncClient.send`` adds on
+        the way is for features this client does not use (cookies, auth flows, redirects,
+        event hooks): in a rollout it was a tenth of the engine's CPU, twice an update."""
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        await response.aread()
+        return response
 
     @staticmethod
     def _error(method: str, path: str, response: httpx.Response) -> ApiError:
