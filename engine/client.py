@@ -27,9 +27,9 @@ from urllib.parse import quote
 import httpx
 import jsonpointer
 import structlog
-from aiolimiter import AsyncLimiter
 
 from engine import telemetry
+from engine.bucket import LeakyBucket
 from engine.defaults import API_BURST, API_RATE, RETRY_BUDGET
 from engine.errors import (
     AnswerLost,
@@ -92,9 +92,9 @@ class RateLimit:
     burst: float = API_BURST
     headroom: float = 0.9
 
-    def limiter(self) -> AsyncLimiter:
+    def limiter(self) -> LeakyBucket:
         capacity = max(1.0, self.burst * self.headroom)
-        return AsyncLimiter(capacity, capacity / (self.rate * (1 - (1 - self.headroom) / 3)))
+        return LeakyBucket(capacity, self.rate * (1 - (1 - self.headroom) / 3))
 
 
 def tls_for(url: str) -> ssl.SSLContext | bool:
