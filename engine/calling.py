@@ -27,7 +27,7 @@ from engine.errors import (
 )
 from engine.invoke import invoke, raised_at
 from engine.journal import Call, Journal
-from engine.logs import redactor
+from engine.logs import redactor, routine_level
 from engine.models import InstallStep, Integration, StepPolicy
 from engine.run_state import Op, RunState
 from engine.writer import DocumentWriter
@@ -195,7 +195,7 @@ class Caller:
         self.journal.record(call, "succeeded", result=raw)
         seconds = time.monotonic() - began
         self.observe("succeeded", name, function, seconds)
-        log.info("function succeeded", seconds=round(seconds, 3))
+        log.log(routine_level(), "function succeeded", seconds=round(seconds, 3))
         return result
 
     async def _invoke(

@@ -234,10 +234,11 @@ def rollout(
 
     async def job(engine: Engine) -> RolloutReport:
         from engine.cli._progress import RolloutProgress
+        from engine.logs import fleet_events
         from engine.rollout import rollout as run_rollout
 
         engine.observe = quiet  # a line per integration says more than one per step
-        with fleet_gc(), RolloutProgress(as_json) as progress:
+        with fleet_gc(), fleet_events(), RolloutProgress(as_json) as progress:
             if settings.engine == "temporal":
                 return await _on_temporal(
                     engine,
