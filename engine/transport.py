@@ -16,6 +16,7 @@ request may have been.
 from __future__ import annotations
 
 import ssl
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -48,15 +49,30 @@ def _as_httpx(request: httpx.Request) -> Iterator[None]:
         raise  # pragma: no cover - ClientError is the last entry
 
 
+def _proxy_for(url: httpx.URL) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``ALL_PROXY``, less ``NO_PROXY``), as httpx's own transport would use it."""
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if proxy is None or urllib.request.proxy_bypass(url.host):
+        return None
+    return proxy
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """At most ``connections`` connections to the API, kept alive between requests.
 
     ``verify`` is what :func:`engine.client.tls_for` gives: a context, or ``True`` for the
-    default CA bundle. The session is opened on the first request, in the loop that sends it.
+    CA bundle httpx would use (certifi's, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``). Proxies
+    come from the environment, as with httpx. The session is opened on the first request,
+    in the loop that sends it.
     """
 
     def __init__(self, *, verify: ssl.SSLContext | bool, connections: int) -> None:
-        self._tls: ssl.SSLContext | bool = verify
+        self._tls = (
+            verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify)
+        )
+        self._proxies: dict[tuple[str, str], str | None] = {}
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
@@ -74,6 +90,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session._retry_connection = False
         self._session = session
         return session
+
+    def _proxy(self, url: httpx.URL) -> str | None:
+        origin = (url.scheme, url.host)
+        if origin not in self._proxies:
+            self._proxies[origin] = _proxy_for(url)
+        return self._proxies[origin]
 
     def _timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
         """httpx's timeouts of ``request`` as aiohttp's: ``pool`` bounds waiting for a
@@ -99,6 +121,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=body,
                 allow_redirects=False,
                 timeout=self._timeout(request),
+                proxy=self._proxy(request.url),
             ) as response:
                 content = await response.read()
         extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -153,3 +154,23 @@ async def test_an_answer_that_never_comes_is_a_read_timeout() -> None:
         stalled.set()
         await transport.aclose()
         server.close()
+
+
+async def test_a_proxy_named_by_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY is honoured as httpx's own transport honours it: the request goes to the
+    proxy, for the API's URL."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with raw_server(lambda m, p: (200, {"_id": "a", "via": p})) as (raw, proxy):
+        monkeypatch.setenv("HTTP_PROXY", proxy.removesuffix("/v1"))
+        async with client("http://api.test/v1") as api:
+            assert (await api.get("flows", "a"))["via"] == "http://api.test/v1/flows/a"
+    assert raw.seen == [("GET", "http://api.test/v1/flows/a")]
+
+
+def test_https_uses_the_ca_bundle_httpx_would() -> None:
+    """An https API's transport trusts what httpx's default context trusts."""
+    transport = AiohttpTransport(verify=True, connections=1)
+    assert isinstance(transport._tls, ssl.SSLContext)
+    expected = httpx.create_ssl_context().cert_store_stats()["x509_ca"]
+    assert transport._tls.cert_store_stats()["x509_ca"] == expected > 0
