@@ -38,6 +38,12 @@ _FAILURES: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = 
 )
 
 
+#: Seconds an idle connection is kept (aiohttp's default is 15): under the 5 s a server
+#: commonly keeps one (uvicorn's; httpx's own expiry was 5), so that the server is seldom
+#: the side closing it just as a request goes out on it.
+KEEPALIVE = 4.0
+
+
 @contextmanager
 def _as_httpx(request: httpx.Request) -> Iterator[None]:
     try:
@@ -78,7 +84,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
     def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=self._connections, ssl=self._tls)
+        connector = aiohttp.TCPConnector(
+            limit=self._connections,
+            ssl=self._tls,
+            keepalive_timeout=KEEPALIVE,
+        )
         session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
