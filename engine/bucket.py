@@ -4,8 +4,9 @@ Requests fill the bucket and it drains at ``rate`` per second; one that would ov
 waits. Once the bucket is full, a limiter that wakes for every drop admits one request
 every 1/rate seconds, and each wake-up finds a cold process: a rollout at 300 requests/s
 spent about twice the CPU per request it spends when requests come in groups. Waiters here
-are admitted together, as many as have drained, at most every :data:`TICK` seconds (a few
-requests at 300/s), so each wake-up sends a handful and their answers come back together.
+are admitted together, as many as have drained, at most every :data:`TICK` seconds (about
+fourteen requests at 300/s), so each wake-up sends a group and their answers come back
+together.
 The rate is the same; a request waits at most one tick longer; a lone waiter is admitted as
 soon as one drop has drained.
 """
@@ -15,8 +16,9 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-#: Seconds between admissions while requests wait for the bucket.
-TICK = 0.02
+#: Seconds between admissions while requests wait for the bucket (a 1,200 rollout measured
+#: 1.8 and 1.6 ms of CPU an update at 20 ms, 1.7 and 1.4 at 50 ms, --concurrency 10 and 50).
+TICK = 0.05
 
 
 class LeakyBucket:
@@ -26,8 +28,9 @@ class LeakyBucket:
     def __init__(self, capacity: float, rate: float) -> None:
         self.capacity = capacity
         self.rate = rate
-        #: Waiters admitted together once this many fit (one at low rates).
-        self.batch = max(1, int(rate * TICK))
+        #: Waiters admitted together once this many fit (one at low rates; never more
+        #: than the bucket holds).
+        self.batch = max(1, min(int(rate * TICK), int(capacity)))
         self._level = 0.0
         self._checked = 0.0
         self._waiters: deque[asyncio.Future[None]] = deque()
