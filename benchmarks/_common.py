@@ -278,7 +278,7 @@ DESIGN_PACKAGES = "httpx, pydantic.main, structlog, transitions"
 #: The baseline needs httpx alone.
 ENGINE_LIBRARIES = (
     "httpx, asyncio, anyio._backends._asyncio, typer.main, typer._adapters, pydantic.main,"
-    " structlog, transitions.extensions.asyncio, sqlite3, aiolimiter, jsonpointer"
+    " structlog, transitions.extensions.asyncio, sqlite3, aiohttp, jsonpointer"
 )
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
@@ -46,6 +48,26 @@ class Redactor:
 def _secret_key(key: Any) -> bool:
     """Whether a key names a secret (keys repeat: every log line has the same few)."""
     return SECRET_KEYS.search(str(key)) is not None
+
+
+#: The level of a run's routine events (a function succeeded): see :func:`fleet_events`.
+_routine_level = contextvars.ContextVar("routine_level", default=logging.INFO)
+
+
+def routine_level() -> int:
+    return _routine_level.get()
+
+
+@contextmanager
+def fleet_events() -> Iterator[None]:
+    """While many integrations run at once (runs started inside inherit it): each run's
+    routine events at debug level, so that a fleet logs one line per integration, the
+    command's own, not one more per function call."""
+    token = _routine_level.set(logging.DEBUG)
+    try:
+        yield
+    finally:
+        _routine_level.reset(token)
 
 
 #: The process-wide redactor; the CLI registers every token it reads.

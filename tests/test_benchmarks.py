@@ -36,10 +36,13 @@ def test_request_counts_are_n_plus_2_on_the_sandbox_and_at_most_n_plus_6_elsewhe
 
 def test_a_rollout_within_the_bucket_still_reports() -> None:
     """A fleet small enough to fit in the bucket (as with --quick) has no ideal time to
-    divide by: the row says so instead of failing."""
-    [row] = rollout.rollout_rate(TINY)
-    assert row.result == "all within the bucket of 1,000: no sustained rate to measure"
-    assert "3 updated, 0 failed; 0 answered 429" in row.ours
+    divide by: each concurrency's row says so instead of failing; the CPU row follows."""
+    *timed, cpu = rollout.rollout_rate(TINY)
+    assert len(timed) == len(rollout.CONCURRENCY)
+    for row in timed:
+        assert row.result == "all within the bucket of 1,000: no sustained rate to measure"
+        assert "3 updated, 0 failed; 0 answered 429" in row.ours
+    assert cpu.result.endswith("an update beyond start-up")
 
 
 def test_startup_rows_set_each_command_beside_the_fastapi_path() -> None:

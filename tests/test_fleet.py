@@ -456,3 +456,24 @@ async def test_a_rollout_on_the_embedded_sandbox_runs_its_concurrency_at_once(
     report = await rollout(engine, versions(["a", "b"], "2.0.0").connector(), concurrency=3)
     assert report.counts()["updated"] == 6
     assert engine.peak == 3
+
+
+async def test_a_fleet_logs_each_function_call_at_debug_level(
+    smartconnector_engine: Engine,
+) -> None:
+    """Under fleet_events (the rollout command's), a function's success is a debug event:
+    the rollout's one line per integration is what is logged at info; alone it is info."""
+    from structlog.testing import capture_logs
+
+    from engine.logs import fleet_events
+
+    for _ in range(2):
+        await installed(smartconnector_engine)
+    with capture_logs() as fleet, fleet_events():
+        await rollout(smartconnector_engine, versions(["a", "b"], "2.0.0").connector())
+    alone = await installed(smartconnector_engine)
+    with capture_logs() as single:
+        await smartconnector_engine.update(alone["_id"], versions(["a", "b"], "3.0.0").connector())
+    succeeded = [e["log_level"] for e in fleet if e["event"] == "function succeeded"]
+    assert succeeded == ["debug", "debug"]
+    assert [e["log_level"] for e in single if e["event"] == "function succeeded"] == ["info"]

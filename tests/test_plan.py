@@ -9,7 +9,6 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from engine.run import plan as plans
 from engine.client import Document
 from engine.drivers.runner import Engine
 from engine.errors import (
@@ -22,6 +21,7 @@ from engine.errors import (
     from_wire,
     to_wire,
 )
+from engine.run import plan as plans
 from engine.run.documents import new_integration
 from engine.run.integration import IntegrationRun
 from engine.run.journal import Journal

@@ -204,9 +204,10 @@ async def _roll_out(
     its progress shown as it goes."""
     from engine.cli._progress import RolloutProgress
     from engine.fleet.rollout import rollout as run_rollout
+    from engine.logs import fleet_events
 
     engine.observe = quiet  # a line per integration says more than one per step
-    with fleet_gc(), RolloutProgress(as_json) as progress:
+    with fleet_gc(), fleet_events(), RolloutProgress(as_json) as progress:
         if on_temporal:
             return await _on_temporal(engine, connector, ids, waves, progress.show)
         return await run_rollout(

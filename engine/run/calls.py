@@ -25,7 +25,7 @@ from engine.errors import (
     StepFailed,
     WaitingForUser,
 )
-from engine.logs import redactor
+from engine.logs import redactor, routine_level
 from engine.models import InstallStep, Integration, StepPolicy
 from engine.run.invoke import invoke, raised_at
 from engine.run.journal import Call, Journal
@@ -195,7 +195,7 @@ class Caller:
         self.journal.record(call, "succeeded", result=raw)
         seconds = time.monotonic() - began
         self.observe("succeeded", name, function, seconds)
-        log.info("function succeeded", seconds=round(seconds, 3))
+        log.log(routine_level(), "function succeeded", seconds=round(seconds, 3))
         return result
 
     async def _invoke(
