@@ -54,9 +54,10 @@ def _not_recording(fake: Any) -> Any:
 
 
 async def _peak(count: int) -> float:
-    from engine.client import ApiClient, RateLimit, in_process
+    from engine.client import ApiClient, in_process
     from engine.drivers.runner import Engine
     from engine.fleet.rollout import rollout
+    from engine.policy import RateLimit
     from engine.run.journal import Journal
     from installers.fakes import FakeConnector
     from sandbox import Store, create_app

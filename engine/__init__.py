@@ -10,11 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from engine.client import (
-        ApiClient as ApiClient,
-        RateLimit as RateLimit,
-        RetryPolicy as RetryPolicy,
-    )
+    from engine.client import ApiClient as ApiClient
     from engine.drivers.runner import (
         Engine as Engine,
     )
@@ -46,6 +42,7 @@ if TYPE_CHECKING:
         Mode as Mode,
         StepPolicy as StepPolicy,
     )
+    from engine.policy import RateLimit as RateLimit, RetryPolicy as RetryPolicy
     from engine.run.journal import (
         Journal as Journal,
     )
@@ -81,9 +78,9 @@ _LAZY = {
     "NotFound": "engine.errors",
     "PermissionDenied": "engine.errors",
     "Plan": "engine.run.plan",
-    "RateLimit": "engine.client",
+    "RateLimit": "engine.policy",
     "RateLimited": "engine.errors",
-    "RetryPolicy": "engine.client",
+    "RetryPolicy": "engine.policy",
     "ServerError": "engine.errors",
     "SmartConnectorError": "engine.errors",
     "StepFailed": "engine.errors",

@@ -34,8 +34,9 @@ import pytest
 if TYPE_CHECKING:
     import httpx
 
-    from engine.client import ApiClient, RetryPolicy
+    from engine.client import ApiClient
     from engine.drivers.runner import Engine
+    from engine.policy import RetryPolicy
     from installers import Connector
     from installers.fakes import FakeConnector
 
@@ -57,7 +58,7 @@ FIXTURES = frozenset(
 
 def fast_retry() -> RetryPolicy:
     """Retries that keep tests fast; the API under test is in-process."""
-    from engine.client import RetryPolicy
+    from engine.policy import RetryPolicy
 
     return RetryPolicy(
         attempts=8, budget=10.0, wait_initial=0.001, wait_max=0.01, wait_jitter=0.001

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from benchmarks import _common, overhead, requests, rollout, startup
 
 TINY = _common.Sizes(
@@ -11,6 +13,7 @@ TINY = _common.Sizes(
 )
 
 
+@pytest.mark.slow
 def test_overhead_benchmark_runs_against_a_real_server() -> None:
     rows = overhead.overhead(TINY)
     assert rows[0].target == "ratio ≤ 1.10"

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from benchmarks._common import CountingTransport
-from engine.client import ApiClient, RateLimit, RetryPolicy, tls_for
+from engine.client import ApiClient, tls_for
 from engine.errors import (
     AnswerLost,
     ApiUnavailable,
@@ -25,6 +25,7 @@ from engine.errors import (
     ServerError,
     Unprocessable,
 )
+from engine.policy import RateLimit, RetryPolicy
 from engine.pytest_plugin import fast_retry
 from engine.writes import WriteWay, WriteWays
 from sandbox import FaultInjector, Store, create_app

@@ -330,7 +330,9 @@ async def test_a_run_whose_lease_lapsed_and_was_taken_stops_before_writing(
     """Each store of the run state renews the lease; a run whose lease lapsed and another
     run took finds out before it writes anything, and leaves the other's lease as it is."""
     from engine.run.progress import RunState
-    from engine.run.writer import Owner, open_writer, read_view
+    from engine.run.state_writer import open_writer
+    from engine.run.views import read_view
+    from engine.run.writer import Owner
 
     way = PROFILES[platform.profile]
     if way is WriteWay.JSON_PATCH_TEST:

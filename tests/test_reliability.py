@@ -308,6 +308,7 @@ def comparable(doc: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("seed", "profile"), [(1, "default"), (2, "default"), (3, "platform"), (4, "put-only")]
 )
+@pytest.mark.slow
 def test_kill_9_anywhere_then_resume(tmp_path: Path, seed: int, profile: str) -> None:
     """Killed at seeded points (also between a function's return and its PATCH), resumed to
     the end: same document as an unbroken run, each function's success recorded once, and
@@ -373,6 +374,7 @@ def test_kill_9_anywhere_then_resume(tmp_path: Path, seed: int, profile: str) ->
         srv.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["default", "platform"])
 def test_install_through_injected_faults(tmp_path: Path, profile: str) -> None:
     """Against `sandbox serve --faults 500,429,reset,timeout`, the example installs and

@@ -11,9 +11,10 @@ from typing import Any
 import httpx
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from engine.client import ApiClient, Document, RetryPolicy
+from engine.client import ApiClient, Document
 from engine.drivers.runner import Engine
 from engine.errors import SmartConnectorError
+from engine.policy import RetryPolicy
 from engine.run.journal import Journal
 from installers.fakes import FakeConnector, fails
 from sandbox import Store, create_app

@@ -245,6 +245,7 @@ def to_the_end(fleet: Fleet, options: tuple[str, ...]) -> None:
     assert (done["state"], done["remaining"], done["failed"]) == ("done", 0, 0)
 
 
+@pytest.mark.slow
 def test_pause_resume_pause_abort_and_a_second_run(fleet: Fleet) -> None:
     """`rollout --all --phase 25 --pause --concurrency 2` of 40 integrations holds after phase
     1; `rollouts resume` goes on; `rollouts pause` mid-phase stops it within 2.5 s; `rollouts

@@ -100,6 +100,7 @@ def on_temporal(persisted_temporal_address: str, tmp_path: Path) -> Iterator[tup
             workers.stop()
 
 
+@pytest.mark.slow
 def test_operating_a_rollout_on_temporal(on_temporal: tuple[Fleet, Workers]) -> None:
     """On Temporal as locally: the rollout holds after phase 1, and stays held while its worker
     is replaced; `rollouts resume` goes on, `pause` mid-phase stops it within 2.5 s, `abort`
@@ -125,6 +126,7 @@ def test_operating_a_rollout_on_temporal(on_temporal: tuple[Fleet, Workers]) -> 
     assert unreachable.returncode == 2 and "--temporal-address" in unreachable.stderr
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_page_repeats_only_the_update_it_was_in(
     persisted_temporal_address: str, tmp_path: Path
 ) -> None:
@@ -197,6 +199,7 @@ async def runs_of(address: str, workflow_id: str) -> int:
         run_id = started.continued_execution_run_id
 
 
+@pytest.mark.slow
 def test_a_long_rollout_continues_as_new_between_pages_of_the_list(tmp_path: Path) -> None:
     """With Temporal suggesting a new run after a few events, a rollout of 250 integrations
     (three pages of the list) continues as new between them, carrying its counts: it ends

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from benchmarks._common import CountingTransport
-from engine.client import ApiClient, Document, RetryPolicy
+from engine.client import ApiClient, Document
 from engine.drivers.runner import Engine
 from engine.errors import (
     ApiUnavailable,
@@ -21,6 +21,7 @@ from engine.errors import (
     StepFailed,
     WaitingForUser,
 )
+from engine.policy import RetryPolicy
 from engine.pytest_plugin import fast_retry
 from engine.run.journal import Journal
 from engine.run.progress import RUN_FIELD

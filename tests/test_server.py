@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from benchmarks._common import CountingTransport
-from engine.client import ApiClient, RetryPolicy
+from engine.client import ApiClient
 from engine.errors import PermissionDenied
+from engine.policy import RetryPolicy
 from engine.writes import WriteWay, WriteWays
 
 from .conftest import CLI, Server, start_server

@@ -386,6 +386,7 @@ def test_the_readme_table_names_every_series_and_span_attribute(metrics: Metrics
         assert re.findall(r"`([\w.]+)`", rows[name]) == expected, name
 
 
+@pytest.mark.slow
 def test_the_benchmark_compares_with_the_code_before_telemetry() -> None:
     """The benchmark runs at tiny sizes: off and before side by side, and tracing on."""
     from benchmarks import _common

@@ -262,6 +262,7 @@ def test_an_install_on_temporal_makes_the_requests_a_local_one_does(
     assert len(api) == len(letters) + 2, [(r.get("method"), r.get("path")) for r in api]
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_replaced_mid_step(setup: Setup) -> None:
     """kill -9 of the worker during a step: another worker finishes it (same idempotency
     key); the steps already done do not run again."""
@@ -345,6 +346,7 @@ def test_rollout_on_temporal(setup: Setup, tmp_path: Path) -> None:
         assert status["version"] == "2.0.0" and status["updateInProgress"] is False
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_budget_and_an_update_costs_two_requests(
     persisted_temporal_address: str, tmp_path: Path
 ) -> None:
@@ -391,6 +393,7 @@ def test_two_workers_share_one_budget_and_an_update_costs_two_requests(
     assert all(method == "PATCH" for method, path in answered if path != "/v1/integrations")
 
 
+@pytest.mark.slow
 def test_a_rollout_outlives_its_command(persisted_setup: Setup, tmp_path: Path) -> None:
     """kill -9 of the rollout command leaves the rollout running on Temporal; the same
     command again attaches, follows it to its end and exits as it did; updateFunction ran

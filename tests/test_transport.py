@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from engine.client import ApiClient, RetryPolicy
+from engine.client import ApiClient
 from engine.errors import AnswerLost, ApiUnavailable, NotFound
+from engine.policy import RetryPolicy
 from engine.transport import AiohttpTransport
 from engine.writes import WriteWay, WriteWays
 

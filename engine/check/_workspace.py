@@ -12,8 +12,9 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.client import ApiClient, RateLimit, in_process
+from engine.client import ApiClient, in_process
 from engine.drivers.runner import Engine
+from engine.policy import RateLimit
 from engine.run.journal import Journal
 
 #: What a check counts: the resources a connector makes, and the account's State API keys.

@@ -39,8 +39,8 @@ def doctor(settings: Settings, as_json: JsonOut = False) -> None:
     """
     import asyncio
 
-    from engine.client import RetryPolicy
     from engine.drivers.doctor import describe, diagnose
+    from engine.policy import RetryPolicy
 
     settings = replace(settings, retry=RetryPolicy(budget=DOCTOR_RETRY_BUDGET))
     report = guard(lambda: asyncio.run(diagnose(settings)))

@@ -76,7 +76,7 @@ def list_command(
         fail("give at most one of --connector or --connector-id", 2)
     wanted = load(connector).manifest.connector_id if connector is not None else connector_id
 
-    from engine.run.writer import read_views
+    from engine.run.views import read_views
 
     filters = {"_connectorId": wanted} if wanted else {}
     if settings.embedded and not settings.sandbox_db.exists():
@@ -134,7 +134,7 @@ def history_command(
     """
     from engine.errors import NotFound
     from engine.run.journal import Journal
-    from engine.run.writer import read_view
+    from engine.run.views import read_view
 
     journal_path = settings.home / "journal.db"
     calls = Journal(journal_path).history(integration_id) if journal_path.exists() else []

@@ -191,8 +191,8 @@ def resolve_settings(
     """The settings the options give (each option, else its environment variable, else its
     default), checked: a problem is exit 2 with one line saying what to do. Its parameters,
     in this order, are the settings options of every command and of its ``--help``."""
-    from engine.client import RateLimit, RetryPolicy
     from engine.drivers.config import Settings
+    from engine.policy import RateLimit, RetryPolicy
 
     _check_choices(log_format, engine, temporal_address)
     token, extension_token = _tokens(log_format, api_url, token_file, extension_url)

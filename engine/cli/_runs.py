@@ -181,7 +181,7 @@ def status(
 
     Exit 6 if it does not exist (the message says where it looked).
     """
-    from engine.run.writer import read_view
+    from engine.run.views import read_view
 
     print_status(with_api(settings, lambda api: read_view(api, integration_id)), as_json)
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.client import ApiClient, RateLimit, RetryPolicy, in_process
+from engine.client import ApiClient, in_process
 from engine.errors import BadInput
+from engine.policy import RateLimit, RetryPolicy
 from engine.writes import SANDBOX_PROFILE_WAYS, WriteWays, forced_way
 
 if TYPE_CHECKING:

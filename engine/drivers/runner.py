@@ -36,17 +36,9 @@ from engine.run.journal import Journal
 from engine.run.machine import ModeMachine
 from engine.run.plan import Action, Intent, SaveSettings, plan_run, taking
 from engine.run.progress import RUN_FIELD, Progress
-from engine.run.writer import (
-    CLAIM_WAIT,
-    DocumentWriter,
-    LeaseKeeper,
-    Owner,
-    check_lease,
-    open_writer,
-    read_view,
-    read_views,
-    view_of,
-)
+from engine.run.state_writer import open_writer
+from engine.run.views import read_view, read_views, view_of
+from engine.run.writer import CLAIM_WAIT, DocumentWriter, LeaseKeeper, Owner, check_lease
 from engine.writes import WriteWay
 from installers import Connector, find_installed, load_connector
 from installers.remote import ExtensionServer

@@ -24,7 +24,7 @@ from engine.client import ApiClient, Document
 from engine.errors import LeaseHeld, SmartConnectorError
 from engine.fleet.record import RolloutRecord, RolloutRecords, Wave, now_iso, rollout_name
 from engine.run.progress import Progress
-from engine.run.writer import read_view
+from engine.run.views import read_view
 
 log = structlog.get_logger("smartconnector.rollout")
 #: Seconds between reads of the record (what bounds how late a pause or an abort is seen).

@@ -9,7 +9,8 @@ from engine.client import ApiClient, Document
 from engine.errors import AnswerLost, ApiUnavailable
 from engine.run.documents import ADOPT_SKEW, just_made, new_integration
 from engine.run.progress import RUN_FIELD, RunState
-from engine.run.writer import Owner, read_state
+from engine.run.views import read_state
+from engine.run.writer import Owner
 from engine.writes import WriteWay
 from installers import Connector
 

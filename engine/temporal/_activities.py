@@ -43,7 +43,9 @@ from engine.run.plan import (
     taking,
     to_wire,
 )
-from engine.run.writer import DocumentWriter, Owner, open_writer, read_view
+from engine.run.state_writer import open_writer
+from engine.run.views import read_view
+from engine.run.writer import DocumentWriter, Owner
 from engine.temporal._rollout import Look, Page, PageRequest, RolloutRequest, Targets
 from engine.temporal._workflow import (
     FINAL,

@@ -37,7 +37,8 @@ from engine.drivers.runner import Engine
 from engine.errors import BadInput, SmartConnectorError
 from engine.fleet.control import health_problem
 from engine.run.journal import Journal
-from engine.run.writer import Owner, read_view
+from engine.run.views import read_view
+from engine.run.writer import Owner
 from engine.temporal._rollout_data import LookPage, PageDone, UpdatePage
 from installers import Connector, find_installed
 from installers.remote import ExtensionServer
