@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -18,6 +19,8 @@ import httpx
 import pytest
 
 from benchmarks.rollout import STEP, seed_fleet
+from engine.fleet.control import FINAL_CHECK, RolloutController
+from engine.fleet.record import RolloutRecords
 from engine.pytest_plugin import write_connector_folder
 
 from .conftest import CLI, ROOT, Server, run_cli, start_server
@@ -395,3 +398,24 @@ def test_the_readme_names_every_operator_command_and_json_key() -> None:
     for command in rollouts_app.registered_commands:
         assert f"`rollouts {command.name} ID" in section
     assert ", ".join(f'"{key}"' for key in SUMMARY_KEYS) in " ".join(section.split())
+
+
+async def test_an_operators_stale_write_does_not_undo_the_rollouts_end(sandbox_api: Any) -> None:
+    """An abort that read the record before the rollout's final write and wrote it after
+    (the State API has no compare-and-set) would leave it running for good: the rollout
+    reads its record back and writes its end again."""
+    controller = await RolloutController.open(sandbox_api, "stale-writes", "2", {}, asyncio.Event())
+    records = RolloutRecords(sandbox_api)
+    stale = await records.get(controller.record.id)  # the operator's read: still running
+    assert stale is not None and stale.state == "running"
+    stale.control = "abort"
+
+    async def write_late() -> None:
+        await asyncio.sleep(FINAL_CHECK / 5)  # after the final write, before its check
+        await records.put(stale)
+
+    late = asyncio.create_task(write_late())
+    await controller.finish("aborted", None)
+    await late
+    found = await records.get(controller.record.id)
+    assert found is not None and found.state == "aborted"

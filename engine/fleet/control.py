@@ -31,6 +31,9 @@ log = structlog.get_logger("smartconnector.rollout")
 POLL = 0.5
 #: Seconds after which an unchanged record is written again, to show the rollout is alive.
 HEARTBEAT = 5.0
+#: Seconds after its final write that a rollout reads its record back (see
+#: :meth:`RolloutController._outlast_askers`).
+FINAL_CHECK = 0.5
 
 
 def health_problem(doc: Document, version: str) -> str | None:
@@ -217,6 +220,19 @@ class RolloutController:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.sync(write=True, adopt=False)
+        await self._outlast_askers()
+
+    async def _outlast_askers(self) -> None:
+        """An operator's request rewrites the whole record it read (the State API has no
+        compare-and-set): one read before this final write and written after it would put
+        the rollout back to running. Read it back once a request's round trip later, and
+        write the end again if it was lost; the request, having set its control, asks no
+        more."""
+        await asyncio.sleep(FINAL_CHECK)
+        with contextlib.suppress(SmartConnectorError):
+            stored = await self.records.get(self.record.id)
+            if stored is None or stored.state != self.final:
+                await self.sync(write=True, adopt=False)
 
     # -- the record ---------------------------------------------------------------------------
 
