@@ -68,6 +68,15 @@ class RolloutReport:
         return [o for o in self.outcomes if o.status == "failed"]
 
 
+def failure_stop(failures: int, limit: int | None, number: int, phases: int) -> str | None:
+    """Why a rollout stops after phase ``number`` of ``phases``: more ``failures`` than
+    ``--max-failures`` allows. ``None``: it goes on (or that was its last phase). Both
+    executors stop by this rule."""
+    if limit is None or failures <= limit or number >= phases:
+        return None
+    return f"{failures} failures, over the limit of {limit}, after phase {number} of {phases}"
+
+
 def waves(ids: list[str], phase_pct: float | None) -> list[list[str]]:
     """One pass, or successive phases of ``phase_pct`` percent of the integrations each."""
     if phase_pct is None or not ids:
@@ -319,15 +328,12 @@ class _Run:
         return await self.control.hold()
 
     def _stops_after(self, number: int, phases: int) -> bool:
-        failures = len(self.report.failed)
-        too_many = self.max_failures is not None and failures > self.max_failures
-        if not (too_many or self.engine.stop.is_set()) or number >= phases:
+        stop = failure_stop(len(self.report.failed), self.max_failures, number, phases)
+        if stop is None and self.engine.stop.is_set() and number < phases:
+            stop = f"interrupted, after phase {number} of {phases}"
+        if stop is None:
             return False
-        self.report.stopped = (
-            f"{failures} failures, over the limit of {self.max_failures}"
-            if too_many
-            else "interrupted"
-        ) + f", after phase {number} of {phases}"
+        self.report.stopped = stop
         return True
 
     def _aborted(self, number: int | None, *rest: list[str]) -> None:

@@ -36,7 +36,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     import engine.telemetry as telemetry  # the worker's own, not a copy in the sandbox
-    from engine.fleet.rollout import waves
+    from engine.fleet.rollout import failure_stop, waves
     from engine.temporal._rollout_children import ChildUpdates
     from engine.temporal._rollout_data import (
         PAGE,
@@ -267,12 +267,9 @@ class RolloutWorkflow(PageUpdates, ChildUpdates):
             if self.state.control == "abort":
                 self.state.stopped = self._abort_reason(number)
                 return True
-        failures = self.state.counts["failed"]
-        limit = request.max_failures
-        if limit is not None and failures > limit and number < phases:
-            self.state.stopped = (
-                f"{failures} failures, over the limit of {limit}, after phase {number} of {phases}"
-            )
+        stop = failure_stop(self.state.counts["failed"], request.max_failures, number, phases)
+        if stop is not None:
+            self.state.stopped = stop
             self.state.counts["not attempted"] = self.state.remaining
             return True
         if request.pause and updated and number < phases:
