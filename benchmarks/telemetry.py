@@ -138,8 +138,12 @@ def _run(tree: Path, args: list[str], env: dict[str, str]) -> tuple[str, float, 
         cwd=tree,
         capture_output=True,
         text=True,
-        check=True,
     )
+    if out.returncode != 0:  # say why: the output is the only trace of it
+        raise RuntimeError(
+            f"smartconnector {' '.join(args)} from {tree} exited {out.returncode}:"
+            f" {out.stderr[-2000:]}"
+        )
     wall = time.perf_counter() - began
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
