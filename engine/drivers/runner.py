@@ -204,7 +204,6 @@ class Engine:
         order and deletes the integration; if undoing fails too, it is left resumable as an
         uninstall.
         """
-        self.executor.refuse(None)
         connector = await self._resolved(connector)
         owner = self.executor.owner(integration_id)
         if integration_id is None:
