@@ -19,9 +19,8 @@ from sandbox._http import (
     body_spec,
     responses,
 )
-from sandbox._patching import PatchError, apply_patch, merge_patch
+from sandbox._patching import PatchError, apply_patch
 from sandbox._policy import LeakyBucket, accepted_scopes, allows, required_scope, retry_after_header
-from sandbox._profiles import keep_fields
 from sandbox._router import Direct, Endpoint, Route
 from sandbox._store import Document, Store, hash_token
 
@@ -191,72 +190,88 @@ def _document_routes(
 ) -> list[Route]:
     """POST on the collection, then GET/PUT/PATCH/DELETE on each document."""
     base, singular = f"{API_PREFIX}/{resource}", resource[:-1]
-    doc_body = body_spec("application/json", schema=DOC_SCHEMA)
     item = f"{base}/{{id}}"
     routes = [
-        Route(
-            base,
-            "POST",
-            writes.create,
-            dict(
-                status_code=201,
-                operation_id=f"create_{singular}",
-                responses=responses(400, 413, 422),
-                openapi_extra=doc_body,
-                summary=f"Create a {singular}",
-            ),
-        ),
-        Route(
-            item,
-            "GET",
-            get_document,
-            dict(
-                operation_id=f"get_{singular}",
-                responses=responses(404),
-                summary=f"Get a {singular}",
-            ),
-        ),
-        Route(
-            item,
-            "PUT",
-            writes.replace,
-            dict(
-                operation_id=f"replace_{singular}",
-                responses=responses(400, 404, 413, 422),
-                openapi_extra=doc_body,
-                summary=f"Replace a {singular}",
-            ),
-        ),
+        _create_route(base, singular, writes.create),
+        _get_route(item, singular, get_document),
+        _replace_route(item, singular, writes.replace),
     ]
     if writes.patch is not None:
-        routes.append(
-            Route(
-                item,
-                "PATCH",
-                writes.patch,
-                dict(
-                    status_code=writes.patch_status,
-                    operation_id=f"patch_{singular}",
-                    responses=responses(*writes.patch_errors),
-                    openapi_extra=writes.patch_body,
-                    summary=f"Patch a {singular} {writes.patch_summary}",
-                ),
-            )
-        )
-    routes.append(
-        Route(
-            item,
-            "DELETE",
-            delete_document,
-            dict(
-                status_code=204,
-                operation_id=f"delete_{singular}",
-                responses=responses(404),
-                summary=f"Delete a {singular}",
-            ),
-        )
-    )
+        routes.append(_patch_route(item, singular, writes.patch, writes))
+    routes.append(_delete_route(item, singular, delete_document))
     return routes
+
+
+def _create_route(base: str, singular: str, create: Endpoint) -> Route:
+    return Route(
+        base,
+        "POST",
+        create,
+        dict(
+            status_code=201,
+            operation_id=f"create_{singular}",
+            responses=responses(400, 413, 422),
+            openapi_extra=body_spec("application/json", schema=DOC_SCHEMA),
+            summary=f"Create a {singular}",
+        ),
+    )
+
+
+def _get_route(item: str, singular: str, get_document: Endpoint) -> Route:
+    return Route(
+        item,
+        "GET",
+        get_document,
+        dict(
+            operation_id=f"get_{singular}",
+            responses=responses(404),
+            summary=f"Get a {singular}",
+        ),
+    )
+
+
+def _replace_route(item: str, singular: str, replace: Endpoint) -> Route:
+    return Route(
+        item,
+        "PUT",
+        replace,
+        dict(
+            operation_id=f"replace_{singular}",
+            responses=responses(400, 404, 413, 422),
+            openapi_extra=body_spec("application/json", schema=DOC_SCHEMA),
+            summary=f"Replace a {singular}",
+        ),
+    )
+
+
+def _patch_route(item: str, singular: str, patch: Endpoint, writes: Writes) -> Route:
+    """The PATCH route as ``writes`` declares it (its body, status and errors)."""
+    return Route(
+        item,
+        "PATCH",
+        patch,
+        dict(
+            status_code=writes.patch_status,
+            operation_id=f"patch_{singular}",
+            responses=responses(*writes.patch_errors),
+            openapi_extra=writes.patch_body,
+            summary=f"Patch a {singular} {writes.patch_summary}",
+        ),
+    )
+
+
+def _delete_route(item: str, singular: str, delete_document: Endpoint) -> Route:
+    return Route(
+        item,
+        "DELETE",
+        delete_document,
+        dict(
+            status_code=204,
+            operation_id=f"delete_{singular}",
+            responses=responses(404),
+            summary=f"Delete a {singular}",
+        ),
+    )
 
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
@@ -298,73 +313,3 @@ def declared_list(list_page: Endpoint, page_size: int) -> Endpoint:
         return await list_page(request, limit, after)
 
     return list_documents
-
-
-def application_routes(api: Handling, fields: frozenset[str] | None) -> list[Route]:
-    """The second seed's application-scoped get, merge patch and delete.
-
-    With ``fields`` (the platform's integration schema), what the merge patch leaves keeps
-    only those top-level fields, as every other write of an integration does.
-    """
-    path = f"{API_PREFIX}/applications/{{applicationId}}/integrations/{{integrationId}}"
-
-    async def get_app_integration(
-        request: Request, applicationId: str, integrationId: str
-    ) -> Response:
-        api.authorize(request, "integrations", item=True)
-        return JSONResponse(api.fetch("integrations", integrationId))
-
-    async def patch_app_integration(
-        request: Request, applicationId: str, integrationId: str
-    ) -> Response:
-        api.authorize(request, "integrations", item=True)
-        body = await api.read_json(request)
-        if not isinstance(body, dict):
-            raise ApiProblem(400, "malformed_request", "expected an integration patch object")
-        if fields is None:
-            return JSONResponse(
-                api.patch_document(
-                    "integrations", integrationId, body, "application/merge-patch+json"
-                )
-            )
-
-        def merge(doc: Document) -> Document:
-            return keep_fields(merge_patch(doc, body), fields)
-
-        merged = api.store.update("integrations", integrationId, merge)
-        if merged is None:
-            raise api.missing("integrations", integrationId)
-        return JSONResponse(merged)
-
-    async def delete_app_integration(
-        request: Request, applicationId: str, integrationId: str
-    ) -> Response:
-        api.authorize(request, "integrations", item=True)
-        api.remove("integrations", integrationId)
-        return JSONResponse({"success": True})
-
-    merge_body = body_spec("application/json", "application/merge-patch+json", schema=DOC_SCHEMA)
-    return [
-        Route(
-            path,
-            "GET",
-            get_app_integration,
-            dict(operation_id="application_get_integration", responses=responses(400, 404)),
-        ),
-        Route(
-            path,
-            "PATCH",
-            patch_app_integration,
-            dict(
-                operation_id="application_patch_integration",
-                responses=responses(400, 404, 413, 422),
-                openapi_extra=merge_body,
-            ),
-        ),
-        Route(
-            path,
-            "DELETE",
-            delete_app_integration,
-            dict(operation_id="application_delete_integration", responses=responses(400, 404)),
-        ),
-    ]

@@ -15,12 +15,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from sandbox._applications import application_routes
 from sandbox._http import PAGE_SIZE, RESOURCES, ApiProblem
 from sandbox._platform import writes_for
 from sandbox._policy import LeakyBucket
 from sandbox._profiles import PROFILES, profile_named
 from sandbox._router import Route, SandboxApp
-from sandbox._routes import Handling, application_routes, resource_routes
+from sandbox._routes import Handling, resource_routes
 from sandbox._state import state_routes
 from sandbox._store import Store
 
