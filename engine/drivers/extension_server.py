@@ -168,49 +168,70 @@ def create_extension_app(connector: Connector, token: str) -> FastAPI:
 
     @app.post("/function")
     async def call_function(request: Request) -> Response:
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            body = None
-        given = _token_of(request, body)
-        if given is None or not hmac.compare_digest(given.encode(), token.encode()):
-            response = _errors(401, "unauthorized", "Invalid system token.")
-            response.headers["WWW-Authenticate"] = "invalid system token"
-            return response
+        body = await _json_body(request)
+        if not _token_matches(_token_of(request, body), token):
+            return _unauthorized()
         problem = _invalid(body, connector)
         if problem is not None:
             return problem
         function = connector.registry.get(body["function"])
         assert function is not None
-        options = body["options"]
-        api_url = str(options.get("apiUrl") or DEFAULT_API_URL)
-        async with ApiClient(api_url, str(options.get("bearerToken") or "")) as api:
-            try:
-                result = await _run(function, await _context(connector, options, api))
-            except UserActionRequired as exc:
-                fields = [f.to_wire() for f in exc.fields]
-                extra = {"fields": fields} if fields else {}
-                return _errors(422, "user_action_required", exc.message, url=exc.url, **extra)
-            except Exception as exc:
-                log.info("function failed", function=function.name, error=str(exc))
-                code = getattr(exc, "code", None) or type(exc).__name__
-                return _errors(422, str(code), str(exc))
-        if result is None:
-            return Response(b"", 200, media_type="application/json")
-        if isinstance(result, StepResult):
-            result = {"success": True, **result.to_wire()}
-        try:
-            payload = json.dumps(result).encode()
-        except (TypeError, ValueError):
-            return _errors(
-                422, "invalid_extension_response", "Extension response is not serializable."
-            )
-        if len(payload) > MAX_RESPONSE_BYTES:
-            return _errors(
-                422,
-                "response_size_exceeded",
-                f"response stream exceeded limit of {MAX_RESPONSE_BYTES} bytes.",
-            )
-        return Response(payload, 200, media_type="application/json")
+        return await _answer(connector, function, body["options"])
 
     return app
+
+
+async def _json_body(request: Request) -> Any:
+    """The body as JSON (``{}`` when empty), or ``None`` when it is not JSON."""
+    try:
+        return json.loads(await request.body() or b"{}")
+    except ValueError:
+        return None
+
+
+def _token_matches(given: str | None, token: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), token.encode())
+
+
+def _unauthorized() -> JSONResponse:
+    response = _errors(401, "unauthorized", "Invalid system token.")
+    response.headers["WWW-Authenticate"] = "invalid system token"
+    return response
+
+
+async def _answer(
+    connector: Connector, function: RegisteredFunction, options: dict[str, Any]
+) -> Response:
+    """Run ``function`` with ``ctx.api`` on the caller's API; its result, or why it failed."""
+    api_url = str(options.get("apiUrl") or DEFAULT_API_URL)
+    async with ApiClient(api_url, str(options.get("bearerToken") or "")) as api:
+        try:
+            result = await _run(function, await _context(connector, options, api))
+        except UserActionRequired as exc:
+            fields = [f.to_wire() for f in exc.fields]
+            extra = {"fields": fields} if fields else {}
+            return _errors(422, "user_action_required", exc.message, url=exc.url, **extra)
+        except Exception as exc:
+            log.info("function failed", function=function.name, error=str(exc))
+            code = getattr(exc, "code", None) or type(exc).__name__
+            return _errors(422, str(code), str(exc))
+    return _result_response(result)
+
+
+def _result_response(result: Any) -> Response:
+    """A function's result as the SDK answers it: JSON, within its size limit."""
+    if result is None:
+        return Response(b"", 200, media_type="application/json")
+    if isinstance(result, StepResult):
+        result = {"success": True, **result.to_wire()}
+    try:
+        payload = json.dumps(result).encode()
+    except (TypeError, ValueError):
+        return _errors(422, "invalid_extension_response", "Extension response is not serializable.")
+    if len(payload) > MAX_RESPONSE_BYTES:
+        return _errors(
+            422,
+            "response_size_exceeded",
+            f"response stream exceeded limit of {MAX_RESPONSE_BYTES} bytes.",
+        )
+    return Response(payload, 200, media_type="application/json")
