@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from engine.errors import BadInput
+
+if TYPE_CHECKING:
+    from sandbox import AccessLog
 
 
 def parse_scopes(scopes: str) -> list[str]:
@@ -48,16 +52,11 @@ def serve(
     burst: float,
     profile: str | None = None,
 ) -> None:
-    import uvicorn
-
     from engine.drivers.config import sandbox_profile
-    from sandbox import AccessLog, FaultInjector, FaultSpecError, Store, create_app, parse_faults
+    from sandbox import AccessLog, FaultInjector, Store, create_app
 
     served = sandbox_profile(profile, "--profile")
-    try:
-        fault_table = parse_faults(faults) if faults else {}
-    except FaultSpecError as exc:
-        raise BadInput(str(exc), field="--faults") from None
+    fault_table = _fault_table(faults)
     log = structlog.get_logger("smartconnector.sandbox")
     asgi = create_app(Store(db), rate=rate, burst=burst, profile=served)
     wrapped = (
@@ -70,8 +69,24 @@ def serve(
         faults=fault_table,
         profile=served,
     )
+    _listen(AccessLog(wrapped, log.info), host, port)
+
+
+def _fault_table(faults: str | None) -> dict[str, float]:
+    """``--faults`` parsed (none when not given), or a usage error naming the option."""
+    from sandbox import FaultSpecError, parse_faults
+
+    try:
+        return parse_faults(faults) if faults else {}
+    except FaultSpecError as exc:
+        raise BadInput(str(exc), field="--faults") from None
+
+
+def _listen(app: AccessLog, host: str, port: int) -> None:
+    import uvicorn
+
     uvicorn.run(
-        AccessLog(wrapped, log.info),
+        app,
         host=host,
         port=port,
         access_log=False,
