@@ -110,19 +110,7 @@ class ExtensionServer:
     async def call(self, body: dict[str, Any], timeout: float) -> Any:
         """One ``POST /function``; the function's result, or an exception saying why not."""
         what = f"remote {body['type']} function {body['function']!r}"
-        try:
-            request = self.http.build_request(
-                "POST",
-                "/function",
-                json=body,
-                headers={"Authorization": f"Bearer {self.token}"},
-                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            )
-            response = await telemetry.send(self.http, request)  # with its traceparent
-        except httpx.TimeoutException:
-            raise RemoteUnavailable(f"{what}: no answer within {timeout:g} s") from None
-        except httpx.TransportError as exc:
-            raise RemoteUnavailable(f"{what}: {type(exc).__name__}: {exc}") from None
+        response = await self._post_function(body, timeout, what)
         if response.status_code == 200:
             return response.json() if response.content.strip() else None
         if response.status_code == 401:
@@ -132,23 +120,47 @@ class ExtensionServer:
                 path=f"{self.url}/function",
                 status=401,
             )
-        errors = _messages(response)
-        detail = "; ".join(str(e.get("message") or e.get("code")) for e in errors)
-        if response.status_code >= 500:
-            raise RemoteUnavailable(f"{what} threw (HTTP {response.status_code}): {detail}")
-        for error in errors:
-            if error.get("code") == "user_action_required":
-                fields = [
-                    Field(
-                        str(f.get("name")),
-                        str(f.get("label") or f.get("name")),
-                        f.get("secret") is True,
-                    )
-                    for f in error.get("fields") or []
-                    if isinstance(f, dict) and f.get("name")
-                ]
-                raise UserActionRequired(str(error.get("message")), error.get("url"), fields)
-        raise RemoteFunctionFailed(f"{what} failed (HTTP {response.status_code}): {detail}")
+        raise _failure(response, what)
+
+    async def _post_function(
+        self, body: dict[str, Any], timeout: float, what: str
+    ) -> httpx.Response:
+        """The server's answer, whatever its status; :class:`RemoteUnavailable` when none."""
+        try:
+            request = self.http.build_request(
+                "POST",
+                "/function",
+                json=body,
+                headers={"Authorization": f"Bearer {self.token}"},
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            )
+            return await telemetry.send(self.http, request)  # with its traceparent
+        except httpx.TimeoutException:
+            raise RemoteUnavailable(f"{what}: no answer within {timeout:g} s") from None
+        except httpx.TransportError as exc:
+            raise RemoteUnavailable(f"{what}: {type(exc).__name__}: {exc}") from None
+
+
+def _failure(response: httpx.Response, what: str) -> Exception:
+    """Why a call answered neither 200 nor 401 failed: the server threw (retried, as
+    :class:`RemoteUnavailable`), the function asks the user for fields, or it failed."""
+    errors = _messages(response)
+    detail = "; ".join(str(e.get("message") or e.get("code")) for e in errors)
+    if response.status_code >= 500:
+        return RemoteUnavailable(f"{what} threw (HTTP {response.status_code}): {detail}")
+    for error in errors:
+        if error.get("code") == "user_action_required":
+            return UserActionRequired(str(error.get("message")), error.get("url"), _fields(error))
+    return RemoteFunctionFailed(f"{what} failed (HTTP {response.status_code}): {detail}")
+
+
+def _fields(error: dict[str, Any]) -> list[Field]:
+    """The fields a ``user_action_required`` error asks the user for."""
+    return [
+        Field(str(f.get("name")), str(f.get("label") or f.get("name")), f.get("secret") is True)
+        for f in error.get("fields") or []
+        if isinstance(f, dict) and f.get("name")
+    ]
 
 
 @dataclass
