@@ -96,31 +96,8 @@ def _wrk(url: str, seconds: int, token: str | None, patch: bool, tmp: Path) -> f
 
 def _sandbox(tmp: Path, seconds: int, launch: list[str]) -> dict[str, float]:
     port, db = free_port(), tmp / f"capacity-{len(launch)}.db"
-    token = subprocess.run(
-        [*CLI, "sandbox", "token", "create", "--scopes", "all.User", "--db", str(db)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    ).stdout.strip()
-    server = subprocess.Popen(
-        [
-            *launch,
-            "sandbox",
-            "serve",
-            "--port",
-            str(port),
-            "--db",
-            str(db),
-            "--rate",
-            "1000000",
-            "--burst",
-            "1000000",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=ROOT,
-    )
+    token = _token(db)
+    server = _serve(launch, port, db)
     try:
         base = f"http://127.0.0.1:{port}/v1"
         doc = _when_up(
@@ -138,6 +115,39 @@ def _sandbox(tmp: Path, seconds: int, launch: list[str]) -> dict[str, float]:
     finally:
         server.terminate()
         server.wait(10)
+
+
+def _token(db: Path) -> str:
+    """A token of every scope in the sandbox's ``db``, made by the CLI."""
+    return subprocess.run(
+        [*CLI, "sandbox", "token", "create", "--scopes", "all.User", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout.strip()
+
+
+def _serve(launch: list[str], port: int, db: Path) -> subprocess.Popen[bytes]:
+    """``launch sandbox serve`` on ``port`` over ``db``, with a rate limit wrk cannot reach."""
+    return subprocess.Popen(
+        [
+            *launch,
+            "sandbox",
+            "serve",
+            "--port",
+            str(port),
+            "--db",
+            str(db),
+            "--rate",
+            "1000000",
+            "--burst",
+            "1000000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
 
 
 def _raw(tmp: Path, seconds: int) -> dict[str, float]:
