@@ -14,9 +14,13 @@ import asyncio
 import tempfile
 import tracemalloc
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks._common import Row, Sizes
+
+if TYPE_CHECKING:
+    from engine.fleet.rollout import RolloutReport
+    from sandbox import Store
 
 CONCURRENCY = 10
 
@@ -54,47 +58,64 @@ def _not_recording(fake: Any) -> Any:
 
 
 async def _peak(count: int) -> float:
+    from sandbox import Store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "fleet.db")
+        _write_fleet(store, count)
+        report, peak = await _traced_rollout(store, Path(tmp) / "j.db")
+        store.close()
+    assert report.counts()["updated"] == count, report.counts()
+    return float(peak)
+
+
+def _write_fleet(store: Store, count: int) -> None:
+    """``count`` integrations of the fake connector's 1.0.0, written straight into the
+    store: the fleet exists before the rollout starts."""
+    from installers.fakes import FakeConnector
+
+    v1 = FakeConnector(["a"], version="1.0.0", extra_functions=("updateFunction",))
+    steps = [{**s.to_wire(), "completed": True} for s in v1.connector().manifest.install]
+    for i in range(count):
+        store.create(
+            "integrations",
+            {
+                "name": f"i{i}",
+                "_connectorId": "fake-connector",
+                "version": "1.0.0",
+                "mode": "settings",
+                "install": steps,
+                "updateInProgress": False,
+            },
+        )
+
+
+async def _traced_rollout(store: Store, journal: Path) -> tuple[RolloutReport, int]:
+    """A rollout of 2.0.0 over the in-process sandbox, and the peak of the memory it
+    allocated (tracemalloc's, from the rollout's start)."""
     from engine.client import ApiClient, in_process
     from engine.drivers.runner import Engine
     from engine.fleet.rollout import rollout
     from engine.policy import RateLimit
     from engine.run.journal import Journal
     from installers.fakes import FakeConnector
-    from sandbox import Store, create_app
+    from sandbox import create_app
 
-    with tempfile.TemporaryDirectory() as tmp:
-        store = Store(Path(tmp) / "fleet.db")
-        v1 = FakeConnector(["a"], version="1.0.0", extra_functions=("updateFunction",))
-        steps = [{**s.to_wire(), "completed": True} for s in v1.connector().manifest.install]
-        for i in range(count):  # the fleet exists already: written straight into the store
-            store.create(
-                "integrations",
-                {
-                    "name": f"i{i}",
-                    "_connectorId": "fake-connector",
-                    "version": "1.0.0",
-                    "mode": "settings",
-                    "install": steps,
-                    "updateInProgress": False,
-                },
-            )
-        transport = in_process(create_app(store, rate=1e9, burst=1e9, page_size=100))
-        unlimited = RateLimit(rate=1e9, burst=1e9)
-        async with ApiClient(
-            "http://s/v1",
-            store.create_token(["all.User"]),
-            transport=transport,
-            rate_limit=unlimited,
-        ) as api:
-            engine = Engine(api, Journal(Path(tmp) / "j.db"))
-            v2 = _not_recording(
-                FakeConnector(["a"], version="2.0.0", extra_functions=("updateFunction",))
-            )
-            tracemalloc.start()
-            base = tracemalloc.get_traced_memory()[0]
-            report = await rollout(engine, v2.connector(), concurrency=CONCURRENCY)
-            peak = tracemalloc.get_traced_memory()[1] - base
-            tracemalloc.stop()
-        store.close()
-    assert report.counts()["updated"] == count, report.counts()
-    return float(peak)
+    transport = in_process(create_app(store, rate=1e9, burst=1e9, page_size=100))
+    unlimited = RateLimit(rate=1e9, burst=1e9)
+    async with ApiClient(
+        "http://s/v1",
+        store.create_token(["all.User"]),
+        transport=transport,
+        rate_limit=unlimited,
+    ) as api:
+        engine = Engine(api, Journal(journal))
+        v2 = _not_recording(
+            FakeConnector(["a"], version="2.0.0", extra_functions=("updateFunction",))
+        )
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        report = await rollout(engine, v2.connector(), concurrency=CONCURRENCY)
+        peak = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.stop()
+    return report, peak
