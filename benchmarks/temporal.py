@@ -115,28 +115,42 @@ def install_side_by_side(sizes: Sizes, persisted: bool = True) -> list[Row]:
         temporal = TemporalDevServer(tmp / "temporal.db" if persisted else None)
         server = SandboxServer(tmp)
         try:
-            env = _env(server, tmp / "home")
-            one, many = noop_connector(tmp / "one", 1), noop_connector(tmp / "many", steps)
-            engines = {
-                "local": [],
-                "temporal": ["--engine", "temporal", "--temporal-address", temporal.address],
-            }
-            times: dict[tuple[str, int], float] = {}
-            requests: dict[str, int] = {}
-            with workers(1, temporal, "smartconnector", [many], env):
-                for engine, options in engines.items():
-                    for size, directory in ((1, one), (steps, many)):
-                        runs = []
-                        for _ in range(repeats):
-                            before = len(server.api_requests())
-                            command = [*CLI, "install", str(directory), *options]
-                            runs.append(_timed(command, env))
-                            requests[engine] = len(server.api_requests()) - before
-                        times[engine, size] = min(runs)
+            times, requests = _install_times(server, temporal, tmp, steps, repeats)
         finally:
             server.stop()
             temporal.stop()
+    return _side_by_side_rows(times, requests, steps, repeats)
 
+
+def _install_times(
+    server: SandboxServer, temporal: TemporalDevServer, tmp: Path, steps: int, repeats: int
+) -> tuple[dict[tuple[str, int], float], dict[str, int]]:
+    """The fastest of ``repeats`` installs of 1 step and of ``steps`` steps, by engine (local
+    and on Temporal), and the requests each engine's last install of ``steps`` steps made."""
+    env = _env(server, tmp / "home")
+    one, many = noop_connector(tmp / "one", 1), noop_connector(tmp / "many", steps)
+    engines = {
+        "local": [],
+        "temporal": ["--engine", "temporal", "--temporal-address", temporal.address],
+    }
+    times: dict[tuple[str, int], float] = {}
+    requests: dict[str, int] = {}
+    with workers(1, temporal, "smartconnector", [many], env):
+        for engine, options in engines.items():
+            for size, directory in ((1, one), (steps, many)):
+                runs = []
+                for _ in range(repeats):
+                    before = len(server.api_requests())
+                    command = [*CLI, "install", str(directory), *options]
+                    runs.append(_timed(command, env))
+                    requests[engine] = len(server.api_requests()) - before
+                times[engine, size] = min(runs)
+    return times, requests
+
+
+def _side_by_side_rows(
+    times: dict[tuple[str, int], float], requests: dict[str, int], steps: int, repeats: int
+) -> list[Row]:
     def per_step(engine: str) -> float:
         return (times[engine, steps] - times[engine, 1]) / (steps - 1) * 1000
 
