@@ -182,6 +182,16 @@ def test_ui_on_a_taken_port_exits_2_and_prints_no_url(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize("port", ["99999999", "65536", "-1"])
+def test_ui_on_a_port_out_of_range_is_a_usage_error(tmp_path: Path, port: str) -> None:
+    """ui --port beyond 0-65535: exit 2 in one line naming the port, no traceback, no URL."""
+    out = run_cli("ui", "--port", port, home=tmp_path / "home", timeout=30)
+    assert out.returncode == 2, out.stderr
+    assert out.stdout == ""
+    [line] = out.stderr.strip().splitlines()
+    assert line == f"error: port {port} is out of range; pass --port from 1 to 65535"
+
+
 def test_a_refused_api_is_retried_then_named_with_the_version_path(tmp_path: Path) -> None:
     """A port nothing listens on is retried within the budget like any failure; exit 5
     names the URL and says the base URL must include the version path."""
