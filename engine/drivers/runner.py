@@ -22,7 +22,6 @@ from engine.errors import (
     StepFailed,
 )
 from engine.models import Integration, Mode, StepPolicy, parse
-from engine.run.calls import keep_secret_answers
 from engine.run.creating import post_integration
 from engine.run.documents import (
     check_installable,
@@ -31,7 +30,8 @@ from engine.run.documents import (
     started_update_target,
     update_target,
 )
-from engine.run.functions import resolve_functions
+from engine.run.functions.caller import keep_secret_answers
+from engine.run.functions.resolve import resolve_functions
 from engine.run.integration import IntegrationRun, StepObserver
 from engine.run.journal import Journal
 from engine.run.machine import ModeMachine
