@@ -177,6 +177,32 @@ class StepFailed(SmartConnectorError):
         self.deleted = deleted
         self.rollback_failed = rollback_failed
 
+    def undone(self, integration_id: str, steps: list[str]) -> StepFailed:
+        """This failure of an atomic install, after its completed ``steps`` were undone and
+        integration ``integration_id`` deleted."""
+        what = ", ".join(repr(n) for n in steps) or "no completed steps"
+        return StepFailed(
+            f"{self}; rolled back: undid {what} and deleted integration {integration_id}",
+            integration_id=integration_id,
+            raised_at=self.raised_at,
+            rolled_back=steps,
+            deleted=True,
+            step=self.context.get("step"),
+            function=self.context.get("function"),
+        )
+
+    def undo_failed(self, integration_id: str, undo_failure: SmartConnectorError) -> StepFailed:
+        """This failure of an atomic install, after undoing it failed too."""
+        return StepFailed(
+            f"{self}; rolling back failed too: {undo_failure}. The integration is left"
+            " in uninstall mode",
+            integration_id=integration_id,
+            raised_at=self.raised_at,
+            rollback_failed=True,
+            step=self.context.get("step"),
+            function=self.context.get("function"),
+        )
+
 
 class WaitingForUser(SmartConnectorError):
     """A step needs a person to act before ``resume`` can go on; ``fields`` (each

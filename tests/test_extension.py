@@ -123,7 +123,7 @@ def body(function: str, kind: str = "installer") -> dict[str, Any]:
 
 async def test_every_reply_shape_of_the_sdk(js_extension: Extension) -> None:
     """Result, empty body, success:false, 422 errors[], 500 HTML, silence, 401."""
-    from engine.run.invoke import FunctionFailed, normalise
+    from engine.run.functions.invoke import FunctionFailed, normalise
 
     async with ExtensionServer(js_extension.url, TOKEN) as ext:
         assert await ext.call(body("connectorInstaller"), 5) is None

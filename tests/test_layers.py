@@ -20,7 +20,10 @@ LEAVES = [
     "engine.telemetry",
 ]
 #: One integration's run: every module in engine/run/.
-RUN = sorted(f"engine.run.{p.stem}" for p in (ROOT / "engine" / "run").glob("[!_]*.py"))
+RUN = sorted(
+    ".".join(p.relative_to(ROOT).with_suffix("").parts)
+    for p in (ROOT / "engine" / "run").rglob("[!_]*.py")
+)
 AUTHOR = ["installers", "installers.fakes", "installers.remote"]
 #: What drives runs: the engine and its executors, the fleet, the CLI, the page, Temporal.
 DRIVERS = (
@@ -54,6 +57,7 @@ def ours(modules: set[str], packages: tuple[str, ...]) -> list[str]:
 def test_the_layers_are_found_in_their_folders() -> None:
     assert "engine.errors" in LEAVES and "engine.client" in LEAVES
     assert "engine.run.plan" in RUN and "engine.run.integration" in RUN
+    assert "engine.run.functions.caller" in RUN
 
 
 @pytest.mark.parametrize("leaf", LEAVES)

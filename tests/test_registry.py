@@ -11,7 +11,7 @@ import pytest
 
 from engine.errors import ConnectorInvalid
 from engine.pytest_plugin import write_connector_folder
-from engine.run.functions import check_functions
+from engine.run.functions.resolve import check_functions
 from installers import DuplicateFunction, Registry, StepContext, load_connector
 
 from .conftest import EXAMPLE

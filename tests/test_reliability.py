@@ -144,8 +144,8 @@ def test_a_function_leaking_the_token_is_redacted_everywhere(
         "from installers import Registry\nregistry = Registry('leaky')\n"
         "@registry.function('leak')\n"
         "async def leak(ctx):\n"
-        "    ctx.log.info('about to fail', header=ctx.api._http.headers['authorization'])\n"
-        "    raise RuntimeError('rejected ' + ctx.api._http.headers['authorization'])\n"
+        "    ctx.log.info('about to fail', header='Bearer ' + ctx.api.bearer_token())\n"
+        "    raise RuntimeError('rejected ' + 'Bearer ' + ctx.api.bearer_token())\n"
     )
     (directory / "connector.json").write_text(
         json.dumps(

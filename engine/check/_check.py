@@ -13,7 +13,7 @@ from engine.check._calls import Call, calls_of
 from engine.check._runs import CleanRun, CrashedRun, Load, clean_run, crashed_run
 from engine.check._verdicts import Report, judge, leaks_of
 from engine.check._workspace import Sandbox, Workspace
-from engine.run.functions import check_functions
+from engine.run.functions.resolve import check_functions
 from installers import Connector, load_connector
 
 T = TypeVar("T")

@@ -82,7 +82,7 @@ def check_answers(
 
 
 def _did_you_mean(key: str, names: list[str]) -> str:
-    from engine.run.functions import closest_name
+    from engine.run.functions.resolve import closest_name
 
     close = closest_name(key, names)
     return f" (did you mean {close!r}?)" if close else ""

@@ -26,6 +26,7 @@ from engine.defaults import API_BURST, API_RATE, RETRY_BUDGET
 
 if TYPE_CHECKING:
     from engine.drivers.config import Settings
+    from engine.models import StepPolicy
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -196,11 +197,6 @@ def resolve_settings(
 
     _check_choices(log_format, engine, temporal_address)
     token, extension_token = _tokens(log_format, api_url, token_file, extension_url)
-    policy = None
-    if step_timeout is not None or step_retries:
-        from engine.models import StepPolicy  # pydantic's models: only for a run
-
-        policy = StepPolicy(timeout=step_timeout, retries=step_retries)
     return Settings(
         engine=engine,
         temporal_address=temporal_address,
@@ -210,10 +206,19 @@ def resolve_settings(
         home=home,
         api_url=api_url or None,
         token=token,
-        step_policy=policy,
+        step_policy=_step_policy(step_timeout, step_retries),
         retry=RetryPolicy(budget=retry_budget),
         rate_limit=RateLimit(rate=api_rate, burst=api_burst),
     )
+
+
+def _step_policy(timeout: float | None, retries: int) -> "StepPolicy | None":
+    """The policy ``--step-timeout`` and ``--step-retries`` set for steps that set none."""
+    if timeout is None and not retries:
+        return None
+    from engine.models import StepPolicy  # pydantic's models: only for a run
+
+    return StepPolicy(timeout=timeout, retries=retries)
 
 
 def _check_choices(log_format: str | None, engine: str, temporal_address: str | None) -> None:

@@ -188,7 +188,7 @@ def status(
 
 def show_plan(connector: Connector, settings: Settings, as_json: bool = False) -> None:
     """Print what install would do: numbered calls, or the actions as a JSON array."""
-    from engine.run.functions import resolve_functions
+    from engine.run.functions.resolve import resolve_functions
     from engine.run.plan import install_plan
 
     if settings.extension_url is not None:

@@ -220,7 +220,8 @@ def describe(report: Report, settings: Settings) -> list[str]:
             "  runs     one per integration, advisory: a run claims the integration in the"
             f" State API and reads its claim back {CLAIM_WAIT:g} s later; two runs started"
             " within that time on two machines are not excluded (--engine temporal excludes"
-            " them always)"
+            " its own single runs of one integration always; a Temporal rollout's updates"
+            " claim as here)"
         )
     burst = settings.rate_limit.burst
     lines.append(f"  rate     keeps under {api['rate']:g} requests/s (bucket {burst:g})")

@@ -22,15 +22,16 @@ from engine.errors import (
     StepFailed,
 )
 from engine.models import Integration, Mode, StepPolicy, parse
-from engine.run.calls import keep_secret_answers
 from engine.run.creating import post_integration
 from engine.run.documents import (
     check_installable,
+    check_settable,
     needs_update,
     started_update_target,
     update_target,
 )
-from engine.run.functions import resolve_functions
+from engine.run.functions.caller import keep_secret_answers
+from engine.run.functions.resolve import resolve_functions
 from engine.run.integration import IntegrationRun, StepObserver
 from engine.run.journal import Journal
 from engine.run.machine import ModeMachine
@@ -149,11 +150,7 @@ class Engine:
         """What ``resume``, ``uninstall`` or ``update`` would do to the integration, from its
         document and run state; nothing is called or changed."""
         doc = await read_view(self.api, integration_id)
-        connector = connector or self.find_connector(integration_id, doc)
-        integration = parse(
-            Integration, doc, what=f"integration {integration_id}", error=DocumentInvalid
-        )
-        connector = await self.resolve(connector, integration)
+        connector = await self._checked(integration_id, connector, doc)
         version = None
         if intent is Intent.UPDATE:
             version = update_target(doc, connector)
@@ -235,33 +232,13 @@ class Engine:
         doc = await read_view(self.api, install.integration_id)
         steps = Progress(doc).steps
         undone = [str(s.get("name")) for s in reversed(steps) if s.get("completed") is True]
-        where: dict[str, Any] = {
-            "step": failure.context.get("step"),
-            "function": failure.context.get("function"),
-        }
         owner = self.executor.owner(install.integration_id)
         actions = taking(plan_run(doc, install.connector.manifest, Intent.UNINSTALL))
         try:
             await self._execute(Job(Intent.UNINSTALL.value, doc, install.connector, owner, actions))
         except SmartConnectorError as undo_failure:
-            raise StepFailed(
-                f"{failure}; rolling back failed too: {undo_failure}. The integration is left"
-                " in uninstall mode",
-                integration_id=install.integration_id,
-                raised_at=failure.raised_at,
-                rollback_failed=True,
-                **where,
-            ) from undo_failure
-        what = ", ".join(repr(n) for n in undone) or "no completed steps"
-        raise StepFailed(
-            f"{failure}; rolled back: undid {what} and deleted integration"
-            f" {install.integration_id}",
-            integration_id=install.integration_id,
-            raised_at=failure.raised_at,
-            rolled_back=undone,
-            deleted=True,
-            **where,
-        ) from failure
+            raise failure.undo_failed(install.integration_id, undo_failure) from undo_failure
+        raise failure.undone(install.integration_id, undone) from failure
 
     async def resume(
         self,
@@ -320,18 +297,7 @@ class Engine:
     ) -> Document:
         """Run the connector's ``persistSettings`` (if any) and write the settings."""
         doc = await read_view(self.api, integration_id)
-        progress = Progress(doc)
-        if progress.mode is not Mode.SETTINGS or progress.update_in_progress:
-            state = (
-                "an update in progress"
-                if progress.update_in_progress
-                else (f"mode {doc.get('mode')!r}")
-            )
-            raise BadInput(
-                f"integration {integration_id} has {state}; settings can be"
-                " changed only on an installed integration",
-                field="mode",
-            )
+        check_settable(doc)
         owner = self.executor.owner(integration_id)
         connector = await self._validated(integration_id, connector, doc, owner)
         actions = taking([SaveSettings(settings)])
@@ -377,8 +343,16 @@ class Engine:
     async def _validated(
         self, integration_id: str, connector: Connector | None, doc: Document, owner: Owner
     ) -> Connector:
-        """The connector, resolved, after checking the document, the connector against it
-        and the lease (held by another: exit 4), so a refusal has changed nothing."""
+        """:meth:`_checked`, and the lease (held by another: exit 4), so a refusal has
+        changed nothing."""
+        connector = await self._checked(integration_id, connector, doc)
+        check_lease(doc, owner)
+        return connector
+
+    async def _checked(
+        self, integration_id: str, connector: Connector | None, doc: Document
+    ) -> Connector:
+        """The connector, resolved, after checking the document and the connector against it."""
         connector = connector or self.find_connector(integration_id, doc)
         integration = parse(
             Integration, doc, what=f"integration {integration_id}", error=DocumentInvalid
@@ -390,7 +364,6 @@ class Engine:
                 f" not {connector.manifest.connector_id} ({connector.provenance})",
                 field="_connectorId",
             )
-        check_lease(doc, owner)
         return connector
 
     async def _resolved(self, connector: Connector) -> Connector:

@@ -105,12 +105,10 @@ async def rollout(
     with at most ``concurrency`` documents in flight (and the page being read): memory stays
     flat however large the fleet. Otherwise it needs the whole list of ids first.
 
-    ``recorded`` (implied by ``pause`` and ``bake``) keeps the rollout's record in the State
-    API (:mod:`engine.fleet.record`) and obeys it: ``rollouts pause|resume|abort``. With
-    ``pause`` it holds after each phase until resumed; with ``bake`` it waits that many
-    seconds after each phase, then looks at the phase's integrations again. ``on_phase``
-    hears of each phase as it starts (its number, how many there are, how many integrations
-    in all); a rollout that pages through the fleet has none.
+    ``recorded`` (implied by ``pause`` and ``bake``) keeps its record in the State API and
+    obeys it (:mod:`engine.fleet.record`). ``pause`` holds after each phase until resumed;
+    ``bake`` waits that many seconds after each phase, then looks at its integrations again.
+    ``on_phase`` hears of each phase as it starts (number, phases, integrations in all).
     """
     report = RolloutReport(connector.manifest.version)
     control = None
@@ -122,12 +120,7 @@ async def rollout(
     run = _Run(engine, connector, report, concurrency, max_failures, pause, bake, control)
     run.on_outcome, run.on_phase = on_outcome, on_phase
     try:
-        if integration_ids is None and phase_pct is None and not pause and bake is None:
-            await run.paged()
-        else:
-            if integration_ids is None:
-                integration_ids = [d["_id"] async for d in _listed(engine, connector)]
-            await run.phased(waves(integration_ids, phase_pct))
+        await run.every(integration_ids, phase_pct)
     finally:
         report.interrupted = engine.stop.is_set()
         if control is not None:
@@ -256,6 +249,15 @@ class _Run:
         if control is not None:
             control.finished(outcome.integration_id, outcome.status, outcome.reason, began)
         self.on_outcome(outcome)
+
+    async def every(self, integration_ids: list[str] | None, phase_pct: float | None) -> None:
+        """``integration_ids`` (default: the connector's), paged through unless in phases."""
+        if integration_ids is None and phase_pct is None and not self.pause and self.bake is None:
+            await self.paged()
+            return
+        if integration_ids is None:
+            integration_ids = [d["_id"] async for d in _listed(self.engine, self.connector)]
+        await self.phased(waves(integration_ids, phase_pct))
 
     async def paged(self) -> None:
         """Every integration of the connector, as the list is read."""

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from engine.client import Document
 from engine.errors import BadInput, DocumentInvalid
-from engine.run.progress import RUN_FIELD, Progress, RunState
+from engine.modes import Mode
+from engine.run.progress import Progress, RunState
 
 if TYPE_CHECKING:  # a status read needs neither the connector's API nor pydantic's models
     from engine.models import ConnectorManifest
@@ -38,19 +39,16 @@ def status_of(doc: Document) -> dict[str, Any]:
     """``status --json``'s shape (SPEC §4): ``waiting`` while a step waits for a person (with
     the ``fields`` it asks for, ``[]`` when none), ``error`` after a failed function, each
     ``None`` otherwise."""
-    install = doc.get("install")
-    steps = install if isinstance(install, list) else []
-    state = RunState.of(doc)
-    waiting, error = state.waiting, state.error
+    progress = Progress(doc)
+    waiting, error = progress.run.waiting, progress.run.error
     return {
         "_id": doc.get("_id"),
         "mode": doc.get("mode"),
         "version": doc.get("version"),
-        "updateInProgress": Progress(doc).update_in_progress,
+        "updateInProgress": progress.update_in_progress,
         "install": [
-            {"name": s.get("name"), "completed": s.get("completed")}
-            for s in steps
-            if isinstance(s, dict)
+            {"name": step.get("name"), "completed": step.get("completed")}
+            for step in progress.steps
         ],
         "waiting": _waiting(waiting),
         "error": _picked(error, ("step", "function", "message")),
@@ -81,23 +79,8 @@ def _waiting(record: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def new_integration(connector: Connector, owner: Owner, ttl: float) -> Document:
-    """The document install creates: ``mode: install``, every step not completed."""
-    manifest = connector.manifest
-    steps = []
-    for step in manifest.install:
-        wire = step.to_wire()
-        wire["completed"] = False
-        steps.append(wire)
-    return {
-        "name": manifest.name,
-        "_connectorId": manifest.connector_id,
-        "version": manifest.version,
-        "mode": "install",
-        "install": steps,
-        "settings": manifest.settings,
-        "updateInProgress": False,
-        RUN_FIELD: RunState.initial(owner.lease(ttl)),
-    }
+    """The document install creates, under ``owner``'s lease for ``ttl`` seconds."""
+    return Progress.new_document(connector.manifest, owner.lease(ttl))
 
 
 #: Seconds a server's clock may be behind this machine's when telling a just-made integration.
@@ -107,7 +90,7 @@ ADOPT_SKEW = 120.0
 def just_made(doc: Document, manifest: ConnectorManifest, *, since: float) -> bool:
     """Whether ``doc`` looks like an integration of ``manifest`` that install just created
     (at ``since`` or after, a Unix time): in mode install, no step completed."""
-    steps = doc.get("install") if isinstance(doc.get("install"), list) else []
+    progress = Progress(doc)
     modified = doc.get("lastModified")
     try:
         at = datetime.fromisoformat(str(modified).replace("Z", "+00:00")).timestamp()
@@ -115,26 +98,39 @@ def just_made(doc: Document, manifest: ConnectorManifest, *, since: float) -> bo
         return False
     return (
         doc.get("name") == manifest.name
-        and doc.get("mode") == "install"
-        and not any(isinstance(s, dict) and s.get("completed") is True for s in steps or [])
+        and progress.mode is Mode.INSTALL
+        and not progress.any_completed
         and at >= since
     )
 
 
 def check_installable(doc: Document) -> None:
     """``install --integration`` takes an integration still in mode install, only."""
-    mode = doc.get("mode")
-    if mode != "install":
-        advice = {
-            "settings": "it is installed: use `update`, `settings` or `uninstall`",
-            "uninstall": f"it is being removed: `smartconnector resume {doc.get('_id')}`"
-            " finishes that",
-        }.get(str(mode), "only one in mode 'install' can be installed into")
+    mode = Progress(doc).mode
+    if mode is not Mode.INSTALL:
+        advice = "only one in mode 'install' can be installed into"
+        if mode is Mode.SETTINGS:
+            advice = "it is installed: use `update`, `settings` or `uninstall`"
+        elif mode is Mode.UNINSTALL:
+            advice = f"it is being removed: `smartconnector resume {doc.get('_id')}` finishes that"
         raise BadInput(
-            f"integration {doc.get('_id')} is in mode {mode!r}, not 'install'; {advice}."
-            " Nothing was changed",
+            f"integration {doc.get('_id')} is in mode {doc.get('mode')!r}, not 'install';"
+            f" {advice}. Nothing was changed",
             field="mode",
         )
+
+
+def check_settable(doc: Document) -> None:
+    """``settings`` changes an installed integration (settings mode, no update going on)."""
+    progress = Progress(doc)
+    if progress.mode is Mode.SETTINGS and not progress.update_in_progress:
+        return
+    state = "an update in progress" if progress.update_in_progress else f"mode {doc.get('mode')!r}"
+    raise BadInput(
+        f"integration {doc.get('_id')} has {state}; settings can be changed only on an"
+        " installed integration",
+        field="mode",
+    )
 
 
 def update_target(

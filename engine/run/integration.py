@@ -1,8 +1,8 @@
 """One integration's run: executes its plan, writing the document after every action.
 
 The plan (:func:`engine.run.plan.plan_run`) says what to do and in which order; this module
-says how each action is done: which function is called (:mod:`engine.run.calls`) and which
-one JSON Patch records it. Each action checks the document first, so applying it again
+says how each action is done: which function is called (:mod:`engine.run.functions.caller`)
+and which one JSON Patch records it. Each action checks the document first, so applying it again
 (a Temporal activity retried after a lost worker) changes nothing.
 """
 
@@ -17,8 +17,8 @@ import structlog
 from engine.client import ApiClient, Document
 from engine.errors import DocumentInvalid, StepFailed
 from engine.models import ConnectorManifest, InstallStep, Integration, Mode, StepPolicy, parse
-from engine.run.calls import Caller, StepObserver, idempotency_key
-from engine.run.invoke import normalise, settings_result
+from engine.run.functions.caller import Caller, StepObserver, idempotency_key
+from engine.run.functions.invoke import normalise, settings_result
 from engine.run.journal import Journal
 from engine.run.machine import ModeMachine, Trigger
 from engine.run.plan import (

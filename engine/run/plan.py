@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from engine.client import Document
 from engine.models import ConnectorManifest, InstallStep, Mode
-from engine.run.functions import check_functions
+from engine.run.functions.resolve import check_functions
 from engine.run.progress import Progress
 from installers import Connector
 

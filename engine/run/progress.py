@@ -24,10 +24,13 @@ The field is removed when install, an update or a settings change finishes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.client import Document
 from engine.modes import Mode
+
+if TYPE_CHECKING:  # a status read needs no pydantic
+    from engine.models import ConnectorManifest
 
 RUN_FIELD = "smartconnector"
 Op = dict[str, Any]
@@ -119,6 +122,13 @@ class RunState:
         return any(op["path"] == _at() and op["op"] == "remove" for op in ops)
 
     @staticmethod
+    def split(ops: list[Op]) -> tuple[list[Op], list[Op]]:
+        """``ops`` apart: those on the document, and those on the run state."""
+        field = _at()
+        on_state = [op for op in ops if op["path"] == field or op["path"].startswith(field + "/")]
+        return [op for op in ops if op not in on_state], on_state
+
+    @staticmethod
     def mark_done(kind: str) -> Op:
         """A connector-level function (``installerFunction``, ...) succeeded."""
         return {"op": "add", "path": _at("done", kind), "value": True}
@@ -169,11 +179,31 @@ class Progress:
     @property
     def steps(self) -> list[dict[str, Any]]:
         """The install steps, as the document has them."""
-        return [s for s in self.doc.get("install") or [] if isinstance(s, dict)]
+        steps = self.doc.get("install")
+        return [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
 
     @property
     def run(self) -> RunState:
         return RunState.of(self.doc)
+
+    @property
+    def any_completed(self) -> bool:
+        return any(s.get("completed") is True for s in self.steps)
+
+    @staticmethod
+    def new_document(manifest: ConnectorManifest, lease: dict[str, Any]) -> Document:
+        """The document install creates: ``mode: install``, every step not completed, the
+        run state under ``lease``."""
+        return {
+            "name": manifest.name,
+            "_connectorId": manifest.connector_id,
+            "version": manifest.version,
+            "mode": Mode.INSTALL.value,
+            "install": [{**step.to_wire(), "completed": False} for step in manifest.install],
+            "settings": manifest.settings,
+            "updateInProgress": False,
+            RUN_FIELD: RunState.initial(lease),
+        }
 
     def index(self, name: str) -> int | None:
         """Where step ``name`` is in the document's list (``None``: it has no such step)."""

@@ -13,17 +13,10 @@ from typing import Any
 from engine.client import ApiClient, Document
 from engine.defaults import LEASE_TTL
 from engine.errors import ApiError, LeaseHeld, NotFound
-from engine.run.progress import RUN_FIELD, Op, RunState, pointer
+from engine.run.progress import RUN_FIELD, Op, RunState
 from engine.run.views import read_state, with_state
 from engine.run.writer import CLAIM_WAIT, DocumentWriter, Owner, check_lease, parse_iso
 from engine.writes import WriteWay
-
-
-def _split(ops: list[Op]) -> tuple[list[Op], list[Op]]:
-    """Operations on the document, and those on the run state."""
-    run = pointer(RUN_FIELD)
-    on_state = [op for op in ops if op["path"] == run or op["path"].startswith(run + "/")]
-    return [op for op in ops if op not in on_state], on_state
 
 
 def _parts(path: str) -> list[str]:
@@ -72,7 +65,7 @@ class StateWriter(DocumentWriter):
         """Claim the lease: check no one holds it, write it, wait, read it back; exit 4 if
         another run holds it or claimed it meanwhile. The run-state part of ``also`` goes
         with the claim, the rest in one write after it."""
-        on_doc, on_state = _split(also or [])
+        on_doc, on_state = RunState.split(also or [])
         if not fresh:
             self.doc = with_state(self.doc, await read_state(self.api, self.id))
         check_lease(self.doc, self.owner)
@@ -99,7 +92,7 @@ class StateWriter(DocumentWriter):
         renewal it may have lapsed (a long function, a suspended machine, a gap between two
         Temporal activities): then it is read first, and a run whose lease another took
         stops before it writes anything."""
-        on_doc, on_state = _split([op for op in ops if op["op"] != "test"])
+        on_doc, on_state = RunState.split([op for op in ops if op["op"] != "test"])
         if release and not RunState.removes_all(ops):
             on_state.append(RunState.release())
         async with self._lock:

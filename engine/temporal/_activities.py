@@ -26,9 +26,9 @@ from engine.fleet.control import health_problem
 from engine.fleet.record import RolloutRecord, RolloutRecords, now_iso
 from engine.models import Integration, parse
 from engine.run.documents import needs_update
-from engine.run.functions import function_names, resolve_functions
+from engine.run.functions.invoke import DEFAULT_TIMEOUT
+from engine.run.functions.resolve import function_names, resolve_functions
 from engine.run.integration import IntegrationRun
-from engine.run.invoke import DEFAULT_TIMEOUT
 from engine.run.journal import Journal
 from engine.run.machine import ModeMachine
 from engine.run.plan import (

@@ -218,9 +218,19 @@ async def rollout_on_temporal(
         **options,
     )
     handle = await _started_or_attached(temporal, request)
+    return await _followed(handle, engine.stop, on_progress)
+
+
+async def _followed(
+    handle: WorkflowHandle[Any, RolloutState],
+    stop: asyncio.Event,
+    on_progress: Callable[[RolloutState], None],
+) -> RolloutState:
+    """The rollout's end, telling ``on_progress`` how it goes meanwhile; ``stop`` (Ctrl-C)
+    stops following, not the rollout."""
     result = asyncio.ensure_future(handle.result())
     while not result.done():
-        if engine.stop.is_set():
+        if stop.is_set():
             result.cancel()
             raise Interrupted(
                 f"stopped following rollout {handle.id}; it goes on in Temporal: run the same"

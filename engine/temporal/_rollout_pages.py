@@ -197,14 +197,11 @@ class PageActivities:
             await _finish(running)
             await pace.used()
         except asyncio.CancelledError:
-            cause = activity.cancellation_details()
-            if cause is None or not (cause.cancel_requested or cause.worker_shutdown):
+            if not _stop_asked():
                 for task in running:  # timed out: another try has taken the page over
                     task.cancel()
                 raise
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
+            _uncancel()
             await _finish(running)
         return started
 
@@ -242,6 +239,21 @@ async def _update_one(
         done.failed.append({"_id": integration_id, "reason": f"{type(exc).__name__}: {exc}"})
     else:
         done.updated.append(integration_id)
+
+
+def _stop_asked() -> bool:
+    """Whether this activity is cancelled because it was asked to stop or its worker shuts
+    down (the updates in flight then finish), rather than timed out."""
+    cause = activity.cancellation_details()
+    return cause is not None and (cause.cancel_requested or cause.worker_shutdown)
+
+
+def _uncancel() -> None:
+    """Go on in the current task after its cancellation was caught: waiting for what is in
+    flight must not be cancelled in turn."""
+    current = asyncio.current_task()
+    if current is not None:
+        current.uncancel()
 
 
 async def _finish(running: set[asyncio.Task[None]]) -> None:

@@ -27,7 +27,7 @@ from engine.errors import (
 )
 from engine.logs import redactor, routine_level
 from engine.models import InstallStep, Integration, StepPolicy
-from engine.run.invoke import invoke, raised_at
+from engine.run.functions.invoke import invoke, raised_at
 from engine.run.journal import Call, Journal
 from engine.run.progress import Op, RunState
 from engine.run.writer import DocumentWriter
