@@ -1,11 +1,11 @@
 """The local rollout's side of its record: it writes where it is, and obeys what it says.
 
-A task syncs the record every :data:`POLL` seconds: it reads it (an operator may have set
-``control``), then writes it when anything changed, or :data:`HEARTBEAT` seconds after its
-last write, so that others can tell it is alive. A change of state (a phase begun, a hold, a
-bake) wakes it at once. So a pause or an abort is seen within :data:`POLL` seconds and a
-request, and the record costs at most two reads and two writes a second, however many
-integrations are being updated.
+A task syncs the record every :data:`POLL` seconds: it reads the rollout's control key (an
+operator may have asked something new), then writes the record when anything changed, or
+:data:`HEARTBEAT` seconds after its last write, so that others can tell it is alive. A change
+of state (a phase begun, a hold, a bake) wakes it at once. So a pause or an abort is seen
+within :data:`POLL` seconds and a request, and the record costs at most two reads and two
+writes a second, however many integrations are being updated.
 """
 
 from __future__ import annotations
@@ -22,7 +22,14 @@ import structlog
 
 from engine.client import ApiClient, Document
 from engine.errors import LeaseHeld, SmartConnectorError
-from engine.fleet.record import RolloutRecord, RolloutRecords, Wave, now_iso, rollout_name
+from engine.fleet.record import (
+    Request,
+    RolloutRecord,
+    RolloutRecords,
+    Wave,
+    now_iso,
+    rollout_name,
+)
 from engine.run.progress import Progress
 from engine.run.views import read_view
 
@@ -31,9 +38,6 @@ log = structlog.get_logger("smartconnector.rollout")
 POLL = 0.5
 #: Seconds after which an unchanged record is written again, to show the rollout is alive.
 HEARTBEAT = 5.0
-#: Seconds after its final write that a rollout reads its record back (see
-#: :meth:`RolloutController._outlast_askers`).
-FINAL_CHECK = 0.5
 
 
 def health_problem(doc: Document, version: str) -> str | None:
@@ -74,9 +78,6 @@ class RolloutController:
         self.final: str | None = None
         self._written: dict[str, Any] | None = None
         self._last_write = 0.0
-        #: Changes of ``control`` the rollout made itself (a hold) and has not written yet:
-        #: what it reads back meanwhile must not undo them.
-        self._own_changes = 0
         self._changed = asyncio.Event()
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -94,8 +95,10 @@ class RolloutController:
         """Take up the rollout's record: a new one, or what a stopped run left. A pause
         stays (the rollout holds until resumed); an abort, or an end, is cleared."""
         rollout_id = rollout_name(connector_id, version)
-        found = await RolloutRecords(api).get(rollout_id)
+        records = RolloutRecords(api)
+        found = await records.get(rollout_id)
         _held_elsewhere(found)
+        request = await records.request(rollout_id)
         record = RolloutRecord(
             rollout_id,
             connector_id,
@@ -104,8 +107,11 @@ class RolloutController:
             options=options,
             runner={"host": socket.gethostname(), "pid": os.getpid()},
         )
-        if found is not None and found.control == "pause" and not found.ended:
-            record.control = "pause"
+        if found is not None and not found.ended:
+            asked = request if request is not None and request.asked != found.asked else None
+            if found.control == "pause" or (asked is not None and asked.control == "pause"):
+                record.control = "pause"
+        record.asked = None if request is None else request.asked
         controller = cls(api, record, stop)
         await controller.sync(write=True, adopt=False)
         controller._task = asyncio.create_task(controller._keep())
@@ -180,7 +186,6 @@ class RolloutController:
         if self.aborted:
             return False
         self.record.control = "pause"
-        self._own_changes += 1
         self._kick.set()
         return await self.proceed()
 
@@ -220,19 +225,6 @@ class RolloutController:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.sync(write=True, adopt=False)
-        await self._outlast_askers()
-
-    async def _outlast_askers(self) -> None:
-        """An operator's request rewrites the whole record it read (the State API has no
-        compare-and-set): one read before this final write and written after it would put
-        the rollout back to running. Read it back once a request's round trip later, and
-        write the end again if it was lost; the request, having set its control, asks no
-        more."""
-        await asyncio.sleep(FINAL_CHECK)
-        with contextlib.suppress(SmartConnectorError):
-            stored = await self.records.get(self.record.id)
-            if stored is None or stored.state != self.final:
-                await self.sync(write=True, adopt=False)
 
     # -- the record ---------------------------------------------------------------------------
 
@@ -255,28 +247,28 @@ class RolloutController:
     async def sync(self, *, write: bool = False, adopt: bool = True) -> None:
         """Read what an operator asked, then write the record if it changed (or is due)."""
         try:
-            if adopt and not self._own_changes:
-                stored = await self.records.get(self.record.id)
-                if not self._own_changes:  # a hold made while it was read wins
-                    self._adopt(stored)
+            if adopt:
+                self._obey(await self.records.request(self.record.id))
             self.record.state = self._state()
             body = {**self.record.to_json(), "heardAt": None}
             due = time.monotonic() - self._last_write >= HEARTBEAT
             if write or due or body != self._written:
-                written = self._own_changes
                 self.record.heardAt = now_iso()
                 await self.records.put(self.record)
                 self._written, self._last_write = body, time.monotonic()
-                self._own_changes -= written
         except SmartConnectorError as exc:  # the next sync tries again; the updates go on
             log.warning("rollout record not kept", rollout=self.record.id, error=str(exc))
 
-    def _adopt(self, stored: RolloutRecord | None) -> None:
-        if stored is None or stored.control == self.record.control:
+    def _obey(self, request: Request | None) -> None:
+        """Take up an operator's request the rollout has not taken up yet: each once, so an
+        older one never undoes a hold of the rollout's own."""
+        if request is None or request.asked == self.record.asked:
             return
-        if stored.control in ("run", "pause", "abort"):
-            self.record.control = stored.control
-            log.info("rollout control", rollout=self.record.id, control=stored.control)
-            self._changed.set()
-            self._changed = asyncio.Event()
-            self.record.state = self._state()
+        self.record.asked = request.asked
+        if request.control == self.record.control or self.final is not None:
+            return
+        self.record.control = request.control
+        log.info("rollout control", rollout=self.record.id, control=request.control)
+        self._changed.set()
+        self._changed = asyncio.Event()
+        self.record.state = self._state()

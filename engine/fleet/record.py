@@ -7,7 +7,8 @@ It is kept under the account-level State API key ``smartconnector-rollout-<id>``
       "id": "bigcommerce-netsuite-1.1.0", "connector": "bigcommerce-netsuite",
       "version": "1.1.0", "executor": "local" | "temporal", "name": "BigCommerce - NetSuite",
       "state": "running" | "paused" | "baking" | "done" | "aborted" | "failed",
-      "control": "run" | "pause" | "abort",   # what the operator asked; the rollout obeys
+      "control": "run" | "pause" | "abort",   # what it obeys: its own hold, or a request
+      "asked": "...",                          # the operator's request it last took up
       "phase": 2, "phases": 4,                 # the phase it is in (or last ended), of n
       "updated": 12, "failed": 1, "skipped": 3, "remaining": 24,
       "inFlight": 2,                           # updates running now
@@ -19,15 +20,23 @@ It is kept under the account-level State API key ``smartconnector-rollout-<id>``
       "heardAt": "2025-01-01T12:00:00.000Z"    # its last write
     }
 
-Only the rollout writes the record, except ``control``: ``rollouts pause|resume|abort`` set it
-(locally; on Temporal they are the workflow's signals and the workflow writes the record).
-The rollout reads ``control`` back before each write, so it keeps what an operator set.
+Only the rollout writes its record (on Temporal, its workflow). An operator's request
+(``rollouts pause|resume|abort``, locally; on Temporal they are the workflow's signals) goes
+under a key of its own, ``smartconnector-control-<id>``::
+
+    {"control": "pause", "asked": "2025-01-01T12:00:00.000Z 9f3a1c2e"}
+
+The rollout reads it, and obeys each request once (``asked`` tells a new one from the last).
+Nothing an operator does rewrites the record a running rollout keeps: the State API has no
+compare-and-set, so a request written over the record could undo the rollout's own writes
+(its end, a phase), and the rollout's writes could undo a request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import socket
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -38,6 +47,8 @@ from engine.client import ApiClient
 from engine.errors import NotFound
 
 PREFIX = "smartconnector-rollout-"
+#: Where an operator's requests of a rollout go (never under :data:`PREFIX`: not a record).
+CONTROL_PREFIX = "smartconnector-control-"
 State = Literal["running", "paused", "baking", "done", "aborted", "failed"]
 Control = Literal["run", "pause", "abort"]
 STATES: tuple[State, ...] = ("running", "paused", "baking", "done", "aborted", "failed")
@@ -64,6 +75,24 @@ SUMMARY_KEYS = (
 
 def rollout_key(rollout_id: str) -> str:
     return PREFIX + rollout_id
+
+
+def control_key(rollout_id: str) -> str:
+    return CONTROL_PREFIX + rollout_id
+
+
+@dataclass(frozen=True)
+class Request:
+    """What an operator last asked of a rollout; ``asked`` tells one request from another."""
+
+    control: str
+    asked: str
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Request | None:
+        if not isinstance(raw, dict) or raw.get("control") not in ("run", "pause", "abort"):
+            return None
+        return cls(raw["control"], str(raw.get("asked")))
 
 
 def rollout_name(connector_id: str, version: str) -> str:
@@ -108,6 +137,8 @@ class RolloutRecord:
     name: str = ""
     state: str = "running"
     control: str = "run"
+    #: The operator's request (``asked`` of the control key) it last took up.
+    asked: str | None = None
     phase: int = 0
     phases: int = 1
     updated: int = 0
@@ -217,36 +248,42 @@ class RolloutRecords:
         found = await asyncio.gather(*(self.get(k[len(PREFIX) :]) for k in sorted(keys)))
         return [r for r in found if r is not None]
 
+    async def request(self, rollout_id: str) -> Request | None:
+        """What an operator last asked of the rollout, if anything."""
+        try:
+            return Request.from_json(await self.api.get_state(control_key(rollout_id)))
+        except NotFound:
+            return None
+
     async def ask(
         self, rollout_id: str, control: Control, *, wait: float = 3.0
     ) -> RolloutRecord | None:
-        """Set ``control`` and wait (up to ``wait`` seconds) for the rollout to act on it.
+        """Ask for ``control`` and wait (up to ``wait`` seconds) for the rollout to act on it.
 
-        The rollout writes its whole record, keeping the ``control`` it read just before; a
-        request landing between that read and the write is lost, so it is written again
-        while the rollout is where it was (a rollout that went on and held again, after the
-        next phase, has acted on it). A record nobody writes any more (its command is gone)
-        is changed here: a pause or an abort then holds when the command runs again.
-        ``None``: there is no such rollout.
+        The request goes under the rollout's control key; the record is left to the rollout.
+        A record nobody writes any more (its command is gone) is changed here too: a pause or
+        an abort then holds when the command runs again. ``None``: there is no such rollout.
         """
+        record = await self.get(rollout_id)
+        if record is None:
+            return None
+        asked = f"{now_iso()} {secrets.token_hex(4)}"
+        await self.api.put_state(control_key(rollout_id), {"control": control, "asked": asked})
+        if record.abandoned or record.ended:
+            record.control, record.asked = control, asked
+            record.state = _unattended(record, control)
+            await self.put(record)
+            return record
         deadline = time.monotonic() + wait
-        asked_at: tuple[str, int] | None = None
-        while True:
-            record = await self.get(rollout_id)
-            if record is None:
-                return None
-            where = (record.state, record.phase)
-            if record.control != control and asked_at in (None, where):
-                asked_at = where
-                record.control = control
-                if record.abandoned or record.ended:
-                    record.state = _unattended(record, control)
-                await self.put(record)
-            elif record.control != control or acted_on(record, control):
-                return record  # acted on, or went on and was asked again meanwhile
-            if time.monotonic() >= deadline:
-                return record
+        while time.monotonic() < deadline and not (
+            record.ended or (record.asked == asked and acted_on(record, control))
+        ):
             await asyncio.sleep(0.2)
+            found = await self.get(rollout_id)
+            if found is None:
+                return None
+            record = found
+        return record
 
 
 def acted_on(record: RolloutRecord, control: str) -> bool:
