@@ -4,12 +4,15 @@ errors at the edges, each as the user met it on the command line."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
-from .conftest import ROOT, Server, run_cli
+from .conftest import CLI, ROOT, Server, run_cli
 from .test_input import SECRET, asking, everything_written
 
 
@@ -182,14 +185,48 @@ def test_ui_on_a_taken_port_exits_2_and_prints_no_url(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
 
 
+SERVERS = {
+    "ui": ("ui",),
+    "sandbox": ("sandbox", "serve"),
+    "extension": ("extension", "serve", str(ROOT / "examples" / "bigcommerce_netsuite")),
+}
+EXTENSION_TOKEN = {"SMARTCONNECTOR_EXTENSION_TOKEN": "a-token-of-realistic-length"}
+
+
+@pytest.mark.parametrize("server", sorted(SERVERS))
 @pytest.mark.parametrize("port", ["99999999", "65536", "-1"])
-def test_ui_on_a_port_out_of_range_is_a_usage_error(tmp_path: Path, port: str) -> None:
-    """ui --port beyond 0-65535: exit 2 in one line naming the port, no traceback, no URL."""
-    out = run_cli("ui", "--port", port, home=tmp_path / "home", timeout=30)
+def test_a_server_on_a_port_out_of_range_is_a_usage_error(
+    tmp_path: Path, server: str, port: str
+) -> None:
+    """ui, sandbox serve and extension serve with --port beyond 0-65535: exit 2 in one line
+    naming the port, no traceback, no URL (the sandbox once served nothing, for good)."""
+    command = (*SERVERS[server], "--port", port)
+    out = run_cli(*command, home=tmp_path / "home", env=EXTENSION_TOKEN, timeout=30)
     assert out.returncode == 2, out.stderr
     assert out.stdout == ""
     [line] = out.stderr.strip().splitlines()
     assert line == f"error: port {port} is out of range; pass --port from 1 to 65535"
+
+
+def test_ui_on_port_0_prints_the_port_it_took(tmp_path: Path) -> None:
+    """ui --port 0 takes a free port and its URL names that port, not :0."""
+    process = subprocess.Popen(
+        [*CLI, "ui", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "SMARTCONNECTOR_HOME": str(tmp_path / "home")},
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        port = int(url.split(":")[2].split("/")[0])
+        assert port > 0
+        assert httpx.get(url, timeout=10).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def test_a_refused_api_is_retried_then_named_with_the_version_path(tmp_path: Path) -> None:

@@ -13,8 +13,6 @@ from engine.cli._options import API, RETRY, TEMPORAL, common_options
 from engine.cli._telemetry import MetricsHost, MetricsPort, serve_metrics
 
 if TYPE_CHECKING:
-    import socket
-
     from engine.client import ApiClient
     from engine.drivers.config import Settings
 
@@ -228,20 +226,11 @@ def ui_command(
         api = guard(lambda: open_client(settings))
         return Engine(api, Journal(settings.home / "journal.db")), api.aclose
 
-    listening = _claimed(host, port)
+    from engine.cli._usage import claimed
+
+    listening = claimed(host, port)
+    port = listening.getsockname()[1]  # --port 0: the free one it took
     config = UiConfig(host, port, connectors, open_engine, settings.temporal_address)
     typer.echo(config.url)
-    served = uvicorn.Config(
-        create_ui_app(config), host=host, port=port, log_level="warning", access_log=False
-    )
+    served = uvicorn.Config(create_ui_app(config), log_level="warning", access_log=False)
     uvicorn.Server(served).run(sockets=[listening])
-
-
-def _claimed(host: str, port: int) -> socket.socket:
-    """The page's listening socket, taken before its URL is printed: exit 2 if it cannot."""
-    from engine.cli._usage import claim_port
-
-    try:
-        return claim_port(host, port)
-    except OSError as exc:
-        fail(exc.strerror or str(exc), 2)

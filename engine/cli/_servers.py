@@ -107,12 +107,14 @@ def sandbox_serve(
     profile: SandboxProfile = "default",
 ) -> None:
     """Serve the sandbox API at http://HOST:PORT/v1 (GET /healthz answers once ready)."""
+    from engine.cli._usage import claimed
     from engine.drivers.sandbox_cli import serve
 
+    listening = claimed(host, port)
     guard(
         lambda: serve(
             host=host,
-            port=port,
+            listening=listening,
             db=db or settings.sandbox_db,
             faults=faults,
             seed=seed,
@@ -174,13 +176,13 @@ def extension_serve(
     if not token:
         fail("set SMARTCONNECTOR_EXTENSION_TOKEN: the token callers must present", 2)
     connector = load(connector_dir)
-    uvicorn.run(
-        create_extension_app(connector, token),
-        host=host,
-        port=port,
-        log_level="warning",
-        lifespan="off",
+    from engine.cli._usage import claimed
+
+    listening = claimed(host, port)
+    served = uvicorn.Config(
+        create_extension_app(connector, token), log_level="warning", lifespan="off"
     )
+    uvicorn.Server(served).run(sockets=[listening])
 
 
 @app.command(

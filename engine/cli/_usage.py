@@ -82,3 +82,14 @@ def claim_port(host: str, port: int) -> socket.socket:
         else:
             message = f"cannot serve on {host}:{port}: {exc.strerror or exc}; check --host"
         raise OSError(exc.errno, message) from None
+
+
+def claimed(host: str, port: int) -> socket.socket:
+    """A server's listening socket, taken before its URL is printed: exit 2 with one line
+    when it cannot be (a port taken, out of range, or needing privileges)."""
+    from engine.cli._app import fail
+
+    try:
+        return claim_port(host, port)
+    except OSError as exc:
+        fail(exc.strerror or str(exc), 2)

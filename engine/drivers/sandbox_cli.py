@@ -10,6 +10,8 @@ import structlog
 from engine.errors import BadInput
 
 if TYPE_CHECKING:
+    import socket
+
     from sandbox import AccessLog
 
 
@@ -43,7 +45,7 @@ def create_token(db: Path, scopes: str) -> str:
 def serve(
     *,
     host: str,
-    port: int,
+    listening: socket.socket,
     db: Path,
     faults: str | None,
     seed: int | None,
@@ -64,12 +66,12 @@ def serve(
     )
     log.info(
         "sandbox listening",
-        url=f"http://{host}:{port}/v1",
+        url=f"http://{host}:{listening.getsockname()[1]}/v1",
         db=str(db),
         faults=fault_table,
         profile=served,
     )
-    _listen(AccessLog(wrapped, log.info), host, port)
+    _listen(AccessLog(wrapped, log.info), listening)
 
 
 def _fault_table(faults: str | None) -> dict[str, float]:
@@ -82,15 +84,15 @@ def _fault_table(faults: str | None) -> dict[str, float]:
         raise BadInput(str(exc), field="--faults") from None
 
 
-def _listen(app: AccessLog, host: str, port: int) -> None:
+def _listen(app: AccessLog, listening: socket.socket) -> None:
+    """Serve ``app`` on the socket the command claimed (a bad port was refused there)."""
     import uvicorn
 
-    uvicorn.run(
+    served = uvicorn.Config(
         app,
-        host=host,
-        port=port,
         access_log=False,
         log_level="warning",
         lifespan="off",
         proxy_headers=False,  # loopback, no proxy in front: nothing to trust
     )
+    uvicorn.Server(served).run(sockets=[listening])
