@@ -106,10 +106,9 @@ async def rollout(
     flat however large the fleet. Otherwise it needs the whole list of ids first.
 
     ``recorded`` (implied by ``pause`` and ``bake``) keeps its record in the State API and
-    obeys it (:mod:`engine.fleet.record`). ``pause`` holds after each phase until resumed;
-    ``bake`` waits that many seconds after each phase, then looks at its integrations again.
-    ``on_phase`` hears of each phase as it starts (number, phases, integrations in all).
-    """
+    obeys its operators (:mod:`engine.fleet.record`). ``pause`` holds after each phase until
+    resumed; ``bake`` waits that many seconds after each phase, then looks again at its
+    integrations. ``on_phase`` hears of each phase (number, phases, integrations in all)."""
     report = RolloutReport(connector.manifest.version)
     control = None
     if recorded or pause or bake is not None:
