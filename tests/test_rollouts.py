@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -19,8 +18,6 @@ import httpx
 import pytest
 
 from benchmarks.rollout import STEP, seed_fleet
-from engine.fleet.control import POLL, RolloutController
-from engine.fleet.record import RolloutRecords
 from engine.pytest_plugin import write_connector_folder
 
 from .conftest import CLI, ROOT, Server, run_cli, start_server
@@ -398,67 +395,3 @@ def test_the_readme_names_every_operator_command_and_json_key() -> None:
     for command in rollouts_app.registered_commands:
         assert f"`rollouts {command.name} ID" in section
     assert ", ".join(f'"{key}"' for key in SUMMARY_KEYS) in " ".join(section.split())
-
-
-async def test_an_operators_request_never_rewrites_a_running_rollouts_record(
-    sandbox_api: Any,
-) -> None:
-    """A request goes under the rollout's control key, not over its record (the State API has
-    no compare-and-set): the rollout takes it up, and its end, written after, stays."""
-    controller = await RolloutController.open(sandbox_api, "requests", "2", {}, asyncio.Event())
-    records = RolloutRecords(sandbox_api)
-    before = await records.get(controller.record.id)
-    asked = await records.ask(controller.record.id, "abort", wait=0)
-    assert asked is not None and asked.state == "running"
-    assert await records.get(controller.record.id) == before  # left to the rollout
-    await controller.sync()
-    assert controller.aborted
-    await controller.finish("aborted", None)
-    found = await records.get(controller.record.id)
-    assert found is not None and (found.state, found.control) == ("aborted", "abort")
-
-
-async def test_a_hold_of_the_rollouts_own_neither_swallows_a_request_nor_is_undone_by_one(
-    sandbox_api: Any,
-) -> None:
-    """An abort asked as the rollout holds after a phase (--pause) ends the hold; a resume
-    asked before a hold does not release the next one."""
-    controller = await RolloutController.open(sandbox_api, "holds", "2", {}, asyncio.Event())
-    records = RolloutRecords(sandbox_api)
-    await records.ask(controller.record.id, "run", wait=0)
-    await controller.sync()  # the resume is taken up while running: nothing to release
-    holding = asyncio.create_task(controller.hold())
-    await asyncio.sleep(POLL * 3)
-    assert not holding.done() and controller.record.state == "paused"
-    await records.ask(controller.record.id, "abort", wait=0)
-    assert await asyncio.wait_for(holding, POLL * 6) is False
-    await controller.finish("aborted", None)
-
-
-async def test_a_pause_asked_just_before_the_command_died_holds_the_next_run(
-    sandbox_api: Any,
-) -> None:
-    """A pause the rollout had not yet taken up when its command was killed still holds the
-    rollout when the command runs again; one it took up and saw resumed does not."""
-    stop = asyncio.Event()
-    records = RolloutRecords(sandbox_api)
-
-    async def killed(controller: RolloutController) -> None:
-        """Its command gone: nothing reads the control key, and its record goes quiet."""
-        assert controller._task is not None
-        controller._task.cancel()
-        controller.record.heardAt = "2000-01-01T00:00:00.000Z"
-        await records.put(controller.record)
-
-    first = await RolloutController.open(sandbox_api, "restarts", "2", {}, stop)
-    await records.ask(first.record.id, "pause", wait=0)  # still live: only the key is written
-    await killed(first)
-    again = await RolloutController.open(sandbox_api, "restarts", "2", {}, stop)
-    assert again.record.control == "pause"
-    await records.ask(again.record.id, "run", wait=0)
-    await again.sync()
-    assert again.record.control == "run"
-    await killed(again)
-    third = await RolloutController.open(sandbox_api, "restarts", "2", {}, stop)
-    assert third.record.control == "run"
-    await third.finish("done", None)

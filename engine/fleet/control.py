@@ -29,12 +29,13 @@ from engine.fleet.record import (
     Wave,
     now_iso,
     rollout_name,
+    take_up,
 )
 from engine.run.progress import Progress
 from engine.run.views import read_view
 
 log = structlog.get_logger("smartconnector.rollout")
-#: Seconds between reads of the record (what bounds how late a pause or an abort is seen).
+#: Seconds between reads of the requests (what bounds how late a pause or an abort is seen).
 POLL = 0.5
 #: Seconds after which an unchanged record is written again, to show the rollout is alive.
 HEARTBEAT = 5.0
@@ -92,11 +93,11 @@ class RolloutController:
         stop: asyncio.Event,
         name: str = "",
     ) -> RolloutController:
-        """Take up the rollout's record: a new one, or what a stopped run left. A pause
-        stays (the rollout holds until resumed); an abort, or an end, is cleared."""
+        """Take up the rollout's record: a new one, or what a stopped run left. A hold stays
+        (the rollout holds until resumed); an abort, or an end, is cleared."""
         rollout_id = rollout_name(connector_id, version)
         records = RolloutRecords(api)
-        found = await records.get(rollout_id)
+        found = await records.stored(rollout_id)
         _held_elsewhere(found)
         request = await records.request(rollout_id)
         record = RolloutRecord(
@@ -108,10 +109,17 @@ class RolloutController:
             runner={"host": socket.gethostname(), "pid": os.getpid()},
         )
         if found is not None and not found.ended:
-            asked = request if request is not None and request.asked != found.asked else None
-            if found.control == "pause" or (asked is not None and asked.control == "pause"):
-                record.control = "pause"
-        record.asked = None if request is None else request.asked
+            record.control = "pause" if found.control == "pause" else "run"
+            record.hold, record.asked = found.hold, found.asked
+            if request is not None and request.asked != found.asked:  # asked meanwhile
+                if request.control == "abort":  # it ended that run: this one goes on
+                    record.control = "run"
+                else:
+                    take_up(record, request)
+        if request is None:  # so that its reads find a key (not a 404) from the start
+            request = Request("run", "")
+            await records.put_request(rollout_id, request)
+        record.asked = request.asked
         controller = cls(api, record, stop)
         await controller.sync(write=True, adopt=False)
         controller._task = asyncio.create_task(controller._keep())
@@ -182,10 +190,13 @@ class RolloutController:
         return self.record.control != "abort"
 
     async def hold(self) -> bool:
-        """Hold after a phase (``--pause``) until resumed; ``False`` once aborted."""
+        """Hold after a phase (``--pause``) until resumed; ``False`` once aborted. A pause
+        an operator asked is this hold too: one resume goes on."""
         if self.aborted:
             return False
-        self.record.control = "pause"
+        if self.record.control != "pause":
+            self.record.control = "pause"
+            self.record.hold += 1
         self._kick.set()
         return await self.proceed()
 
@@ -220,10 +231,9 @@ class RolloutController:
         self.final = state
         self.record.stopped = stopped
         self.record.inFlight = 0
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._task is not None:  # its write in flight lands first, not after the end's
+            self._kick.set()
+            await asyncio.wait({self._task})
         await self.sync(write=True, adopt=False)
 
     # -- the record ---------------------------------------------------------------------------
@@ -238,11 +248,13 @@ class RolloutController:
         return "running"
 
     async def _keep(self) -> None:
-        while True:
+        """Sync every :data:`POLL` seconds, or when kicked, until the rollout ends."""
+        while self.final is None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), POLL)
             self._kick.clear()
-            await self.sync()
+            if self.final is None:
+                await self.sync()
 
     async def sync(self, *, write: bool = False, adopt: bool = True) -> None:
         """Read what an operator asked, then write the record if it changed (or is due)."""
@@ -260,14 +272,11 @@ class RolloutController:
             log.warning("rollout record not kept", rollout=self.record.id, error=str(exc))
 
     def _obey(self, request: Request | None) -> None:
-        """Take up an operator's request the rollout has not taken up yet: each once, so an
-        older one never undoes a hold of the rollout's own."""
-        if request is None or request.asked == self.record.asked:
+        """Take up an operator's request the rollout has not taken up yet (:func:`take_up`)."""
+        if request is None or request.asked == self.record.asked or self.final is not None:
             return
-        self.record.asked = request.asked
-        if request.control == self.record.control or self.final is not None:
+        if not take_up(self.record, request):
             return
-        self.record.control = request.control
         log.info("rollout control", rollout=self.record.id, control=request.control)
         self._changed.set()
         self._changed = asyncio.Event()

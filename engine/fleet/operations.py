@@ -2,10 +2,10 @@
 ID`` and the install page's ``/rollouts`` do, whichever executor runs the rollout.
 
 A local rollout's record in the State API (:mod:`engine.fleet.record`) is where it says
-where it is and where an operator's request goes (its ``control``). On Temporal the requests
-are the rollout workflow's signals and where it is its ``status`` query; the workflow also
-writes the same record, so one list shows both, and a rollout is found even where Temporal
-is not reachable.
+where it is; an operator's request goes under a key of its own beside it. On Temporal the
+requests are the rollout workflow's signals and where it is its ``status`` query; the
+workflow also writes the same record, so one list shows both, and a rollout is found even
+where Temporal is not reachable.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ It is kept under the account-level State API key ``smartconnector-rollout-<id>``
       "version": "1.1.0", "executor": "local" | "temporal", "name": "BigCommerce - NetSuite",
       "state": "running" | "paused" | "baking" | "done" | "aborted" | "failed",
       "control": "run" | "pause" | "abort",   # what it obeys: its own hold, or a request
+      "hold": 2,                               # its holds so far (a resume names the one)
       "asked": "...",                          # the operator's request it last took up
       "phase": 2, "phases": 4,                 # the phase it is in (or last ended), of n
       "updated": 12, "failed": 1, "skipped": 3, "remaining": 24,
@@ -22,14 +23,16 @@ It is kept under the account-level State API key ``smartconnector-rollout-<id>``
 
 Only the rollout writes its record (on Temporal, its workflow). An operator's request
 (``rollouts pause|resume|abort``, locally; on Temporal they are the workflow's signals) goes
-under a key of its own, ``smartconnector-control-<id>``::
+under a key of its own, ``smartconnector-control-<id>``, written by operators only::
 
-    {"control": "pause", "asked": "2025-01-01T12:00:00.000Z 9f3a1c2e"}
+    {"control": "run", "asked": "2025-01-01T12:00:00.000Z 9f3a1c2e", "hold": 2}
 
-The rollout reads it, and obeys each request once (``asked`` tells a new one from the last).
-Nothing an operator does rewrites the record a running rollout keeps: the State API has no
-compare-and-set, so a request written over the record could undo the rollout's own writes
-(its end, a phase), and the rollout's writes could undo a request.
+The State API has no compare-and-set: were both to write one key, either could undo the
+other's write. The rollout reads the request and takes each up once (``asked`` tells a new
+one from the last) by :func:`take_up`: an abort is final; a resume releases only the hold it
+names (the one its operator saw), so one asked before a hold does not release it. Where no
+command runs a rollout, readers see its record with the request not yet taken up applied
+(:meth:`RolloutRecords.get`); the command, run again, takes it up.
 """
 
 from __future__ import annotations
@@ -83,16 +86,22 @@ def control_key(rollout_id: str) -> str:
 
 @dataclass(frozen=True)
 class Request:
-    """What an operator last asked of a rollout; ``asked`` tells one request from another."""
+    """What an operator last asked of a rollout; ``asked`` tells one request from another,
+    and ``hold`` is the rollout's hold the operator saw (the one a resume releases)."""
 
     control: str
     asked: str
+    hold: int = 0
 
     @classmethod
     def from_json(cls, raw: Any) -> Request | None:
         if not isinstance(raw, dict) or raw.get("control") not in ("run", "pause", "abort"):
             return None
-        return cls(raw["control"], str(raw.get("asked")))
+        hold = raw.get("hold")
+        return cls(raw["control"], str(raw.get("asked")), hold if isinstance(hold, int) else 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def rollout_name(connector_id: str, version: str) -> str:
@@ -137,6 +146,8 @@ class RolloutRecord:
     name: str = ""
     state: str = "running"
     control: str = "run"
+    #: How many times it has held (after a phase, or paused by an operator).
+    hold: int = 0
     #: The operator's request (``asked`` of the control key) it last took up.
     asked: str | None = None
     phase: int = 0
@@ -233,6 +244,18 @@ class RolloutRecords:
         self.api = api
 
     async def get(self, rollout_id: str) -> RolloutRecord | None:
+        """The rollout as its operators see it: its record, with a request no command has
+        taken up applied where no command runs it (it is taken up when one does)."""
+        record = await self.stored(rollout_id)
+        if record is None or not record.abandoned:
+            return record
+        request = await self.request(rollout_id)
+        if request is not None and request.asked != record.asked and take_up(record, request):
+            record.state = _unattended(record, record.control)
+        return record
+
+    async def stored(self, rollout_id: str) -> RolloutRecord | None:
+        """The record as the rollout last wrote it."""
         try:
             raw = await self.api.get_state(rollout_key(rollout_id))
         except NotFound:
@@ -255,35 +278,49 @@ class RolloutRecords:
         except NotFound:
             return None
 
+    async def put_request(self, rollout_id: str, request: Request) -> None:
+        await self.api.put_state(control_key(rollout_id), request.to_json())
+
     async def ask(
         self, rollout_id: str, control: Control, *, wait: float = 3.0
     ) -> RolloutRecord | None:
-        """Ask for ``control`` and wait (up to ``wait`` seconds) for the rollout to act on it.
+        """Ask for ``control`` and wait (up to ``wait`` seconds) for the rollout to take it
+        up and act on it; the rollout as it then is, ``None`` when there is no such rollout.
 
-        The request goes under the rollout's control key; the record is left to the rollout.
-        A record nobody writes any more (its command is gone) is changed here too: a pause or
-        an abort then holds when the command runs again. ``None``: there is no such rollout.
+        Only the request is written (the record is the rollout's): a resume names the hold
+        its operator sees, so it releases that one only.
         """
         record = await self.get(rollout_id)
         if record is None:
             return None
         asked = f"{now_iso()} {secrets.token_hex(4)}"
-        await self.api.put_state(control_key(rollout_id), {"control": control, "asked": asked})
-        if record.abandoned or record.ended:
-            record.control, record.asked = control, asked
-            record.state = _unattended(record, control)
-            await self.put(record)
-            return record
+        await self.put_request(rollout_id, Request(control, asked, record.hold))
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and not (
-            record.ended or (record.asked == asked and acted_on(record, control))
-        ):
-            await asyncio.sleep(0.2)
+        while True:
             found = await self.get(rollout_id)
             if found is None:
                 return None
             record = found
-        return record
+            taken = record.asked == asked or record.abandoned or record.ended
+            if (taken and acted_on(record, control)) or time.monotonic() >= deadline:
+                return record
+            await asyncio.sleep(0.2)
+
+
+def take_up(record: RolloutRecord, request: Request) -> bool:
+    """Apply an operator's request not taken up yet to ``record``; whether its control
+    changed. An abort is final; a pause is a new hold (unless it already holds); a resume
+    releases the hold it names, and no later one."""
+    record.asked = request.asked
+    current = record.control
+    if current == "abort" or request.control == current:
+        return False
+    if request.control == "run" and request.hold != record.hold:
+        return False  # asked of an earlier hold, or before this one began
+    if request.control == "pause":
+        record.hold += 1
+    record.control = request.control
+    return True
 
 
 def acted_on(record: RolloutRecord, control: str) -> bool:
