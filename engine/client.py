@@ -124,6 +124,11 @@ class ApiClient:
     ) -> None:
         await self.aclose()
 
+    @property
+    def retry(self) -> RetryPolicy:
+        """How hard each request is tried."""
+        return self._sender.retry
+
     def bearer_token(self) -> str:
         """The token, for handing on to a remote function (SPEC §6 ``bearerToken``) only."""
         return self._token

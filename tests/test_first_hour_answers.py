@@ -205,7 +205,7 @@ def test_a_server_on_a_port_out_of_range_is_a_usage_error(
     assert out.returncode == 2, out.stderr
     assert out.stdout == ""
     [line] = out.stderr.strip().splitlines()
-    assert line == f"error: port {port} is out of range; pass --port from 1 to 65535"
+    assert line == f"error: port {port} is out of range; pass --port from 0 (any free one) to 65535"
 
 
 def test_ui_on_port_0_prints_the_port_it_took(tmp_path: Path) -> None:

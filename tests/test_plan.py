@@ -210,3 +210,41 @@ def test_actions_cross_a_boundary_as_the_same_values() -> None:
     removing = plan_run(installed, v1.connector().manifest, Intent.UNINSTALL)
     for action in [*fresh, *updating, *removing, plans.Release()]:
         assert plans.from_wire(plans.to_wire(action)) == action
+
+
+def test_plan_of_an_integration_refuses_another_connector_as_its_commands_do() -> None:
+    """`plan ID --connector DIR` of an integration another connector installed: exit 2
+    naming both, as `resume` with that connector would refuse."""
+
+    async def scenario() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            api = MemoryApi()
+            engine = Engine(api, Journal(Path(tmp) / "j.db"))  # type: ignore[arg-type]
+            doc = await engine.install(FakeConnector(1).connector())
+            other = FakeConnector(1, connector_id="another-connector").connector()
+            for refused in (
+                engine.plan_for(doc["_id"], Intent.UNINSTALL, other),
+                engine.resume(doc["_id"], other),
+            ):
+                try:
+                    await refused
+                except BadInput as exc:
+                    assert "belongs to connector fake-connector, not another-connector" in str(exc)
+                else:
+                    raise AssertionError("another connector's plan was made")
+
+    asyncio.run(scenario())
+
+
+@given(mode=st.one_of(st.lists(st.text(max_size=3), max_size=2), st.integers(), st.none()))
+def test_a_document_whose_mode_is_no_text_is_refused_not_crashed_on(mode: Any) -> None:
+    """install --integration of a document whose mode is a list, a number or missing: exit 2
+    naming the mode (reading it must not raise)."""
+    from engine.run.documents import check_installable
+
+    try:
+        check_installable({"_id": "i1", "mode": mode})
+    except BadInput as exc:
+        assert f"is in mode {mode!r}" in str(exc)
+    else:
+        raise AssertionError("a document in no mode was taken as installable")

@@ -70,7 +70,9 @@ def claim_port(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port``, or :class:`OSError` with a message saying what
     to do; taken before anything is printed, so a busy port prints no URL."""
     if not 0 <= port <= 65535:  # else the socket module raises OverflowError, not OSError
-        raise OSError(errno.EINVAL, f"port {port} is out of range; pass --port from 1 to 65535")
+        raise OSError(
+            errno.EINVAL, f"port {port} is out of range; pass --port from 0 (any free one) to 65535"
+        )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         return socket.create_server((host, port), family=family)

@@ -165,7 +165,7 @@ class Progress:
     @property
     def mode(self) -> Mode | None:
         mode = self.doc.get("mode")
-        return Mode(mode) if mode in _MODES else None
+        return Mode(mode) if isinstance(mode, str) and mode in _MODES else None
 
     @property
     def version(self) -> str | None:
