@@ -57,6 +57,13 @@ def test_help_loads_no_traceback_renderer_or_highlighter(tmp_path: Path) -> None
     assert loaded(["--help"], unused, tmp_path) == dict.fromkeys(unused, False)
 
 
+def test_plan_of_a_connector_folder_loads_no_http_client(tmp_path: Path) -> None:
+    """`plan DIR` reads a folder and prints: no HTTP client, no API client, no sandbox."""
+    unused = ("httpx", "engine.client", "engine.sending", "installers.remote", "sandbox")
+    connector = noop_connector(tmp_path / "c", 1)
+    assert loaded(["plan", str(connector)], unused, tmp_path) == dict.fromkeys(unused, False)
+
+
 def test_what_start_up_leaves_out_is_real_when_asked_for(tmp_path: Path) -> None:
     """Once the libraries have loaded, the modules left out of them import as themselves."""
     code = (

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.client import ApiClient, in_process
 from engine.errors import BadInput
 from engine.policy import RateLimit, RetryPolicy
 from engine.writes import SANDBOX_PROFILE_WAYS, WriteWays, forced_way
 
 if TYPE_CHECKING:
+    from engine.client import ApiClient
     from engine.models import StepPolicy
 
 EMBEDDED_URL = "http://embedded.sandbox/v1"
@@ -106,6 +106,8 @@ def embedded_profile() -> str:
 
 def open_client(settings: Settings) -> ApiClient:
     """An API client for ``settings``: a remote API, or the embedded sandbox."""
+    from engine.client import ApiClient, in_process  # httpx: not for `plan DIR`
+
     if not settings.embedded:
         if not settings.token:
             raise BadInput(

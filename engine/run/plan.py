@@ -15,13 +15,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from engine.client import Document
 from engine.models import ConnectorManifest, InstallStep, Mode
 from engine.run.functions.resolve import check_functions
 from engine.run.progress import Progress
 from installers import Connector
+
+if TYPE_CHECKING:  # `plan DIR` loads no HTTP client
+    from engine.client import Document
 
 
 class Intent(StrEnum):

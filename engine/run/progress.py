@@ -26,10 +26,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.client import Document
 from engine.modes import Mode
 
-if TYPE_CHECKING:  # a status read needs no pydantic
+if TYPE_CHECKING:  # a status read needs no pydantic, `plan DIR` no HTTP client
+    from engine.client import Document
     from engine.models import ConnectorManifest
 
 RUN_FIELD = "smartconnector"

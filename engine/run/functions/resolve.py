@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import difflib
+from typing import TYPE_CHECKING
 
 from engine.errors import ConnectorInvalid
 from engine.models import Integration, problems_error
 from installers import Connector
-from installers.remote import ExtensionServer, with_remote
+
+if TYPE_CHECKING:  # remote functions need an HTTP client; `plan DIR` does not
+    from installers.remote import ExtensionServer
 
 
 def function_names(
@@ -60,6 +63,8 @@ async def resolve_functions(
     (after its health check, as the protocol cannot list functions), else exit 2."""
     names = function_names(connector, integration)
     if extension is not None and any(n not in connector.registry for _, n in names):
+        from installers.remote import with_remote
+
         if check_health:
             await extension.check_health()
         connector = with_remote(connector, extension, names)
