@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
+from engine.errors import BadInput
 from engine.fleet.control import POLL, RolloutController
 from engine.fleet.record import Request, RolloutRecords, control_key
 
@@ -81,7 +84,8 @@ async def test_an_abort_is_final_and_ends_a_hold(sandbox_api: Any) -> None:
     await asyncio.sleep(POLL)
     await records.ask(controller.record.id, "abort", wait=0)
     assert await asyncio.wait_for(holding, POLL * 4) is False
-    await records.ask(controller.record.id, "run", wait=POLL * 4)
+    with pytest.raises(BadInput, match="was asked to abort"):
+        await records.ask(controller.record.id, "run", wait=POLL * 4)
     assert controller.aborted
     await controller.finish("aborted", None)
 
@@ -91,8 +95,7 @@ async def test_a_request_made_while_no_command_ran_decides_the_next_run(
 ) -> None:
     """Operators see a request to a rollout nobody runs applied at once; run again, the
     command takes it up: a resume releases the hold, a pause holds, an abort ends that
-    run only (the command run again goes on), and a request to an ended rollout holds
-    nothing."""
+    run at once (aborted) and the run after goes on; an ended rollout is asked nothing."""
     records = RolloutRecords(sandbox_api)
     first = await opened(sandbox_api, "restarts")
     rollout_id = first.record.id
@@ -111,16 +114,34 @@ async def test_a_request_made_while_no_command_ran_decides_the_next_run(
     third = await opened(sandbox_api, "restarts")
     assert third.record.control == "pause"
     await killed(sandbox_api, third)
-    aborted = await records.ask(rollout_id, "abort")
-    assert aborted is not None and aborted.state == "aborted"
+    aborting = await records.ask(rollout_id, "abort")
+    assert aborting is not None and (aborting.state, aborting.control) == ("paused", "abort")
     fourth = await opened(sandbox_api, "restarts")
-    assert fourth.record.control == "run"
-    await fourth.finish("done", None)
+    assert fourth.aborted  # the abort survives the command being killed and run again
+    await fourth.finish("aborted", None)
     ended = await records.ask(rollout_id, "pause")
-    assert ended is not None and ended.state == "done"
+    assert ended is not None and ended.state == "aborted"
     fifth = await opened(sandbox_api, "restarts")
-    assert fifth.record.control == "run"
+    assert fifth.record.control == "run" and fifth.record.hold == third.record.hold
     await fifth.finish("done", None)
+
+
+async def test_ctrl_c_leaves_the_rollout_where_it_was_for_the_next_run(
+    sandbox_api: Any,
+) -> None:
+    """A command stopped at a hold (Ctrl-C) writes no end: the record reads as run by no
+    command, still holding, and the next run holds there until resumed."""
+    records = RolloutRecords(sandbox_api)
+    first = await opened(sandbox_api, "interrupts")
+    holding = asyncio.create_task(first.hold())
+    await asyncio.sleep(POLL)
+    await first.leave()
+    holding.cancel()
+    left = await records.get(first.record.id)
+    assert left is not None and left.abandoned and (left.state, left.hold) == ("paused", 1)
+    again = await opened(sandbox_api, "interrupts")
+    assert again.record.control == "pause" and again.record.hold == 1
+    await again.finish("done", None)
 
 
 async def test_a_rollout_reads_a_request_key_from_its_start(sandbox_api: Any) -> None:

@@ -190,7 +190,11 @@ def _heard(record: RolloutRecord) -> str:
 def next_step(record: RolloutRecord) -> str | None:
     """The one piece of advice that is true now."""
     if record.abandoned:
-        return "no rollout command runs it now: run the same `rollout` command again to go on"
+        then = {
+            "pause": "it holds until `rollouts resume`",
+            "abort": "it ends as aborted (asked while no command ran it); once more goes on",
+        }.get(record.control, "it goes on")
+        return f"no rollout command runs it now: run the same `rollout` command again: {then}"
     if record.state == "paused" or (record.state == "baking" and record.control == "pause"):
         held = "" if record.state == "paused" else "it holds once the bake is over; "
         return f"{held}`smartconnector rollouts resume {record.id}` to go on, or `abort` to end it"

@@ -77,6 +77,8 @@ class RolloutController:
         self.stop = stop
         self.baking = False
         self.final: str | None = None
+        #: The command is stopping before the end (:meth:`leave`).
+        self.leaving = False
         self._written: dict[str, Any] | None = None
         self._last_write = 0.0
         self._changed = asyncio.Event()
@@ -94,7 +96,9 @@ class RolloutController:
         name: str = "",
     ) -> RolloutController:
         """Take up the rollout's record: a new one, or what a stopped run left. A hold stays
-        (the rollout holds until resumed); an abort, or an end, is cleared."""
+        (the rollout holds until resumed), and so does an abort (this run ends at once,
+        aborted); an end is cleared: the rollout goes on. A request asked while no command
+        ran it is taken up now."""
         rollout_id = rollout_name(connector_id, version)
         records = RolloutRecords(api)
         found = await records.stored(rollout_id)
@@ -108,18 +112,17 @@ class RolloutController:
             options=options,
             runner={"host": socket.gethostname(), "pid": os.getpid()},
         )
-        if found is not None and not found.ended:
-            record.control = "pause" if found.control == "pause" else "run"
+        if found is not None:  # holds count on across runs: a stale resume names an old one
             record.hold, record.asked = found.hold, found.asked
-            if request is not None and request.asked != found.asked:  # asked meanwhile
-                if request.control == "abort":  # it ended that run: this one goes on
-                    record.control = "run"
-                else:
-                    take_up(record, request)
-        if request is None:  # so that its reads find a key (not a 404) from the start
+        if found is not None and not found.ended:
+            record.control = found.control
+            if request is not None and request.asked != found.asked:
+                take_up(record, request)
+        elif found is None:  # nobody can ask before the record exists: no request is lost
             request = Request("run", "")
             await records.put_request(rollout_id, request)
-        record.asked = request.asked
+        if request is not None:
+            record.asked = request.asked
         controller = cls(api, record, stop)
         await controller.sync(write=True, adopt=False)
         controller._task = asyncio.create_task(controller._keep())
@@ -230,8 +233,18 @@ class RolloutController:
         """The rollout ended as ``state``: write it, and stop keeping the record."""
         self.final = state
         self.record.stopped = stopped
+        await self._write_last()
+
+    async def leave(self) -> None:
+        """The command stops before the rollout ends (Ctrl-C): the record says where it is
+        and that no command runs it, so its holds, pauses and abort stay for the next run."""
+        self.leaving = True
+        self.record.runner = None
+        await self._write_last()
+
+    async def _write_last(self) -> None:
         self.record.inFlight = 0
-        if self._task is not None:  # its write in flight lands first, not after the end's
+        if self._task is not None:  # its write in flight lands first, not after the last
             self._kick.set()
             await asyncio.wait({self._task})
         await self.sync(write=True, adopt=False)
@@ -249,11 +262,11 @@ class RolloutController:
 
     async def _keep(self) -> None:
         """Sync every :data:`POLL` seconds, or when kicked, until the rollout ends."""
-        while self.final is None:
+        while self.final is None and not self.leaving:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), POLL)
             self._kick.clear()
-            if self.final is None:
+            if self.final is None and not self.leaving:
                 await self.sync()
 
     async def sync(self, *, write: bool = False, adopt: bool = True) -> None:
@@ -273,7 +286,8 @@ class RolloutController:
 
     def _obey(self, request: Request | None) -> None:
         """Take up an operator's request the rollout has not taken up yet (:func:`take_up`)."""
-        if request is None or request.asked == self.record.asked or self.final is not None:
+        done = self.final is not None or self.leaving
+        if request is None or request.asked == self.record.asked or done:
             return
         if not take_up(self.record, request):
             return

@@ -51,14 +51,20 @@ class Rollouts:
         return await on_temporal.status(self.temporal, rollout_id) or record
 
     async def ask(
-        self, rollout_id: str, control: Control, *, wait: float = ACT_WITHIN
+        self,
+        rollout_id: str,
+        control: Control,
+        *,
+        wait: float = ACT_WITHIN,
+        hold: int | None = None,
     ) -> RolloutRecord | None:
         """Ask the rollout to go on (``run``), ``pause`` or ``abort``, and wait (up to
         ``wait`` seconds) to see it do so; the rollout as it then is, or ``None`` when there
-        is no such rollout."""
+        is no such rollout. A local rollout's resume releases ``hold`` (the one its operator
+        saw; default: the one it holds now)."""
         record = await self.get(rollout_id)
         if record is None or record.executor != "temporal":
-            return await self.records.ask(rollout_id, control, wait=wait)
+            return await self.records.ask(rollout_id, control, wait=wait, hold=hold)
         if self.temporal is None:
             raise BadInput(
                 f"rollout {rollout_id} runs on Temporal: give --temporal-address HOST:PORT"

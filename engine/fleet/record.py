@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from engine.client import ApiClient
-from engine.errors import NotFound
+from engine.errors import BadInput, NotFound
 
 PREFIX = "smartconnector-rollout-"
 #: Where an operator's requests of a rollout go (never under :data:`PREFIX`: not a record).
@@ -209,12 +209,14 @@ class RolloutRecord:
 
     @property
     def abandoned(self) -> bool:
-        """A local rollout whose command is gone: it has not written for a while, or it was a
-        process on this host that is no more."""
+        """A local rollout whose command is gone: it said so as it stopped (no runner), it
+        has not written for a while, or it was a process on this host that is no more."""
         if self.executor != "local" or self.ended:
             return False
+        if not self.runner:
+            return True
         silent = self.silent_for()
-        return silent is None or silent > SILENT_AFTER or _gone(self.runner or {})
+        return silent is None or silent > SILENT_AFTER or _gone(self.runner)
 
 
 def _gone(runner: dict[str, Any]) -> bool:
@@ -250,8 +252,9 @@ class RolloutRecords:
         if record is None or not record.abandoned:
             return record
         request = await self.request(rollout_id)
-        if request is not None and request.asked != record.asked and take_up(record, request):
-            record.state = _unattended(record, record.control)
+        if request is not None and request.asked != record.asked:
+            take_up(record, request)
+        record.state = _unattended(record, record.control)
         return record
 
     async def stored(self, rollout_id: str) -> RolloutRecord | None:
@@ -282,19 +285,22 @@ class RolloutRecords:
         await self.api.put_state(control_key(rollout_id), request.to_json())
 
     async def ask(
-        self, rollout_id: str, control: Control, *, wait: float = 3.0
+        self, rollout_id: str, control: Control, *, wait: float = 3.0, hold: int | None = None
     ) -> RolloutRecord | None:
         """Ask for ``control`` and wait (up to ``wait`` seconds) for the rollout to take it
         up and act on it; the rollout as it then is, ``None`` when there is no such rollout.
 
-        Only the request is written (the record is the rollout's): a resume names the hold
-        its operator sees, so it releases that one only.
+        Only the request is written (the record is the rollout's). A resume names the hold
+        its operator saw (``hold``; default: the one it holds now) and releases that one
+        only. An ended rollout is asked nothing, and an abort, final, is never written over.
         """
         record = await self.get(rollout_id)
-        if record is None:
-            return None
+        if record is None or record.ended:
+            return record
+        await self._refuse_over_an_abort(record, control)
         asked = f"{now_iso()} {secrets.token_hex(4)}"
-        await self.put_request(rollout_id, Request(control, asked, record.hold))
+        seen = record.hold if hold is None else hold
+        await self.put_request(rollout_id, Request(control, asked, seen))
         deadline = time.monotonic() + wait
         while True:
             found = await self.get(rollout_id)
@@ -305,6 +311,21 @@ class RolloutRecords:
             if (taken and acted_on(record, control)) or time.monotonic() >= deadline:
                 return record
             await asyncio.sleep(0.2)
+
+    async def _refuse_over_an_abort(self, record: RolloutRecord, control: str) -> None:
+        """Exit 2 for a pause or resume of a rollout an abort was asked of: it ends."""
+        if control == "abort":
+            return
+        pending = await self.request(record.id)
+        aborting = record.control == "abort" or (
+            pending is not None and pending.control == "abort" and pending.asked != record.asked
+        )
+        if aborting:
+            raise BadInput(
+                f"rollout {record.id} was asked to abort: it ends once the updates in flight"
+                f" finish; nothing to {'resume' if control == 'run' else control}",
+                field="control",
+            )
 
 
 def take_up(record: RolloutRecord, request: Request) -> bool:
@@ -324,8 +345,9 @@ def take_up(record: RolloutRecord, request: Request) -> bool:
 
 
 def acted_on(record: RolloutRecord, control: str) -> bool:
-    """Whether ``record`` shows the rollout has done what ``control`` asks (or cannot)."""
-    if record.ended or record.abandoned:
+    """Whether ``record`` shows the rollout has done what ``control`` asks (or cannot): an
+    abort taken up is acted on (the updates in flight finish, then it ends)."""
+    if record.ended or record.abandoned or record.control == "abort":
         return True
     if control == "pause":  # a bake goes on to its end, then the rollout holds
         return record.state in ("paused", "baking")
@@ -333,7 +355,8 @@ def acted_on(record: RolloutRecord, control: str) -> bool:
 
 
 def _unattended(record: RolloutRecord, control: str) -> str:
-    """The state of a record no command runs, once ``control`` is set on it."""
-    if record.ended:
+    """The state of a record no command runs, once ``control`` is set on it: paused once
+    a pause is; an abort ends it only when a command takes it up (running it again)."""
+    if record.ended or record.state == "baking":
         return record.state
-    return {"pause": "paused", "abort": "aborted"}.get(control, record.state)
+    return "paused" if control == "pause" else record.state

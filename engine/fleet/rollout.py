@@ -120,9 +120,14 @@ async def rollout(
     run.on_outcome, run.on_phase = on_outcome, on_phase
     try:
         await run.every(integration_ids, phase_pct)
+    except SmartConnectorError as exc:  # the fleet could not be read: the record says why
+        report.stopped = report.stopped or f"stopped: {exc}"
+        raise
     finally:
         report.interrupted = engine.stop.is_set()
-        if control is not None:
+        if control is not None and report.interrupted:
+            await control.leave()
+        elif control is not None:
             await control.finish(_final_state(report), report.stopped)
     return report
 

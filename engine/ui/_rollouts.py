@@ -78,8 +78,9 @@ def _card(record: RolloutRecord, csrf: str) -> str:
             ("Remaining", record.remaining),
         )
     )
+    hold = f'<input type="hidden" name="hold" value="{record.hold}">'
     actions = "".join(
-        button(f"/rollouts/{rid}/{_path(control)}", label, csrf, kind=kind)
+        button(f"/rollouts/{rid}/{_path(control)}", label, csrf, kind=kind, extra=hold)
         for control, label, kind in ACTIONS.get(record.state, ())
     )
     return (
@@ -177,12 +178,14 @@ class RolloutsPage:
 
     async def act(self, rollout_id: str, verb: str, request: Request) -> Response:
         """Pause, resume or abort: as ``rollouts pause|resume|abort ID`` do."""
-        await self.posted(request)
+        form = await self.posted(request)
         control = VERBS.get(verb)
         if control is None:
             return HTMLResponse(page("Unknown", "<h1>Unknown action</h1>"), 404)
+        seen = form.get("hold", "")  # the hold this page showed: a resume releases that one
+        hold = int(seen) if seen.isdigit() else None
         try:
-            found = await (await self.rollouts()).ask(rollout_id, control)
+            found = await (await self.rollouts()).ask(rollout_id, control, hold=hold)
         except SmartConnectorError as exc:
             return await self.show(f"{verb} refused: {exc}")
         if found is None:
