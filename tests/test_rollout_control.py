@@ -151,3 +151,22 @@ async def test_a_rollout_reads_a_request_key_from_its_start(sandbox_api: Any) ->
     raw = await sandbox_api.get_state(control_key(controller.record.id))
     assert raw == {"control": "run", "asked": "", "hold": 0}
     await controller.finish("done", None)
+
+
+async def test_the_pages_resume_releases_the_hold_the_page_showed(sandbox_api: Any) -> None:
+    """The install page's buttons carry the hold the card showed: a Resume from a tab left
+    open at an earlier hold does not release the one the rollout holds now."""
+    from engine.fleet.operations import Rollouts
+    from engine.ui._rollouts import rollouts_section
+
+    controller = await opened(sandbox_api, "pages")
+    holding = asyncio.create_task(controller.hold())
+    assert await still_holding(holding)
+    card = rollouts_section([controller.record], "csrf")
+    assert f'name="hold" value="{controller.record.hold}"' in card
+    stale = controller.record.hold - 1
+    await Rollouts(sandbox_api).ask(controller.record.id, "run", hold=stale, wait=POLL * 3)
+    assert await still_holding(holding)
+    await Rollouts(sandbox_api).ask(controller.record.id, "run", hold=controller.record.hold)
+    assert await asyncio.wait_for(holding, POLL * 4) is True
+    await controller.finish("done", None)
