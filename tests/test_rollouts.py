@@ -352,6 +352,32 @@ def test_a_killed_command_leaves_its_pause_and_the_same_command_holds_again(
     assert len(fleet.updates()) == 8
 
 
+def test_a_command_killed_while_a_phase_bakes_leaves_the_promotion_hold(
+    small_fleet: Fleet,
+) -> None:
+    """kill -9 during phase 1's bake (with --pause): the same command again holds before
+    phase 2 until `rollouts resume`, instead of going on unpromoted."""
+    fleet = small_fleet
+    options = ("--phase", "50", "--bake", "60", "--pause")
+    first = fleet.start(*options)
+    try:
+        fleet.wait_for(lambda r: r["state"] == "baking")
+    finally:
+        stop(first)
+    again = fleet.start(*options)
+    try:
+        time.sleep(3)
+        assert again.poll() is None and len(fleet.updates()) == 4
+        assert fleet.agrees_with_the_api()["state"] == "paused"
+        assert fleet.cli("rollouts", "resume", fleet.rollout_id).returncode == 0
+        deadline = time.monotonic() + 30
+        while len(fleet.updates()) == 4 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(fleet.updates()) > 4  # resumed: the next phase began
+    finally:
+        stop(again)
+
+
 def test_an_unknown_rollout_exits_6_saying_where_it_looked(small_fleet: Fleet) -> None:
     """`rollouts status|pause ID` of no rollout: exit 6 naming the API and the key; with no
     rollouts, `rollouts --json` is an empty array; a home with nothing installed is exit 6."""

@@ -197,11 +197,16 @@ class RolloutController:
         an operator asked is this hold too: one resume goes on."""
         if self.aborted:
             return False
-        if self.record.control != "pause":
+        self.take_hold()
+        return await self.proceed()
+
+    def take_hold(self) -> None:
+        """The next hold begins now (before a phase's bake, say), recorded at once: a
+        command killed before it holds leaves the rollout holding for the next run."""
+        if self.record.control not in ("pause", "abort"):
             self.record.control = "pause"
             self.record.hold += 1
         self._kick.set()
-        return await self.proceed()
 
     async def bake(self, seconds: float) -> None:
         """Wait ``seconds`` (or until aborted) with the record saying it bakes."""

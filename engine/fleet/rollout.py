@@ -285,6 +285,8 @@ class _Run:
                 self._aborted(number, [i for i in wave if i not in seen], *phases[number:])
                 return
             if not self.engine.stop.is_set() and "updated" in seen.values():
+                if self.pause and self.control is not None and number < len(phases):
+                    self.control.take_hold()  # killed while baking: the next run holds
                 await self._bake(seen)
                 if self.control is not None and self.control.aborted:
                     self._aborted(number, *phases[number:])
