@@ -34,6 +34,10 @@ def test_new_connector_plans_installs_and_passes_its_own_test(tmp_path: Path) ->
     tested = run_pytest(str(folder), cwd=tmp_path)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "6 passed" in tested.stdout and "warning" not in tested.stdout.lower()
+    for version in ("1.1.0", "2.0.0"):  # the developer's next step: bump it, update, test
+        (folder / "connector.json").write_text(json.dumps({**manifest, "version": version}))
+        tested = run_pytest(str(folder), cwd=tmp_path)
+        assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
 def test_new_connector_shows_the_examples_idioms_each_with_its_test(tmp_path: Path) -> None:
