@@ -229,14 +229,24 @@ def test_ui_on_port_0_prints_the_port_it_took(tmp_path: Path) -> None:
         process.wait(10)
 
 
-def test_a_refused_api_is_retried_then_named_with_the_version_path(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("url", "advice"),
+    [
+        ("http://127.0.0.1:9/v1", "is the server up, and are its host and port right?"),
+        ("http://127.0.0.1:9", "the base URL must include the version path (/v1)"),
+    ],
+)
+def test_a_refused_api_is_retried_then_named_with_what_to_check(
+    tmp_path: Path, url: str, advice: str
+) -> None:
     """A port nothing listens on is retried within the budget like any failure; exit 5
-    names the URL and says the base URL must include the version path."""
+    names the URL and what to check: the server and its port, or the missing /v1 (and
+    never the version path for a URL that has it)."""
     out = run_cli(
         "status",
         "x",
         "--api-url",
-        "http://127.0.0.1:9/v1",
+        url,
         "--retry-budget",
         "1",
         home=tmp_path,
@@ -245,7 +255,8 @@ def test_a_refused_api_is_retried_then_named_with_the_version_path(tmp_path: Pat
     assert out.returncode == 5, out.stderr
     assert '"retrying request"' in out.stderr
     last = out.stderr.strip().splitlines()[-1]
-    assert "http://127.0.0.1:9/v1" in last and "version path (/v1)" in last
+    assert f"check --api-url {url}: {advice}" in last
+    assert ("version path" in last) == url.endswith(":9")
 
 
 def test_an_api_url_without_its_version_says_so(server: Server, tmp_path: Path) -> None:

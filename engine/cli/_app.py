@@ -72,9 +72,9 @@ def guard(action: Callable[[], T], looked_in: str | None = None, api_url: str | 
         if isinstance(exc, NotFound) and looked_in:
             message += f"; looked in {looked_in}"
         if exc.exit_code == 5 and api_url:
-            from engine.cli._usage import version_hint
+            from engine.cli._usage import unreachable_hint
 
-            message += f"; {version_hint(api_url)}"
+            message += f"; {unreachable_hint(api_url)}"
         fail(message, exc.exit_code)
 
 

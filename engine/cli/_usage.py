@@ -58,6 +58,13 @@ def versioned(url: str) -> bool:
     return _VERSIONED.search(httpx.URL(url).path) is not None
 
 
+def unreachable_hint(url: str) -> str:
+    """What to check when the API at ``url`` did not answer (exit 5)."""
+    if not versioned(url):
+        return version_hint(url)
+    return f"check --api-url {url}: is the server up, and are its host and port right?"
+
+
 def version_hint(url: str) -> str:
     """What to check when the API at ``url`` did not answer as an API would."""
     return (
