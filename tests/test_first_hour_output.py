@@ -9,6 +9,7 @@ import os
 import pty
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -203,6 +204,34 @@ def test_a_stopped_rollout_names_the_failures_to_fix_first(tmp_path: Path) -> No
         (ids[0], "/4", "1 of 2"),
         (ids[1], "/4", "1 of 2"),
     }
+
+
+def test_a_rollout_says_when_it_holds_and_how_to_go_on(tmp_path: Path) -> None:
+    """`rollout --pause` that holds says so, with its id and the command that resumes it;
+    stopped there (Ctrl-C), it says no command runs it and what the next run will do."""
+    v2, home, _ = fleet(tmp_path, 4)
+    command = [*CLI, "rollout", str(v2), "--all", "--phase", "50", "--pause"]
+    env = {**os.environ, "SMARTCONNECTOR_HOME": str(home), "SMARTCONNECTOR_LOG_FORMAT": "json"}
+    process = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stderr is not None
+    states = []
+    for raw in process.stderr:
+        if '"rollout state"' in raw:
+            states.append(json.loads(raw))
+            if states[-1]["state"] == "paused":
+                process.send_signal(signal.SIGINT)
+                break
+    _, err = process.communicate(timeout=60)
+    held = states[-1]
+    assert (held["state"], held["phase"]) == ("paused", "1 of 2"), states
+    assert held["next"].startswith(f"`smartconnector rollouts resume {held['rollout']}`")
+    assert process.returncode == 130, err
+    left = [json.loads(x) for x in err.splitlines() if '"rollout state"' in x]
+    assert left[-1]["state"] == "paused", left
+    assert "no rollout command runs it now" in left[-1]["next"]
+    assert "it holds until `rollouts resume`" in left[-1]["next"]
 
 
 def test_coverage_files_stay_out_of_the_work_tree() -> None:

@@ -218,6 +218,7 @@ async def _roll_out(
             recorded=True,
             on_outcome=progress.note,
             on_phase=progress.phase_started,
+            on_state=progress.state_changed,
         )
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
+    from engine.fleet.record import RolloutRecord
     from engine.fleet.rollout import Outcome, RolloutReport
 
 COUNTED = ("updated", "skipped", "failed")
@@ -48,6 +49,22 @@ class RolloutProgress:
         self.total = total
         if self.live is not None:
             self.live.update(self._table())
+
+    def state_changed(self, record: RolloutRecord) -> None:
+        """The rollout's state, as its record now says, and what an operator can do."""
+        import structlog
+
+        from engine.cli._rollouts import next_step
+
+        phase = f"{record.phase} of {record.phases}" if record.phases > 1 else None
+        advice = next_step(record)
+        if self.live is not None:
+            said = f"rollout {record.id}: {record.state}" + (f", phase {phase}" if phase else "")
+            said += f" · {advice}" if advice else ""
+            self.live.console.print(said, markup=False, highlight=False)
+        structlog.get_logger("smartconnector.rollout").info(
+            "rollout state", rollout=record.id, state=record.state, phase=phase, next=advice
+        )
 
     def show(self, counts: dict[str, int]) -> None:
         """Counts from elsewhere (a rollout on Temporal), as they are now."""

@@ -15,7 +15,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
@@ -79,6 +79,9 @@ class RolloutController:
         self.final: str | None = None
         #: The command is stopping before the end (:meth:`leave`).
         self.leaving = False
+        #: Told the record at each change of its state (running, paused, baking, an end).
+        self.on_state: Callable[[RolloutRecord], None] = lambda record: None
+        self._told: tuple[str, int] | None = None
         self._written: dict[str, Any] | None = None
         self._last_write = 0.0
         self._changed = asyncio.Event()
@@ -252,6 +255,7 @@ class RolloutController:
         if self._task is not None:  # its write in flight lands first, not after the last
             self._kick.set()
             await asyncio.wait({self._task})
+        self._told = None  # told again: an end, or that no command runs it now
         await self.sync(write=True, adopt=False)
 
     # -- the record ---------------------------------------------------------------------------
@@ -280,6 +284,9 @@ class RolloutController:
             if adopt:
                 self._obey(await self.records.request(self.record.id))
             self.record.state = self._state()
+            if (self.record.state, self.record.phase) != self._told:
+                self._told = (self.record.state, self.record.phase)
+                self.on_state(self.record)
             body = {**self.record.to_json(), "heardAt": None}
             due = time.monotonic() - self._last_write >= HEARTBEAT
             if write or due or body != self._written:

@@ -19,6 +19,7 @@ from engine.client import Document
 from engine.drivers.runner import Engine
 from engine.errors import Interrupted, SmartConnectorError
 from engine.fleet.control import RolloutController
+from engine.fleet.record import RolloutRecord
 from installers import Connector
 
 Status = Literal["updated", "skipped", "failed", "interrupted", "not attempted"]
@@ -98,6 +99,7 @@ async def rollout(
     recorded: bool = False,
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
     on_phase: Callable[[int, int, int], None] = lambda number, phases, total: None,
+    on_state: Callable[[RolloutRecord], None] = lambda record: None,
 ) -> RolloutReport:
     """Update ``integration_ids`` (default: every integration of the connector) to its version.
 
@@ -106,15 +108,15 @@ async def rollout(
     flat however large the fleet. Otherwise it needs the whole list of ids first.
 
     ``recorded`` (implied by ``pause`` and ``bake``) keeps its record in the State API and
-    obeys its operators (:mod:`engine.fleet.record`). ``pause`` holds after each phase until
-    resumed; ``bake`` waits that many seconds after each phase, then looks again at its
-    integrations. ``on_phase`` hears of each phase (number, phases, integrations in all)."""
+    obeys its operators (:mod:`engine.fleet.record`); ``on_state`` hears of each change of
+    its state. ``pause`` holds after each phase until resumed; ``bake`` waits that many
+    seconds after each phase, then looks again. ``on_phase``: (number, phases, total)."""
     report = RolloutReport(connector.manifest.version)
     control = None
     if recorded or pause or bake is not None:
         options = {"pause": pause, "bake": bake, "maxFailures": max_failures}
         options |= {"concurrency": concurrency, "phase": phase_pct}
-        control = await _controlled(engine, connector, options)
+        control = await _controlled(engine, connector, options, on_state)
         report.rollout_id = control.record.id
     run = _Run(engine, connector, report, concurrency, max_failures, pause, bake, control)
     run.on_outcome, run.on_phase = on_outcome, on_phase
@@ -133,13 +135,18 @@ async def rollout(
 
 
 async def _controlled(
-    engine: Engine, connector: Connector, options: dict[str, Any]
+    engine: Engine,
+    connector: Connector,
+    options: dict[str, Any],
+    on_state: Callable[[RolloutRecord], None],
 ) -> RolloutController:
     """The rollout's record, taken up (refused, exit 4, while a live command runs it)."""
     manifest = connector.manifest
-    return await RolloutController.open(
+    control = await RolloutController.open(
         engine.api, manifest.connector_id, manifest.version, options, engine.stop, manifest.name
     )
+    control.on_state = on_state
+    return control
 
 
 def _final_state(report: RolloutReport) -> str:
