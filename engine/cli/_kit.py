@@ -43,7 +43,7 @@ def new_command(
     for path in written:
         typer.echo(f"wrote {path}", err=True)
     typer.echo(
-        f"next: smartconnector install {directory}   ·   python -m pytest {directory}", err=True
+        f"next: {_this_cli()} install {directory}   ·   {_python()} -m pytest {directory}", err=True
     )
     typer.echo(str(directory))
 
@@ -234,3 +234,20 @@ def ui_command(
     typer.echo(config.url)
     served = uvicorn.Config(create_ui_app(config), log_level="warning", access_log=False)
     uvicorn.Server(served).run(sockets=[listening])
+
+
+def _this_cli() -> str:
+    """How this command was run (``.venv/bin/smartconnector``), for advice to copy."""
+    import sys
+
+    invoked = Path(sys.argv[0])
+    return str(invoked) if invoked.name == "smartconnector" else "smartconnector"
+
+
+def _python() -> str:
+    """The Python this command runs on (the one with the pytest plugin), relative if near."""
+    import os
+    import sys
+
+    relative = os.path.relpath(sys.executable)
+    return relative if not relative.startswith("..") else sys.executable

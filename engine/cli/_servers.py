@@ -137,7 +137,10 @@ def token_create(
     scopes: Annotated[
         str,
         typer.Option(
-            help="Comma-separated scopes, e.g. all.User or integration.get,integration.patch."
+            help=(
+                "Comma-separated scopes: all.User for everything, or e.g."
+                " integrations.get,integrations.post,integration.*,resources.* to install."
+            )
         ),
     ],
     db: SandboxDb = None,
