@@ -7,6 +7,7 @@ changed and written back loses nothing the platform or another tool put there.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Sequence
@@ -155,10 +156,41 @@ def parse(model: type[M], data: Any, *, what: str, error: type[BadInput] = BadIn
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:
-        problems = [(field_path(e["loc"]), e["msg"]) for e in exc.errors()] + problems
+        found = [(field_path(e["loc"]), _with_hint(e, data)) for e in exc.errors()]
+        problems = found + problems
     if problems:
         raise problems_error(what, problems, error)
     return parsed
+
+
+def _with_hint(error: Any, data: Any) -> str:
+    """The problem's message; for a missing field, the key beside it that looks like a typo
+    of it (``"instal"`` for ``install``)."""
+    message = str(error["msg"])
+    *parents, name = error["loc"] or ("",)
+    if error["type"] != "missing" or not isinstance(name, str):
+        return message
+    node = data
+    for part in parents:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return message
+    known = _known_keys()
+    keys = (
+        [k for k in node if isinstance(k, str) and k not in known] if isinstance(node, dict) else []
+    )
+    close = difflib.get_close_matches(name, keys, n=1, cutoff=0.75)
+    return f"{message} (found {close[0]!r}: did you mean {name!r}?)" if close else message
+
+
+def _known_keys() -> set[str]:
+    """Every field name the wire models know: a key that is one is no typo."""
+    return {
+        info.alias or name
+        for model in WireModel.__subclasses__()
+        for name, info in model.model_fields.items()
+    }
 
 
 def problems_error(

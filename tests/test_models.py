@@ -117,6 +117,43 @@ def test_manifest_lists_every_function_name() -> None:
     ]
 
 
+MANIFEST = {
+    "name": "c",
+    "_connectorId": "id",
+    "version": "1",
+    "install": [{"name": "s", "installerFunction": "i", "uninstallerFunction": "u"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("where", "right", "typo", "said"),
+    [
+        ((), "install", "instal", "install: Field required (found 'instal': did you mean"),
+        (
+            ("install", 0),
+            "installerFunction",
+            "installerFunctoin",
+            "install[0].installerFunction: Field required (found 'installerFunctoin'",
+        ),
+    ],
+)
+def test_a_misspelled_field_is_named_with_the_one_it_should_be(
+    where: tuple[Any, ...], right: str, typo: str, said: str
+) -> None:
+    """A required field missing beside a key that looks like its typo: the message names
+    the key found and asks whether it meant the field (a known field is never taken as a
+    typo, even when it looks like one: uninstallerFunction)."""
+    manifest = copy.deepcopy(MANIFEST)
+    node: Any = manifest
+    for part in where:
+        node = node[part]
+    node[typo] = node.pop(right)
+    with pytest.raises(ConnectorInvalid) as info:
+        parse(ConnectorManifest, manifest, what="connector.json", error=ConnectorInvalid)
+    assert said in str(info.value) and f"did you mean {right!r}?" in str(info.value)
+    assert "uninstallerFunction'" not in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("loc", "path"),
     [
