@@ -338,6 +338,8 @@ def test_a_killed_command_leaves_its_pause_and_the_same_command_holds_again(
     assert fleet.status()["state"] == "paused"
     out = fleet.cli("rollouts", "status", fleet.rollout_id, "--once")
     assert "no rollout command runs it now" in out.stdout
+    listed = fleet.cli("rollouts").stdout.splitlines()
+    assert listed[-1].startswith(fleet.rollout_id) and listed[-1].endswith("(no command runs it)")
     again = fleet.start(*options)
     try:
         time.sleep(3)

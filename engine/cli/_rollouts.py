@@ -91,6 +91,7 @@ def rollouts(settings: Settings, as_json: AsJson = False) -> None:
         typer.echo(
             f"{r.id:<{width}}  {r.state:<7}  {_phase(r):<7}  {r.updated:>7}  {r.failed:>6}"
             f"  {r.skipped:>7}  {r.remaining:>9}"
+            + ("  (no command runs it)" if r.abandoned else "")
         )
 
 
