@@ -185,6 +185,29 @@ def test_ui_on_a_taken_port_exits_2_and_prints_no_url(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (("instal",), "No such command 'instal'. Did you mean 'install'"),
+        (("install", "--bogus", "x"), "No such option: --bogus"),
+        (("rollout",), "Missing argument"),
+        (("rollout", ".", "--all", "--phase", "0"), "Invalid value for '--phase'"),
+        (("ui", "--port", "abc"), "Invalid value for '--port'"),
+    ],
+)
+def test_a_command_line_typo_is_one_line_naming_the_help_to_read(
+    tmp_path: Path, command: tuple[str, ...], said: str
+) -> None:
+    """An unknown command or option, a missing argument or a bad value: exit 2 in one line,
+    `error: ...` like every other error, naming the --help to read (no box of six lines)."""
+    out = run_cli(*command, home=tmp_path / "home", timeout=30)
+    assert out.returncode == 2, out.stderr
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("error: ") and said in line, line
+    help_of = "" if command[0] == "instal" else f" {command[0]}"
+    assert line.endswith(f"{help_of} --help`)"), line
+
+
 SERVERS = {
     "ui": ("ui",),
     "sandbox": ("sandbox", "serve"),

@@ -8,12 +8,13 @@ from __future__ import annotations
 import gc
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 if TYPE_CHECKING:
     from engine.client import ApiClient
@@ -24,7 +25,42 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+
+class OneLineErrors(TyperGroup):
+    """A usage error (an unknown command or option, a bad value) as one line,
+    ``error: ... (see `COMMAND --help`)``, exit 2, as every other error of this CLI: Typer
+    would draw a box of five or six lines."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        call = (args, prog_name, complete_var, False, windows_expand_args)
+        if not standalone_mode:
+            return super().main(*call, **extra)
+        from typer._click.exceptions import ClickException
+
+        try:
+            code = super().main(*call, **extra)
+        except ClickException as exc:
+            if type(exc).__name__ != "NoArgsIsHelpError":  # the help is printed already
+                context = getattr(exc, "ctx", None)
+                see = f" (see `{context.command_path} --help`)" if context is not None else ""
+                typer.echo(f"error: {exc.format_message()}{see}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="smartconnector",
     help=(
         "Install, resume and uninstall integrator.io SmartConnector integrations.\n\n"
