@@ -80,7 +80,9 @@ def _stderr_logger(*args: Any) -> structlog.PrintLogger:
 
 
 #: What the step display shows on a terminal; not logged again there.
-SHOWN_BY_THE_DISPLAY = frozenset({"function succeeded", "mode change", "rollout outcome"})
+SHOWN_BY_THE_DISPLAY = frozenset(
+    {"function succeeded", "mode change", "rollout outcome", "rollout state"}
+)
 
 
 def _drop_displayed(

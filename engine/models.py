@@ -8,6 +8,7 @@ changed and written back loses nothing the platform or another tool put there.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -156,7 +157,10 @@ def parse(model: type[M], data: Any, *, what: str, error: type[BadInput] = BadIn
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:
-        found = [(field_path(e["loc"]), _with_hint(e, data)) for e in exc.errors()]
+        errors = exc.errors()
+        hinted = [_with_hint(e, data) for e in errors[:MAX_PROBLEMS]]  # only these are shown
+        messages = hinted + [str(e["msg"]) for e in errors[MAX_PROBLEMS:]]
+        found = [(field_path(e["loc"]), m) for e, m in zip(errors, messages, strict=True)]
         problems = found + problems
     if problems:
         raise problems_error(what, problems, error)
@@ -184,13 +188,14 @@ def _with_hint(error: Any, data: Any) -> str:
     return f"{message} (found {close[0]!r}: did you mean {name!r}?)" if close else message
 
 
-def _known_keys() -> set[str]:
+@functools.cache
+def _known_keys() -> frozenset[str]:
     """Every field name the wire models know: a key that is one is no typo."""
-    return {
+    return frozenset(
         info.alias or name
         for model in WireModel.__subclasses__()
         for name, info in model.model_fields.items()
-    }
+    )
 
 
 def problems_error(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -378,6 +379,43 @@ def test_a_command_killed_while_a_phase_bakes_leaves_the_promotion_hold(
         assert len(fleet.updates()) > 4  # resumed: the next phase began
     finally:
         stop(again)
+
+
+def test_a_resume_during_the_bake_lets_the_rollout_go_on_after_it(small_fleet: Fleet) -> None:
+    """`rollouts resume` while phase 1 bakes (with --pause): once the bake is over the
+    rollout goes on to phase 2 without holding again."""
+    fleet = small_fleet
+    rollout = fleet.start("--phase", "50", "--bake", "3", "--pause")
+    try:
+        fleet.wait_for(lambda r: r["state"] == "baking")
+        assert fleet.cli("rollouts", "resume", fleet.rollout_id).returncode == 0
+        assert rollout.wait(40) == 0
+    finally:
+        stop(rollout)
+    assert len(fleet.updates()) == 8
+
+
+def test_ctrl_c_after_an_abort_ends_the_rollout_aborted_and_the_next_run_goes_on(
+    small_fleet: Fleet,
+) -> None:
+    """An abort taken up, then Ctrl-C while the updates in flight finish: the command says
+    it was aborted (exit 1), the record ends aborted, and the same command again goes on."""
+    fleet = small_fleet
+    (fleet.directory / "delay").write_text("2")
+    rollout = fleet.start("--concurrency", "2")
+    try:
+        fleet.wait_for(lambda r: r["state"] == "running")
+        time.sleep(0.5)  # two updates in flight, for 2 s each
+        assert fleet.cli("rollouts", "abort", fleet.rollout_id).returncode == 0
+        rollout.send_signal(signal.SIGINT)
+        assert rollout.wait(30) == 1
+    finally:
+        stop(rollout)
+    assert fleet.status()["state"] == "aborted"
+    (fleet.directory / "delay").write_text("0")
+    again = fleet.cli("rollout", str(fleet.directory), "--all")
+    assert again.returncode == 0, again.stderr
+    assert fleet.agrees_with_the_api()["state"] == "done"
 
 
 def test_an_unknown_rollout_exits_6_saying_where_it_looked(small_fleet: Fleet) -> None:

@@ -54,7 +54,7 @@ class OneLineErrors(TyperGroup):
                 typer.echo(f"error: {exc.format_message()}{see}", err=True)
             sys.exit(exc.exit_code)
         except typer.Abort:
-            typer.echo("Aborted!", err=True)
+            typer.echo("Aborted.", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 

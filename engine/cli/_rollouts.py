@@ -182,7 +182,9 @@ def counts(record: RolloutRecord) -> str:
 def _heard(record: RolloutRecord) -> str:
     if record.executor == "temporal":
         return "on Temporal"
-    runner = record.runner or {}
+    if not record.runner:
+        return "local, no command runs it"
+    runner = record.runner
     silent = record.silent_for()
     ago = f", last heard {silent:.0f} s ago" if silent is not None and not record.ended else ""
     return f"local, pid {runner.get('pid')} on {runner.get('host')}{ago}"

@@ -97,6 +97,8 @@ class RolloutController:
         options: dict[str, Any],
         stop: asyncio.Event,
         name: str = "",
+        *,
+        on_state: Callable[[RolloutRecord], None] | None = None,
     ) -> RolloutController:
         """Take up the rollout's record: a new one, or what a stopped run left. A hold stays
         (the rollout holds until resumed), and so does an abort (this run ends at once,
@@ -127,6 +129,8 @@ class RolloutController:
         if request is not None:
             record.asked = request.asked
         controller = cls(api, record, stop)
+        if on_state is not None:
+            controller.on_state = on_state
         await controller.sync(write=True, adopt=False)
         controller._task = asyncio.create_task(controller._keep())
         return controller
@@ -286,7 +290,7 @@ class RolloutController:
             self.record.state = self._state()
             if (self.record.state, self.record.phase) != self._told:
                 self._told = (self.record.state, self.record.phase)
-                self.on_state(self.record)
+                self._tell()
             body = {**self.record.to_json(), "heardAt": None}
             due = time.monotonic() - self._last_write >= HEARTBEAT
             if write or due or body != self._written:
@@ -295,6 +299,14 @@ class RolloutController:
                 self._written, self._last_write = body, time.monotonic()
         except SmartConnectorError as exc:  # the next sync tries again; the updates go on
             log.warning("rollout record not kept", rollout=self.record.id, error=str(exc))
+
+    def _tell(self) -> None:
+        """``on_state``, which must not stop the record being kept (its heartbeat is what
+        tells others a command runs the rollout)."""
+        try:
+            self.on_state(self.record)
+        except Exception as exc:
+            log.warning("rollout state not shown", rollout=self.record.id, error=repr(exc))
 
     def _obey(self, request: Request | None) -> None:
         """Take up an operator's request the rollout has not taken up yet (:func:`take_up`)."""

@@ -321,9 +321,14 @@ class RolloutRecords:
             pending is not None and pending.control == "abort" and pending.asked != record.asked
         )
         if aborting:
+            ends = (
+                "it ends as aborted when its `rollout` command runs again"
+                if record.abandoned
+                else "it ends once the updates in flight finish"
+            )
+            verb = "resume" if control == "run" else control
             raise BadInput(
-                f"rollout {record.id} was asked to abort: it ends once the updates in flight"
-                f" finish; nothing to {'resume' if control == 'run' else control}",
+                f"rollout {record.id} was asked to abort: {ends}; nothing to {verb}",
                 field="control",
             )
 

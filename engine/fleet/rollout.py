@@ -123,12 +123,12 @@ async def rollout(
     try:
         await run.every(integration_ids, phase_pct)
     except SmartConnectorError as exc:  # the fleet could not be read: the record says why
-        report.stopped = report.stopped or f"stopped: {exc}"
+        report.stopped = report.stopped or f"the fleet could not be read: {exc}"
         raise
     finally:
         report.interrupted = engine.stop.is_set()
-        if control is not None and report.interrupted:
-            await control.leave()
+        if control is not None and report.interrupted and not report.aborted:
+            await control.leave()  # Ctrl-C: no end; the next run takes it up from here
         elif control is not None:
             await control.finish(_final_state(report), report.stopped)
     return report
@@ -142,15 +142,19 @@ async def _controlled(
 ) -> RolloutController:
     """The rollout's record, taken up (refused, exit 4, while a live command runs it)."""
     manifest = connector.manifest
-    control = await RolloutController.open(
-        engine.api, manifest.connector_id, manifest.version, options, engine.stop, manifest.name
+    return await RolloutController.open(
+        engine.api,
+        manifest.connector_id,
+        manifest.version,
+        options,
+        engine.stop,
+        manifest.name,
+        on_state=on_state,
     )
-    control.on_state = on_state
-    return control
 
 
 def _final_state(report: RolloutReport) -> str:
-    if report.aborted or report.interrupted:
+    if report.aborted:
         return "aborted"
     return "failed" if report.failed or report.stopped else "done"
 
@@ -291,9 +295,11 @@ class _Run:
             if self.control is not None and self.control.aborted:
                 self._aborted(number, [i for i in wave if i not in seen], *phases[number:])
                 return
+            held = False
             if not self.engine.stop.is_set() and "updated" in seen.values():
                 if self.pause and self.control is not None and number < len(phases):
                     self.control.take_hold()  # killed while baking: the next run holds
+                    held = True
                 await self._bake(seen)
                 if self.control is not None and self.control.aborted:
                     self._aborted(number, *phases[number:])
@@ -301,7 +307,7 @@ class _Run:
             if self._stops_after(number, len(phases)):
                 self._not_attempted(phases[number:])
                 return
-            if number < len(phases) and not await self._hold(seen):
+            if number < len(phases) and not await self._hold(seen, taken=held):
                 self._aborted(number, *phases[number:])
                 return
 
@@ -334,12 +340,15 @@ class _Run:
             self.report.demote(integration_id, was, problem)
             self.control.demoted(integration_id, was, problem)
 
-    async def _hold(self, seen: dict[str, Status]) -> bool:
-        """With ``--pause``, after a phase that updated any: hold until resumed."""
+    async def _hold(self, seen: dict[str, Status], *, taken: bool = False) -> bool:
+        """With ``--pause``, after a phase that updated any: hold until resumed (``taken``:
+        the hold began with the bake, and a resume meanwhile has released it)."""
         if not self.pause or self.control is None or "updated" not in seen.values():
             return True
         if self.engine.stop.is_set():
             return True
+        if taken:
+            return await self.control.proceed()
         return await self.control.hold()
 
     def _stops_after(self, number: int, phases: int) -> bool:

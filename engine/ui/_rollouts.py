@@ -183,7 +183,7 @@ class RolloutsPage:
         if control is None:
             return HTMLResponse(page("Unknown", "<h1>Unknown action</h1>"), 404)
         seen = form.get("hold", "")  # the hold this page showed: a resume releases that one
-        hold = int(seen) if seen.isdigit() else None
+        hold = int(seen) if seen.isascii() and seen.isdigit() and len(seen) < 10 else None
         try:
             found = await (await self.rollouts()).ask(rollout_id, control, hold=hold)
         except SmartConnectorError as exc:
