@@ -27,6 +27,7 @@ from engine.fleet.record import (
     RolloutRecord,
     RolloutRecords,
     Wave,
+    carry_on,
     now_iso,
     rollout_name,
     take_up,
@@ -117,17 +118,10 @@ class RolloutController:
             options=options,
             runner={"host": socket.gethostname(), "pid": os.getpid()},
         )
-        if found is not None:  # holds count on across runs: a stale resume names an old one
-            record.hold, record.asked = found.hold, found.asked
-        if found is not None and not found.ended:
-            record.control = found.control
-            if request is not None and request.asked != found.asked:
-                take_up(record, request)
-        elif found is None:  # nobody can ask before the record exists: no request is lost
-            request = Request("run", "")
-            await records.put_request(rollout_id, request)
-        if request is not None:
-            record.asked = request.asked
+        carry_on(record, found, request)
+        if found is None and request is None:  # nobody can ask before the record exists
+            await records.put_request(rollout_id, Request("run", ""))
+            record.asked = ""
         controller = cls(api, record, stop)
         if on_state is not None:
             controller.on_state = on_state

@@ -333,6 +333,21 @@ class RolloutRecords:
             )
 
 
+def carry_on(record: RolloutRecord, found: RolloutRecord | None, request: Request | None) -> None:
+    """What a new run's ``record`` takes from the last run's (``found``) and the operator's
+    last request: its holds (counted on, so a stale resume names an old one); unless it
+    ended, its control (a hold stays, an abort ends this run at once) and a request asked
+    while no command ran it."""
+    if found is not None:
+        record.hold, record.asked = found.hold, found.asked
+        if not found.ended:
+            record.control = found.control
+            if request is not None and request.asked != found.asked:
+                take_up(record, request)
+    if request is not None:
+        record.asked = request.asked
+
+
 def take_up(record: RolloutRecord, request: Request) -> bool:
     """Apply an operator's request not taken up yet to ``record``; whether its control
     changed. An abort is final; a pause is a new hold (unless it already holds); a resume

@@ -103,34 +103,22 @@ async def rollout(
 ) -> RolloutReport:
     """Update ``integration_ids`` (default: every integration of the connector) to its version.
 
-    Without ids, phases, ``pause`` or ``bake`` it pages through the connector's integrations,
-    with at most ``concurrency`` documents in flight (and the page being read): memory stays
-    flat however large the fleet. Otherwise it needs the whole list of ids first.
-
-    ``recorded`` (implied by ``pause`` and ``bake``) keeps its record in the State API and
-    obeys its operators (:mod:`engine.fleet.record`); ``on_state`` hears of each change of
-    its state. ``pause`` holds after each phase until resumed; ``bake`` waits that many
-    seconds after each phase, then looks again. ``on_phase``: (number, phases, total)."""
+    Without ids, phases, ``pause`` or ``bake`` it pages through the fleet, ``concurrency``
+    documents in flight: memory stays flat. ``recorded`` (implied by ``pause`` and ``bake``)
+    keeps its record in the State API and obeys its operators (:mod:`engine.fleet.record`).
+    ``pause`` holds after each phase until resumed; ``bake`` waits, then looks again. The
+    ``on_`` callbacks hear each outcome, phase (number, phases, total) and change of state."""
     report = RolloutReport(connector.manifest.version)
     control = None
     if recorded or pause or bake is not None:
-        options = {"pause": pause, "bake": bake, "maxFailures": max_failures}
-        options |= {"concurrency": concurrency, "phase": phase_pct}
-        control = await _controlled(engine, connector, options, on_state)
+        asked = {"pause": pause, "bake": bake, "maxFailures": max_failures, "phase": phase_pct}
+        control = await _controlled(
+            engine, connector, asked | {"concurrency": concurrency}, on_state
+        )
         report.rollout_id = control.record.id
     run = _Run(engine, connector, report, concurrency, max_failures, pause, bake, control)
     run.on_outcome, run.on_phase = on_outcome, on_phase
-    try:
-        await run.every(integration_ids, phase_pct)
-    except SmartConnectorError as exc:  # the fleet could not be read: the record says why
-        report.stopped = report.stopped or f"the fleet could not be read: {exc}"
-        raise
-    finally:
-        report.interrupted = engine.stop.is_set()
-        if control is not None and report.interrupted and not report.aborted:
-            await control.leave()  # Ctrl-C: no end; the next run takes it up from here
-        elif control is not None:
-            await control.finish(_final_state(report), report.stopped)
+    await run.through(integration_ids, phase_pct)
     return report
 
 
@@ -264,6 +252,22 @@ class _Run:
         if control is not None:
             control.finished(outcome.integration_id, outcome.status, outcome.reason, began)
         self.on_outcome(outcome)
+
+    async def through(self, integration_ids: list[str] | None, phase_pct: float | None) -> None:
+        """:meth:`every`, then the record's last write: the end, or after a plain Ctrl-C
+        none (the next run takes the rollout up where it is)."""
+        report, control = self.report, self.control
+        try:
+            await self.every(integration_ids, phase_pct)
+        except SmartConnectorError as exc:  # the fleet could not be read: the record says why
+            report.stopped = report.stopped or f"the fleet could not be read: {exc}"
+            raise
+        finally:
+            report.interrupted = self.engine.stop.is_set()
+            if control is not None and report.interrupted and not report.aborted:
+                await control.leave()
+            elif control is not None:
+                await control.finish(_final_state(report), report.stopped)
 
     async def every(self, integration_ids: list[str] | None, phase_pct: float | None) -> None:
         """``integration_ids`` (default: the connector's), paged through unless in phases."""
