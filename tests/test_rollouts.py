@@ -367,6 +367,7 @@ def test_a_command_killed_while_a_phase_bakes_leaves_the_promotion_hold(
         fleet.wait_for(lambda r: r["state"] == "baking")
     finally:
         stop(first)
+    assert fleet.status()["state"] == "paused"  # as operators see it: no command bakes it
     again = fleet.start(*options)
     try:
         time.sleep(3)

@@ -376,7 +376,10 @@ def acted_on(record: RolloutRecord, control: str) -> bool:
 
 def _unattended(record: RolloutRecord, control: str) -> str:
     """The state of a record no command runs, once ``control`` is set on it: paused once
-    a pause is; an abort ends it only when a command takes it up (running it again)."""
-    if record.ended or record.state == "baking":
+    a pause is (a bake nobody runs is over); an abort ends it only when a command takes it
+    up (running it again)."""
+    if record.ended:
         return record.state
-    return "paused" if control == "pause" else record.state
+    if control == "pause":
+        return "paused"
+    return "running" if record.state == "baking" else record.state
