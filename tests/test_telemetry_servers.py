@@ -113,7 +113,12 @@ def test_the_install_page_serves_metrics_and_traces_its_runs(
             page.post("/install", data={"connector": "noop"}, headers={"X-CSRF-Token": csrf[1]})
         metrics = f"http://127.0.0.1:{metrics_port}/metrics"
         samples = scraped_until(metrics, lambda s: s.get(CALLS.format("noop")) == 2)
-        spans = receiver.wait_for(lambda s: len([x for x in s if x.name == "call noop"]) == 2)
+        spans = receiver.wait_for(  # the run's span ends (and is sent) after its calls'
+            lambda s: (
+                len([x for x in s if x.name == "call noop"]) == 2
+                and any(x.name == "smartconnector.run" for x in s)
+            )
+        )
     finally:
         stop(ui)
     assert samples[CALLS.format("noop")] == 2, (tmp_path / "ui.log").read_text()
@@ -192,7 +197,12 @@ def test_an_install_on_temporal_is_one_trace_and_the_worker_counts_it(
     finally:
         stop(worker)
         api.close()
-    spans = receiver.wait_for(lambda s: len([x for x in s if x.name.startswith("call ")]) == 3)
+    spans = receiver.wait_for(
+        lambda s: (
+            len([x for x in s if x.name.startswith("call ")]) == 3
+            and any(x.name == "smartconnector install" for x in s)
+        )
+    )
     (root,) = [s for s in spans if s.name == "smartconnector install"]
     in_trace = [s for s in spans if s.trace_id == root.trace_id]
     calls = [s for s in in_trace if s.name.startswith("call make")]
