@@ -196,8 +196,6 @@ class RolloutController:
     async def hold(self) -> bool:
         """Hold after a phase (``--pause``) until resumed; ``False`` once aborted. A pause
         an operator asked is this hold too: one resume goes on."""
-        if self.aborted:
-            return False
         self.take_hold()
         return await self.proceed()
 
@@ -268,13 +266,19 @@ class RolloutController:
         return "running"
 
     async def _keep(self) -> None:
-        """Sync every :data:`POLL` seconds, or when kicked, until the rollout ends."""
-        while self.final is None and not self.leaving:
+        """Sync every :data:`POLL` seconds, or when kicked, until the last write."""
+        while not self._over:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), POLL)
             self._kick.clear()
-            if self.final is None and not self.leaving:
+            if not self._over:
                 await self.sync()
+
+    @property
+    def _over(self) -> bool:
+        """Whether this command's last write of the record is under way (an end, or
+        :meth:`leave`): nothing is taken up or synced after it."""
+        return self.final is not None or self.leaving
 
     async def sync(self, *, write: bool = False, adopt: bool = True) -> None:
         """Read what an operator asked, then write the record if it changed (or is due)."""
@@ -304,12 +308,10 @@ class RolloutController:
 
     def _obey(self, request: Request | None) -> None:
         """Take up an operator's request the rollout has not taken up yet (:func:`take_up`)."""
-        done = self.final is not None or self.leaving
-        if request is None or request.asked == self.record.asked or done:
+        if request is None or request.asked == self.record.asked or self._over:
             return
         if not take_up(self.record, request):
             return
         log.info("rollout control", rollout=self.record.id, control=request.control)
         self._changed.set()
         self._changed = asyncio.Event()
-        self.record.state = self._state()

@@ -254,7 +254,7 @@ class RolloutRecords:
         request = await self.request(rollout_id)
         if request is not None and request.asked != record.asked:
             take_up(record, request)
-        record.state = _unattended(record, record.control)
+        record.state = _unattended(record)
         return record
 
     async def stored(self, rollout_id: str) -> RolloutRecord | None:
@@ -374,12 +374,12 @@ def acted_on(record: RolloutRecord, control: str) -> bool:
     return control == "run" and record.state != "paused"
 
 
-def _unattended(record: RolloutRecord, control: str) -> str:
-    """The state of a record no command runs, once ``control`` is set on it: paused once
-    a pause is (a bake nobody runs is over); an abort ends it only when a command takes it
-    up (running it again)."""
+def _unattended(record: RolloutRecord) -> str:
+    """The state of a record no command runs, as its control says: paused once a pause is
+    (a bake nobody runs is over); an abort ends it only when a command takes it up (running
+    it again)."""
     if record.ended:
         return record.state
-    if control == "pause":
+    if record.control == "pause":
         return "paused"
     return "running" if record.state == "baking" else record.state
